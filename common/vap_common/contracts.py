@@ -1,0 +1,106 @@
+"""Message contracts on the Kafka topics (JSON values, key = scenario UUID).
+
+Every producer serialises with :func:`encode` and every consumer parses with :func:`decode`, so a
+schema change happens here once. A value that does not parse raises :class:`InvalidMessage`, which
+consumers route to the topic's dead-letter queue.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal, TypeVar
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from vap_common.lifecycle import FailureReason, ScenarioStatus
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Contract(BaseModel):
+    """Base of every message: immutable, unknown fields rejected."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class DetectorSpec(Contract):
+    """Which detector plug-in a scenario uses and its settings (validated by the runner's registry)."""
+
+    name: str = "mock"
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+
+class ScenarioCommand(Contract):
+    """`init_scenario`: the API asks the orchestrator to start or stop a scenario."""
+
+    scenario_uuid: UUID
+    command: Literal["start", "shutdown"]
+    camera_url: str
+    detector: DetectorSpec = Field(default_factory=DetectorSpec)
+    issued_at: datetime = Field(default_factory=utc_now)
+
+
+class DeployCommand(Contract):
+    """`to_deploy`: the orchestrator asks the runtime to run or stop one runner."""
+
+    scenario_uuid: UUID
+    worker_id: str
+    action: Literal["deploy", "stop"]
+    camera_url: str
+    detector: DetectorSpec = Field(default_factory=DetectorSpec)
+    issued_at: datetime = Field(default_factory=utc_now)
+
+
+class Detection(Contract):
+    class_name: str = Field(alias="class")
+    confidence: float = Field(ge=0.0, le=1.0)
+    bbox: tuple[float, float, float, float]  # x1, y1, x2, y2 in pixels of the original frame
+
+
+class FrameResult(Contract):
+    """`results`: one analysed frame.
+
+    ``run_id`` names one runner session: (scenario, run, frame) is the inbox's dedupe key, so a
+    redelivered message is stored once while a restarted runner (a new run) never collides.
+    """
+
+    scenario_uuid: UUID
+    run_id: str = Field(min_length=1, max_length=64)
+    frame_number: int = Field(ge=0)
+    detections: list[Detection]
+    timestamp: datetime
+
+
+class StatusEvent(Contract):
+    """`scenario_status`: a lifecycle step reported by the orchestrator, runner or operator."""
+
+    scenario_uuid: UUID
+    status: ScenarioStatus
+    reason: FailureReason | None = None
+    message: str | None = Field(default=None, max_length=2000)
+    occurred_at: datetime = Field(default_factory=utc_now)
+
+
+class InvalidMessage(ValueError):
+    """A Kafka value that is not JSON or does not match its contract."""
+
+
+ContractT = TypeVar("ContractT", bound=Contract)
+
+
+def encode(message: Contract) -> bytes:
+    """Serialise a contract to the JSON bytes put on the wire (aliases, e.g. ``class``, applied)."""
+    return message.model_dump_json(by_alias=True).encode()
+
+
+def decode(contract: type[ContractT], raw: bytes | None) -> ContractT:
+    """Parse wire bytes into ``contract`` or raise :class:`InvalidMessage` with a short reason."""
+    if raw is None:
+        raise InvalidMessage("empty message value")
+    try:
+        return contract.model_validate_json(raw)
+    except ValidationError as error:
+        raise InvalidMessage(f"{contract.__name__}: {error.error_count()} error(s): {error.errors()[0]['msg']} at {error.errors()[0]['loc']}") from error

@@ -1,0 +1,37 @@
+"""SQLAlchemy engine and session helpers shared by the services."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from vap_common.settings import DatabaseSettings
+
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def make_engine(settings: DatabaseSettings, **overrides: object) -> Engine:
+    """An engine whose connections put ``settings.schema_name`` (if any) first on the search_path."""
+    connect_args: dict[str, object] = {"application_name": "vap"}
+    if settings.schema_name:
+        if not _SCHEMA_NAME.match(settings.schema_name):
+            raise ValueError(f"invalid schema name {settings.schema_name!r}")
+        connect_args["options"] = f"-csearch_path={settings.schema_name},public"
+    options: dict[str, object] = {"pool_size": settings.pool_size, "pool_pre_ping": True, "connect_args": connect_args}
+    options.update(overrides)
+    return create_engine(settings.url, **options)
+
+
+def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+@contextmanager
+def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A session whose work commits together on success and rolls back on any error."""
+    with factory() as session, session.begin():
+        yield session

@@ -1,0 +1,76 @@
+"""confluent-kafka factories with the platform's delivery settings, and the dead-letter helper."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaException, Message, Producer
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from vap_common.settings import KafkaSettings
+from vap_common.topics import dlq_name
+
+log = logging.getLogger(__name__)
+
+# Header names on dead-letter records (DESIGN.md: original topic, partition, offset, error, attempts).
+DLQ_HEADERS = ("dlq.original.topic", "dlq.original.partition", "dlq.original.offset", "dlq.error", "dlq.attempts")
+
+
+def make_producer(settings: KafkaSettings, **overrides: Any) -> Producer:
+    """An idempotent producer (``acks=all``): broker retries never duplicate within a session."""
+    config: dict[str, Any] = {
+        "bootstrap.servers": settings.bootstrap_servers,
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 5,
+        "compression.type": "lz4",
+    }
+    config.update(overrides)
+    return Producer(config)
+
+
+def make_consumer(settings: KafkaSettings, *, group_id: str, **overrides: Any) -> Consumer:
+    """A manual-commit consumer: callers commit only after the effect is durable."""
+    config: dict[str, Any] = {
+        "bootstrap.servers": settings.bootstrap_servers,
+        "group.id": group_id,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "isolation.level": "read_committed",
+    }
+    config.update(overrides)
+    return Consumer(config)
+
+
+def make_admin(settings: KafkaSettings) -> AdminClient:
+    return AdminClient({"bootstrap.servers": settings.bootstrap_servers})
+
+
+def ensure_topics(admin: AdminClient, names: list[str], *, partitions: int = 3, timeout_seconds: float = 30.0) -> list[str]:
+    """Create the missing topics among ``names``; returns those it created. Safe to call repeatedly."""
+    existing = set(admin.list_topics(timeout=timeout_seconds).topics)
+    missing = [name for name in names if name not in existing]
+    if not missing:
+        return []
+    futures = admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1) for name in missing])
+    for name, future in futures.items():
+        try:
+            future.result(timeout=timeout_seconds)
+        except KafkaException as error:
+            if error.args[0].name() != "TOPIC_ALREADY_EXISTS":
+                raise
+    return missing
+
+
+def send_to_dlq(producer: Producer, message: Message, *, error: str, attempts: int = 1) -> None:
+    """Copy ``message`` unchanged to ``<topic>.dlq`` with why it was rejected in the headers.
+
+    The caller flushes before committing the original offset, so a rejected message is never lost.
+    """
+    topic = message.topic() or ""
+    values = (topic, str(message.partition()), str(message.offset()), error[:1000], str(attempts))
+    headers: dict[str, str | bytes | None] = dict(zip(DLQ_HEADERS, values, strict=True))
+    producer.produce(dlq_name(topic), key=message.key(), value=message.value(), headers=headers)
+    log.warning("message sent to dead-letter topic", extra={"topic": message.topic(), "offset": message.offset(), "error": error})

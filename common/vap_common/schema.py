@@ -1,0 +1,109 @@
+"""The database tables, as SQLAlchemy models. Alembic migrations in ``migrations/`` create them.
+
+`scenarios`, `outbox_scenario` and `scenario_results` belong to the API; `workers` to the
+orchestrator. They share one database, and their definitions live here once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, CheckConstraint, DateTime, Identity, Index, Integer, Text, UniqueConstraint, func, text
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from vap_common.lifecycle import ScenarioStatus
+
+STATUS_VALUES = ", ".join(f"'{status.value}'" for status in ScenarioStatus)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Scenario(Base):
+    __tablename__ = "scenarios"
+    __table_args__ = (
+        CheckConstraint(f"status IN ({STATUS_VALUES})", name="ck_scenarios_status"),
+        # Listing with a status filter and a (created_at, scenario_uuid) cursor.
+        Index("ix_scenarios_status_created", "status", "created_at", "scenario_uuid"),
+        Index("ix_scenarios_created", "created_at", "scenario_uuid"),
+    )
+
+    scenario_uuid: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    name: Mapped[str | None] = mapped_column(Text)
+    camera_url: Mapped[str] = mapped_column(Text)
+    detector: Mapped[str] = mapped_column(Text, server_default="mock")
+    detector_settings: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    status: Mapped[str] = mapped_column(Text)
+    error_reason: Mapped[str | None] = mapped_column(Text)
+    error_message: Mapped[str | None] = mapped_column(Text)
+    idempotency_key: Mapped[str | None] = mapped_column(Text, unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class OutboxScenario(Base):
+    """A command waiting to be published; ``published_at`` set once the broker acknowledged it."""
+
+    __tablename__ = "outbox_scenario"
+    __table_args__ = (
+        # The relay's scan: oldest unpublished first. Partial, so it stays small however old the table.
+        Index("ix_outbox_unpublished", "id", postgresql_where=text("published_at IS NULL")),
+        # Per-scenario order checks (an older unpublished row of the same scenario blocks newer ones).
+        Index("ix_outbox_scenario_id", "scenario_uuid", "id"),
+        # Pruning published rows by age.
+        Index("ix_outbox_published_at", "published_at", postgresql_where=text("published_at IS NOT NULL")),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    scenario_uuid: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    topic: Mapped[str] = mapped_column(Text)
+    event_type: Mapped[str] = mapped_column(Text)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class ScenarioResult(Base):
+    """One analysed frame. (scenario_uuid, run_id, frame_number) deduplicates redelivered results."""
+
+    __tablename__ = "scenario_results"
+    __table_args__ = (
+        UniqueConstraint("scenario_uuid", "run_id", "frame_number", name="uq_scenario_results_dedupe"),
+        Index("ix_scenario_results_frame_order", "scenario_uuid", "frame_number", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    scenario_uuid: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    run_id: Mapped[str] = mapped_column(Text)
+    frame_number: Mapped[int] = mapped_column(BigInteger)
+    detections: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
+    timestamp: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Worker(Base):
+    """The orchestrator's record of the runner deployed for a scenario."""
+
+    __tablename__ = "workers"
+
+    worker_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    scenario_uuid: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), unique=True)
+    camera_url: Mapped[str] = mapped_column(Text)
+    detector: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    status: Mapped[str] = mapped_column(Text)
+    # 'active' or 'inactive'; a shutdown that arrives before its start sets 'inactive' first.
+    desired_state: Mapped[str] = mapped_column(Text, server_default="active")
+    process_pid: Mapped[int | None] = mapped_column(Integer)
+    pod_name: Mapped[str | None] = mapped_column(Text)
+    restart_count: Mapped[int] = mapped_column(Integer, server_default="0")
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    stopped_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

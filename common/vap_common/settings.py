@@ -1,0 +1,47 @@
+"""Typed settings read from ``VAP_*`` environment variables.
+
+Each process defines ONE settings class that extends :class:`CommonSettings` with its own fields,
+so a newcomer finds every knob of a process in one place. Nested groups use ``__``:
+``VAP_DATABASE__URL``, ``VAP_KAFKA__BOOTSTRAP_SERVERS``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class DatabaseSettings(BaseModel):
+    """PostgreSQL connection. Defaults match the local stack started by ``./dev/infra up``."""
+
+    url: str = "postgresql+psycopg2://vap:vap-local-only@127.0.0.1:15432/vap"
+    # A schema to put first on the search_path; tests give each test its own.
+    schema_name: str | None = None
+    pool_size: int = 5
+
+
+class KafkaSettings(BaseModel):
+    """Kafka connection. Defaults match the local stack started by ``./dev/infra up``."""
+
+    bootstrap_servers: str = "127.0.0.1:19092"
+    # Prepended to every topic name; lets tests (or tenants) share one broker without crosstalk.
+    topic_prefix: str = ""
+
+
+class CommonSettings(BaseSettings):
+    """Settings every VAP process has."""
+
+    model_config = SettingsConfigDict(env_prefix="VAP_", env_nested_delimiter="__", extra="ignore")
+
+    environment: Literal["local", "test", "production"] = "local"
+    log_level: str = "INFO"
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+
+    @model_validator(mode="after")
+    def _refuse_local_password_in_production(self) -> "CommonSettings":
+        if self.environment == "production" and "vap-local-only" in self.database.url:
+            raise ValueError("VAP_DATABASE__URL still has the local development password; set a real one")
+        return self

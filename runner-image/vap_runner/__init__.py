@@ -1,0 +1,1 @@
+"""VAP runner: one process per scenario that decodes its stream and publishes detections."""

