@@ -15,14 +15,14 @@ pg_bindir() {
 
 # initdb and postgres refuse to run as root: as root, run them as the `postgres` system user.
 pg_as_owner() {
-  if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
+  if [[ $(id -u) -eq 0 ]]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
 # The cluster lives in $STATE/postgres. As root the server runs as the `postgres` user, which may not
 # be able to enter a private clone folder (e.g. one made by mktemp -d): then it lives in /var/tmp.
 pg_paths() {
   PG_HOME=$STATE/postgres
-  if [[ $(id -u) -eq 0 ]] && id postgres >/dev/null 2>&1 && ! runuser -u postgres -- test -x "$STATE"; then
+  if [[ $(id -u) -eq 0 ]] && id postgres >/dev/null 2>&1 && ! (cd / && runuser -u postgres -- test -x "$STATE"); then
     PG_HOME=/var/tmp/vap-postgres-$(printf '%s' "$STATE" | sha256sum | cut -c1-12)
   fi
   PG_DATA=$PG_HOME/data

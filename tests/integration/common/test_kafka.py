@@ -5,28 +5,11 @@ from __future__ import annotations
 import uuid
 
 from vap_common.contracts import StatusEvent, decode, encode
-from vap_common.kafka import make_consumer, make_producer
+from tests.helpers import consume
+from vap_common.kafka import make_producer
 from vap_common.lifecycle import ScenarioStatus
 from vap_common.settings import KafkaSettings
 from vap_common.topics import Topic, topic_name
-
-
-def _consume(settings: KafkaSettings, topic: str, group: str, expected: int, timeout_seconds: float = 30.0) -> list[bytes]:
-    consumer = make_consumer(settings, group_id=group)
-    consumer.subscribe([topic])
-    values: list[bytes] = []
-    try:
-        for _ in range(int(timeout_seconds)):
-            for message in consumer.consume(num_messages=100, timeout=1.0):
-                assert message.error() is None, message.error()
-                values.append(message.value())
-            if len(values) >= expected:
-                break
-        if values:
-            consumer.commit(asynchronous=False)
-    finally:
-        consumer.close()
-    return values
 
 
 def test_idempotent_produce_then_manual_commit_consume(kafka_settings: KafkaSettings) -> None:
@@ -41,8 +24,8 @@ def test_idempotent_produce_then_manual_commit_consume(kafka_settings: KafkaSett
     assert len(delivered) == 2 and all(item.isdigit() for item in delivered)
 
     group = f"smoke-{uuid.uuid4().hex[:8]}"
-    received = [decode(StatusEvent, value) for value in _consume(kafka_settings, topic, group, expected=2)]
+    received = [decode(StatusEvent, message.value()) for message in consume(kafka_settings, topic, expected=2, group=group)]
     assert received == events  # same key -> same partition -> produce order kept
 
     # Offsets were committed by hand: the same group sees nothing again.
-    assert _consume(kafka_settings, topic, group, expected=1, timeout_seconds=5) == []
+    assert consume(kafka_settings, topic, expected=1, timeout_seconds=5, group=group) == []

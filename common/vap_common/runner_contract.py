@@ -1,0 +1,54 @@
+"""How a runtime starts a runner: its environment variables and what its exit code means.
+
+The orchestrator's runtimes (a Pod in Kubernetes, a child process locally) build the environment
+with :func:`runner_environment`; the runner reads the same names through its settings class
+(``VAP_`` prefix, ``__`` for nested groups). One definition, so the two sides cannot drift.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import IntEnum
+
+from vap_common.contracts import DeployCommand
+from vap_common.settings import KafkaSettings
+
+# Port of the runner's HTTP endpoint: /metrics (Prometheus), /healthz (liveness), /readyz (readiness).
+RUNNER_HTTP_PORT = 9100
+
+
+class RunnerExit(IntEnum):
+    """Runner exit codes. Anything else is a crash, which the runtime restarts with backoff."""
+
+    DONE = 0  # end of a file, or drained after SIGTERM/SIGINT
+    FAILED = 3  # gave up (e.g. SourceUnreachable after N connects); `failed` already published; do not restart
+
+
+def runner_environment(
+    command: DeployCommand,
+    *,
+    kafka: KafkaSettings,
+    max_workers: int,
+    target_fps: float | None = None,
+    http_port: int = RUNNER_HTTP_PORT,
+    include_camera_url: bool = True,
+) -> dict[str, str]:
+    """Environment variables for the runner of ``command``.
+
+    ``include_camera_url=False`` leaves VAP_CAMERA_URL out, for runtimes that inject it from a Secret.
+    """
+    env = {
+        "VAP_SCENARIO_UUID": str(command.scenario_uuid),
+        "VAP_WORKER_ID": command.worker_id,
+        "VAP_DETECTOR__NAME": command.detector.name,
+        "VAP_DETECTOR__SETTINGS": json.dumps(command.detector.settings),
+        "VAP_MAX_WORKERS": str(max_workers),
+        "VAP_HTTP_PORT": str(http_port),
+        "VAP_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "VAP_KAFKA__TOPIC_PREFIX": kafka.topic_prefix,
+    }
+    if target_fps is not None:
+        env["VAP_TARGET_FPS"] = str(target_fps)
+    if include_camera_url:
+        env["VAP_CAMERA_URL"] = command.camera_url
+    return env
