@@ -1,0 +1,155 @@
+"""Runner benchmarks (issue 4), against the local stack's real Kafka (./dev/infra up):
+
+(a) overhead: runner fps with the `mock` detector vs a bare cv2.VideoCapture.read() loop (goal >= 0.9);
+(b) scaling: `hog_person` fps with MAX_WORKERS=2 vs 1 (goal >= 1.8x on 2 cores);
+(c) memory: peak RSS (VmHWM) of the runner process and of each inference process.
+
+Overhead figures are the median of 3 runs each (the machine is shared). The runner's fps is its own figure ("stream finished" log line: frames analysed and published / time
+from opening the source to the last result acknowledged), so process start-up is not counted.
+Prints the figures and writes bench/results/runner.json. Run: .venv/bin/python bench/runner_bench.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import cv2
+
+from vap_common.kafka import ensure_topics, make_admin
+from vap_common.settings import KafkaSettings
+from vap_common.topics import all_topic_names
+
+ROOT = Path(__file__).resolve().parent.parent
+VIDEO = ROOT.parent / "shared" / "media" / "one-by-one-person-detection.mp4"
+RESULTS = ROOT / "bench" / "results" / "runner.json"
+HOG_FRAMES = 60  # ~0.1 s of HOG per 768x432 frame: a few seconds per run
+OVERHEAD_RUNS = 3
+
+
+def bare_read_fps(path: Path) -> float:
+    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    frames, started = 0, time.perf_counter()
+    while capture.read()[0]:
+        frames += 1
+    elapsed = time.perf_counter() - started
+    capture.release()
+    return frames / elapsed
+
+
+def _peak_rss_kib(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return None
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except FileNotFoundError:
+        return []
+
+
+def run_runner(kafka: KafkaSettings, *, detector: str, max_workers: int, max_frames: int | None = None) -> dict[str, Any]:
+    """Run one file scenario to its end; its summary line plus the peak RSS of it and its workers."""
+    env = {
+        **os.environ,
+        "VAP_SCENARIO_UUID": str(uuid.uuid4()),
+        "VAP_CAMERA_URL": str(VIDEO),
+        "VAP_DETECTOR__NAME": detector,
+        "VAP_MAX_WORKERS": str(max_workers),
+        "VAP_HTTP_HOST": "127.0.0.1",
+        "VAP_HTTP_PORT": "0",
+        "VAP_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "VAP_KAFKA__TOPIC_PREFIX": kafka.topic_prefix,
+    }
+    if max_frames:
+        env["VAP_MAX_FRAMES"] = str(max_frames)
+    process = subprocess.Popen([sys.executable, "-m", "vap_runner"], env=env, stderr=subprocess.PIPE, text=True)
+    peaks: dict[int, int] = {}
+
+    def sample() -> None:
+        while process.poll() is None:
+            for pid in [process.pid, *_children(process.pid)]:
+                if (peak := _peak_rss_kib(pid)) is not None:
+                    peaks[pid] = max(peak, peaks.get(pid, 0))
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    _, stderr = process.communicate(timeout=600)
+    sampler.join()
+    lines = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    summary = next((line for line in lines if line["message"] == "stream finished"), None)
+    if process.returncode != 0 or summary is None:
+        raise SystemExit(f"runner failed (exit {process.returncode}):\n{stderr[-3000:]}")
+    workers = next(line["pids"] for line in lines if line["message"] == "inference processes ready")
+    return {
+        "frames_analysed": summary["frames_analysed"],
+        "elapsed_seconds": summary["elapsed_seconds"],
+        "fps": summary["analysed_fps"],
+        "peak_rss_mib": {
+            "runner": round(peaks.get(process.pid, 0) / 1024, 1),
+            "workers": [round(peaks.get(pid, 0) / 1024, 1) for pid in workers],
+        },
+    }
+
+
+def main() -> None:
+    kafka = KafkaSettings(bootstrap_servers=os.environ.get("VAP_KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:19092"), topic_prefix=f"bench{uuid.uuid4().hex[:8]}.")
+    admin = make_admin(kafka)
+    names = all_topic_names(kafka.topic_prefix)
+    ensure_topics(admin, names)
+    try:
+        bare = statistics.median(bare_read_fps(VIDEO) for _ in range(OVERHEAD_RUNS))
+        mock_runs = [run_runner(kafka, detector="mock", max_workers=1) for _ in range(OVERHEAD_RUNS)]
+        mock = sorted(mock_runs, key=lambda run: run["fps"])[OVERHEAD_RUNS // 2]
+        hog_1 = run_runner(kafka, detector="hog_person", max_workers=1, max_frames=HOG_FRAMES)
+        hog_2 = run_runner(kafka, detector="hog_person", max_workers=2, max_frames=HOG_FRAMES)
+    finally:
+        for future in admin.delete_topics(names).values():
+            future.result(timeout=30)
+    figures = {
+        "machine": {"cpus": os.cpu_count(), "note": "shared with other engineers' test runs: figures are noisy"},
+        "video": VIDEO.name,
+        "overhead": {
+            "bare_read_fps": round(bare, 1),
+            "runner_mock_fps": mock["fps"],
+            "ratio": round(mock["fps"] / bare, 3),
+            "goal": 0.9,
+            "runner_median_run": mock,
+            "runner_fps_all_runs": [run["fps"] for run in mock_runs],
+        },
+        "scaling": {
+            "frames": HOG_FRAMES,
+            "hog_fps_1_worker": hog_1["fps"],
+            "hog_fps_2_workers": hog_2["fps"],
+            "speedup": round(hog_2["fps"] / hog_1["fps"], 3),
+            "goal": 1.8,
+            "runs": {"1": hog_1, "2": hog_2},
+        },
+        "peak_rss_mib": {"mock_1_worker": mock["peak_rss_mib"], "hog_2_workers": hog_2["peak_rss_mib"]},
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(figures, indent=2) + "\n")
+    print(f"overhead: bare read {bare:.0f} fps, runner+mock {mock['fps']:.0f} fps -> ratio {figures['overhead']['ratio']:.2f} (goal >= 0.9)")
+    print(f"scaling:  hog_person {hog_1['fps']:.2f} fps with 1 worker, {hog_2['fps']:.2f} fps with 2 -> {figures['scaling']['speedup']:.2f}x (goal >= 1.8x)")
+    print(f"memory:   runner {hog_2['peak_rss_mib']['runner']} MiB, workers {hog_2['peak_rss_mib']['workers']} MiB (hog, 2 workers); "
+          f"mock run: runner {mock['peak_rss_mib']['runner']} MiB, worker {mock['peak_rss_mib']['workers']} MiB")
+    print(f"written to {RESULTS.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""``haar_face``: a Viola-Jones Haar cascade from the ones shipped inside opencv-python."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import cv2
+import numpy as np
+from pydantic import Field
+
+from vap_common.contracts import Detection
+from vap_runner.detectors import Detector, DetectorConfig, detection, shrink
+
+
+class HaarFaceConfig(DetectorConfig):
+    type: Literal["haar_face"] = "haar_face"
+    # A name, not a path: only cascades shipped in opencv's data folder can be chosen.
+    cascade: Literal["frontalface_default", "frontalface_alt", "frontalface_alt2", "frontalface_alt_tree", "profileface"] = "frontalface_default"
+    scale_factor: float = Field(default=1.1, gt=1.0, le=2.0)
+    # Overlapping hits a face needs; higher means fewer false positives.
+    min_neighbors: int = Field(default=5, ge=1)
+    min_size_px: int = Field(default=24, ge=8)
+    process_width_px: int | None = Field(default=None, ge=64)
+
+
+class HaarFaceDetector(Detector):
+    key = "haar_face"
+    config_model = HaarFaceConfig
+    config: HaarFaceConfig
+
+    def __init__(self, config: HaarFaceConfig) -> None:
+        super().__init__(config)
+        self._cascade = cv2.CascadeClassifier(f"{cv2.data.haarcascades}haarcascade_{config.cascade}.xml")  # type: ignore[attr-defined]
+        if self._cascade.empty():
+            raise RuntimeError(f"opencv could not load the {config.cascade} cascade")
+
+    def detect(self, frame: np.ndarray) -> list[Detection]:
+        config = self.config
+        small, factor = shrink(frame, config.process_width_px)
+        gray = cv2.equalizeHist(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY))
+        min_size = max(8, round(config.min_size_px / factor))
+        boxes, neighbours = self._cascade.detectMultiScale2(
+            gray, scaleFactor=config.scale_factor, minNeighbors=config.min_neighbors, minSize=(min_size, min_size)
+        )
+        # Confidence grows with the number of overlapping hits: min_neighbors hits give 0.5.
+        return [
+            detection("face", count / (count + config.min_neighbors), (x * factor, y * factor, (x + w) * factor, (y + h) * factor), frame.shape)
+            for (x, y, w, h), count in zip(boxes, np.ravel(neighbours), strict=True)
+        ]

@@ -1,0 +1,30 @@
+"""The runner's Prometheus metrics, in a registry of its own (one runner per process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+
+class RunnerMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.frames_read = Counter("vap_runner_frames_read", "Frames decoded from the source.", registry=self.registry)
+        self.frames_analysed = Counter("vap_runner_frames_analysed", "Frames whose detections were published.", registry=self.registry)
+        self.frames_dropped = Counter(
+            "vap_runner_frames_dropped", "Live frames replaced by a newer one before analysis (analysis behind).", registry=self.registry
+        )
+        self.frames_failed = Counter(
+            "vap_runner_frames_failed", "Frames given up because the detector raised or its worker crashed on them.", registry=self.registry
+        )
+        self.inference_seconds = Histogram(
+            "vap_runner_inference_seconds",
+            "Time a worker spent in detect() for one frame.",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+            registry=self.registry,
+        )
+        self.reconnects = Counter("vap_runner_reconnects", "Attempts to reopen the source after it failed or dropped.", registry=self.registry)
+        self.worker_restarts = Counter("vap_runner_worker_restarts", "Inference processes replaced after a crash or a hang.", registry=self.registry)
+
+    def total(self, counter: str) -> int:
+        """Current value of counter ``vap_runner_<counter>`` (e.g. ``total("frames_analysed")``)."""
+        return int(self.registry.get_sample_value(f"vap_runner_{counter}_total") or 0)

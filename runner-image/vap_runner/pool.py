@@ -1,0 +1,267 @@
+"""The pool of inference processes: dispatch through shared-memory slots, crash recovery, frame order."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import selectors
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+import numpy as np
+
+from vap_common.contracts import Detection
+from vap_common.lifecycle import FailureReason
+from vap_runner.detectors import DetectorConfig
+from vap_runner.failure import Failure
+from vap_runner.handoff import Frame
+from vap_runner.metrics import RunnerMetrics
+from vap_runner.ordering import FrameOrder
+from vap_runner.slots import FrameSlots, SlotRef
+from vap_runner.worker import worker_main
+
+log = logging.getLogger(__name__)
+
+# spawn, not fork: a forked child would inherit the Kafka producer's threads and OpenCV's decoder state.
+_CONTEXT = multiprocessing.get_context("spawn")
+# Frames queued per worker: the next one is already there when it finishes one, so it never waits for
+# the main loop; more would only make live frames staler.
+_FRAMES_PER_WORKER = 2
+# A frame whose worker died is sent once more; if that one dies too, the frame is given up.
+_MAX_ATTEMPTS_PER_FRAME = 2
+
+
+@dataclass(frozen=True)
+class Analysed:
+    frame_number: int
+    captured_at: datetime
+    detections: list[Detection]
+
+
+@dataclass
+class _Task:
+    frame_number: int
+    slot: SlotRef
+    captured_at: datetime
+    attempts: int = 0
+    started: float | None = None  # when the worker began it (it is at the head of its queue)
+
+
+@dataclass
+class _Worker:
+    process: BaseProcess
+    conn: Connection
+    in_flight: deque[_Task] = field(default_factory=deque)
+    ready: bool = False
+    killed: bool = False
+
+
+class DetectorPool:
+    def __init__(
+        self,
+        *,
+        config: DetectorConfig,
+        size: int,
+        metrics: RunnerMetrics,
+        log_level: str,
+        inference_timeout_seconds: float,
+        max_consecutive_failures: int,
+    ) -> None:
+        self._config = config
+        self._size = size
+        self._metrics = metrics
+        self._log_level = log_level
+        self._inference_timeout_seconds = inference_timeout_seconds
+        self._max_consecutive_failures = max_consecutive_failures
+        self._slots = FrameSlots(size * _FRAMES_PER_WORKER)
+        self._order: FrameOrder[Analysed] = FrameOrder()
+        self._retry: deque[_Task] = deque()
+        self._workers: list[_Worker] = []
+        # One selector for the whole run (worker pipes and exit sentinels, plus watch()ed files): building
+        # one per wait, as multiprocessing.connection.wait does, costs more than a frame's analysis.
+        self._selector = selectors.DefaultSelector()
+        self._consecutive_failures = 0
+        self.failure: Failure | None = None
+
+    def start(self) -> None:
+        self._workers = [self._spawn() for _ in range(self._size)]
+
+    def wait_ready(self, *, timeout_seconds: float, stopping: Callable[[], bool], on_tick: Callable[[], None] = lambda: None) -> bool:
+        """Wait until every worker has built its detector; False on failure, timeout or stop."""
+        deadline = time.monotonic() + timeout_seconds
+        while not all(worker.ready for worker in self._workers):
+            on_tick()
+            if self.failure or stopping():
+                return False
+            if time.monotonic() > deadline:
+                self.failure = Failure(FailureReason.DETECTOR_ERROR, f"inference processes not ready after {timeout_seconds:g} s")
+                return False
+            self.wait(timeout_seconds=0.2)
+        return self.failure is None
+
+    @property
+    def pids(self) -> list[int]:
+        return [worker.process.pid for worker in self._workers if worker.process.pid is not None]
+
+    @property
+    def pending(self) -> int:
+        """Frames submitted and not yet returned by :meth:`analysed`."""
+        return len(self._order)
+
+    def can_accept(self, image: np.ndarray) -> bool:
+        return not self._retry and self._least_busy() is not None and self._slots.can_store(image)
+
+    def submit(self, frame: Frame) -> None:
+        """Copy ``frame`` into a free slot and queue it on the least busy worker (check can_accept first)."""
+        task = _Task(frame_number=frame.number, slot=self._slots.store(frame.image), captured_at=frame.captured_at)
+        self._order.expect(frame.number)
+        self._send(task)
+
+    def watch(self, fileobj: Any) -> None:
+        """Make :meth:`wait` also return when ``fileobj`` (anything with ``fileno()``) is readable."""
+        self._selector.register(fileobj, selectors.EVENT_READ)
+
+    def wait(self, *, timeout_seconds: float) -> None:
+        """Block until a worker answers or dies, a watched file is readable, or the timeout; then take
+        in the answers, replace dead or hung workers and re-send their frames."""
+        exited = []
+        for key, _ in self._selector.select(timeout_seconds):
+            worker = key.data
+            if worker is None:
+                continue  # a watched file: the caller looks at it
+            if key.fileobj is worker.conn:
+                self._receive(worker)
+            else:
+                exited.append(worker)
+        for worker in exited:
+            self._receive_last_words(worker)
+            self._replace(worker)
+        self._kill_hung_workers()
+        while self._retry and (idle := self._least_busy()) is not None:
+            self._send(self._retry.popleft(), idle)
+
+    def analysed(self) -> list[Analysed]:
+        """Frames finished since the last call, in the order they were submitted."""
+        return [result for _, result in self._order.ready()]
+
+    def close(self, *, timeout_seconds: float) -> None:
+        """Ask every worker to stop, kill those that do not in time, free the slots: no orphans."""
+        for worker in self._workers:
+            with contextlib.suppress(OSError):  # already gone
+                worker.conn.send(None)
+        deadline = time.monotonic() + timeout_seconds
+        for worker in self._workers:
+            worker.process.join(max(0.0, deadline - time.monotonic()))
+            if worker.process.exitcode is None:
+                log.warning("inference process did not stop; killing it", extra={"pid": worker.process.pid})
+                worker.process.kill()
+                worker.process.join()
+            worker.conn.close()
+        self._workers = []
+        self._selector.close()
+        self._slots.close()
+
+    def _spawn(self) -> _Worker:
+        parent_conn, child_conn = _CONTEXT.Pipe()
+        process = _CONTEXT.Process(target=worker_main, args=(child_conn, self._config, self._log_level), name="vap-runner-worker", daemon=True)
+        process.start()
+        child_conn.close()  # so that the worker's death reads as EOF here
+        worker = _Worker(process=process, conn=parent_conn)
+        self._selector.register(worker.conn, selectors.EVENT_READ, worker)
+        self._selector.register(process.sentinel, selectors.EVENT_READ, worker)
+        return worker
+
+    def _least_busy(self) -> _Worker | None:
+        candidates = [worker for worker in self._workers if len(worker.in_flight) < _FRAMES_PER_WORKER]
+        return min(candidates, key=lambda worker: len(worker.in_flight), default=None)
+
+    def _send(self, task: _Task, worker: _Worker | None = None) -> None:
+        worker = worker or self._least_busy()
+        assert worker is not None, "submit() without can_accept()"
+        if not worker.in_flight:
+            task.started = time.monotonic()
+        worker.in_flight.append(task)
+        with contextlib.suppress(OSError):  # the worker just died: wait() sees it and re-sends its frames
+            worker.conn.send((task.frame_number, task.slot))
+
+    def _receive(self, worker: _Worker) -> None:
+        """Take in one message (the selector reports the pipe again while more are waiting)."""
+        try:
+            self._handle(worker, worker.conn.recv())
+        except (EOFError, OSError):
+            pass  # it died: its exit sentinel fires and wait() replaces it
+
+    def _receive_last_words(self, worker: _Worker) -> None:
+        """Everything a dead worker sent before dying: its pipe is at EOF once that is read."""
+        with contextlib.suppress(EOFError, OSError):
+            while True:
+                self._handle(worker, worker.conn.recv())
+
+    def _handle(self, worker: _Worker, message: tuple[Any, ...]) -> None:
+        kind = message[0]
+        if kind == "ready":
+            worker.ready = True
+        elif kind == "init_error":
+            self.failure = Failure(FailureReason.INVALID_CONFIG, message[1])
+        else:
+            task = worker.in_flight.popleft()  # a worker answers in the order it was sent frames
+            if worker.in_flight:
+                worker.in_flight[0].started = time.monotonic()
+            if kind == "result":
+                self._consecutive_failures = 0
+                self._slots.release(task.slot.index)
+                self._metrics.inference_seconds.observe(message[3])
+                self._order.complete(task.frame_number, Analysed(task.frame_number, task.captured_at, message[2]))
+            else:
+                self._give_up(task, f"detector raised: {message[2]}")
+                self._count_failure(f"detector raised: {message[2]}")
+
+    def _replace(self, worker: _Worker) -> None:
+        worker.process.join()
+        exitcode = worker.process.exitcode
+        self._selector.unregister(worker.conn)
+        self._selector.unregister(worker.process.sentinel)
+        worker.conn.close()
+        self._metrics.worker_restarts.inc()
+        log.warning(
+            "inference process died; replacing it",
+            extra={"pid": worker.process.pid, "exitcode": exitcode, "frames_in_flight": [task.frame_number for task in worker.in_flight]},
+        )
+        for position, task in enumerate(worker.in_flight):
+            # Only the frame being analysed can have caused it; the ones queued behind it are innocent.
+            if position == 0:
+                task.attempts += 1
+            task.started = None
+            if task.attempts >= _MAX_ATTEMPTS_PER_FRAME:
+                self._give_up(task, f"its inference process died {task.attempts} times (last exit code {exitcode})")
+            else:
+                self._retry.append(task)
+        self._count_failure(f"inference process exited with code {exitcode}")
+        self._workers[self._workers.index(worker)] = self._spawn()
+
+    def _kill_hung_workers(self) -> None:
+        now = time.monotonic()
+        for worker in self._workers:
+            head = worker.in_flight[0] if worker.in_flight else None
+            if head and head.started and now - head.started > self._inference_timeout_seconds and not worker.killed:
+                worker.killed = True
+                log.warning("inference process hung; killing it", extra={"pid": worker.process.pid, "frame_number": head.frame_number})
+                worker.process.kill()
+
+    def _give_up(self, task: _Task, why: str) -> None:
+        log.error("frame not analysed", extra={"frame_number": task.frame_number, "why": why})
+        self._metrics.frames_failed.inc()
+        self._slots.release(task.slot.index)
+        self._order.abandon(task.frame_number)
+
+    def _count_failure(self, why: str) -> None:
+        self._consecutive_failures += 1
+        if self._consecutive_failures >= self._max_consecutive_failures and self.failure is None:
+            self.failure = Failure(FailureReason.DETECTOR_ERROR, f"{self._consecutive_failures} detector failures in a row; last: {why}")

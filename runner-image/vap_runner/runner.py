@@ -1,0 +1,203 @@
+"""One scenario's run: source -> inference pool -> Kafka, with the status reports and exit codes of
+``vap_common.runner_contract``."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+
+from vap_common.contracts import FrameResult
+from vap_common.lifecycle import FailureReason, ScenarioStatus
+from vap_common.redact import redact_url
+from vap_common.runner_contract import RunnerExit
+from vap_runner.detectors import InvalidDetectorConfig, validate_config
+from vap_runner.failure import Failure
+from vap_runner.handoff import Frame, FrameHandoff, Wakeup
+from vap_runner.metrics import RunnerMetrics
+from vap_runner.pool import DetectorPool
+from vap_runner.probes import Health, serve
+from vap_runner.publisher import DownstreamBlocked, Publisher
+from vap_runner.reader import ReadOutcome, StreamReader
+from vap_runner.settings import RunnerSettings
+from vap_runner.sources import InvalidSource, parse_source
+
+log = logging.getLogger(__name__)
+
+# A failure that could not be reported: exit as a crash, so the runtime restarts the runner (and, if it
+# keeps failing, reports RunnerCrashLoop itself) instead of leaving the scenario without a status.
+FAILURE_NOT_REPORTED = 1
+# The main loop wakes at least this often: liveness beat, signals, hung workers.
+_TICK_SECONDS = 0.2
+# Longest wait for one status event to be acknowledged.
+_STATUS_ACK_SECONDS = 10.0
+# How long stopped workers get to exit before they are killed.
+_WORKER_STOP_SECONDS = 5.0
+# Of the SIGTERM grace period: finishing frames in flight first, then flushing the producer.
+_DRAIN_SHARE = 0.75
+
+
+class Runner:
+    def __init__(self, settings: RunnerSettings) -> None:
+        self._settings = settings
+        # One id per process start: the inbox dedupes on (scenario, run, frame), so a restarted runner
+        # never collides with the results of the run before it.
+        self.run_id = uuid.uuid4().hex[:16]
+        self.metrics = RunnerMetrics()
+        self._stop_requested = threading.Event()
+        self._wakeup = Wakeup()
+        self._reader: StreamReader | None = None
+        self._announced_active = False  # `active` is published once, after the first analysed frame
+        self.health = Health(liveness_timeout_seconds=settings.liveness_timeout_seconds, is_ready=lambda: bool(self._reader and self._reader.is_open))
+        self.http_port: int | None = None
+
+    def request_stop(self) -> None:
+        """SIGTERM/SIGINT: stop reading, finish the frames in flight, flush, exit 0 without a status."""
+        self._stop_requested.set()
+        self._wakeup.set()
+
+    def run(self) -> int:
+        settings = self._settings
+        log.info(
+            "runner starting",
+            extra={
+                "scenario_uuid": str(settings.scenario_uuid),
+                "run_id": self.run_id,
+                "worker_id": settings.worker_id,
+                "camera": redact_url(settings.camera_url),
+                "detector": settings.detector.name,
+                "max_workers": settings.max_workers,
+                "target_fps": settings.target_fps,
+            },
+        )
+        publisher = Publisher(
+            kafka=settings.kafka,
+            scenario_uuid=settings.scenario_uuid,
+            blocked_timeout_seconds=settings.downstream_blocked_timeout_seconds,
+            on_wait=self.health.beat,
+        )
+        try:
+            detector_config = validate_config(settings.detector.name, settings.detector.settings)
+            source = parse_source(settings.camera_url, allow_files=settings.allow_file_sources)
+        except (InvalidDetectorConfig, InvalidSource) as error:
+            return self._report_failure(publisher, Failure(FailureReason.INVALID_CONFIG, str(error)))
+
+        server = serve(host=settings.http_host, port=settings.http_port, health=self.health, registry=self.metrics.registry)
+        self.http_port = server.server_address[1]
+        log.info("http endpoint listening", extra={"port": self.http_port})
+        pool = DetectorPool(
+            config=detector_config,
+            size=settings.max_workers,
+            metrics=self.metrics,
+            log_level=settings.log_level,
+            inference_timeout_seconds=settings.inference_timeout_seconds,
+            max_consecutive_failures=settings.max_consecutive_detector_failures,
+        )
+        handoff = FrameHandoff(wakeup=self._wakeup, on_drop=self.metrics.frames_dropped.inc)
+        self._reader = StreamReader(source=source, settings=settings, handoff=handoff, metrics=self.metrics, on_finish=self._wakeup.set)
+        try:
+            pool.watch(self._wakeup)
+            pool.start()
+            if not pool.wait_ready(timeout_seconds=settings.worker_start_timeout_seconds, stopping=self._stop_requested.is_set, on_tick=self.health.beat):
+                return self._report_failure(publisher, pool.failure) if pool.failure else RunnerExit.DONE
+            log.info("inference processes ready", extra={"pids": pool.pids})
+            self._reader.start()
+            return self._analyse(pool, handoff, publisher)
+        finally:
+            self._reader.stop()
+            pool.close(timeout_seconds=_WORKER_STOP_SECONDS)
+            server.shutdown()
+            server.server_close()
+            self._reader.join(timeout_seconds=1.0)
+
+    def _analyse(self, pool: DetectorPool, handoff: FrameHandoff, publisher: Publisher) -> int:
+        """The main loop: feed the pool, publish in order, until the source ends, fails, or a stop."""
+        reader = self._reader
+        assert reader is not None
+        started = time.monotonic()
+        pending: Frame | None = None
+        drain_deadline: float | None = None
+        try:
+            while True:
+                self.health.beat()
+                if self._stop_requested.is_set() and drain_deadline is None:
+                    log.info("stop requested; finishing frames in flight", extra={"frames_in_flight": pool.pending})
+                    reader.stop()
+                    pending = None
+                    drain_deadline = time.monotonic() + self._settings.grace_period_seconds * _DRAIN_SHARE
+                pool.wait(timeout_seconds=_TICK_SECONDS)
+                self._wakeup.clear()
+                self._publish(pool, publisher)
+                if pool.failure:
+                    return self._report_failure(publisher, pool.failure)
+                if drain_deadline is not None:
+                    if pool.pending == 0 or time.monotonic() > drain_deadline:
+                        return self._finish_stopped(pool, publisher, started)
+                    continue
+                reader_done = reader.outcome is not None  # read before taking: its last frame is then in the handoff
+                pending = pending or handoff.take()
+                while pending is not None and pool.can_accept(pending.image):
+                    pool.submit(pending)
+                    pending = handoff.take()
+                if reader_done and pending is None and pool.pending == 0:
+                    return self._finish_source(reader, publisher, started)
+        except DownstreamBlocked as error:
+            return self._report_failure(publisher, Failure(FailureReason.DOWNSTREAM_BLOCKED, str(error)))
+
+    def _publish(self, pool: DetectorPool, publisher: Publisher) -> None:
+        for analysed in pool.analysed():
+            publisher.publish_result(
+                FrameResult(
+                    scenario_uuid=self._settings.scenario_uuid,
+                    run_id=self.run_id,
+                    frame_number=analysed.frame_number,
+                    detections=analysed.detections,
+                    timestamp=analysed.captured_at,
+                )
+            )
+            if not self._announced_active:
+                publisher.send_status(ScenarioStatus.ACTIVE)
+                self._announced_active = True
+            self.metrics.frames_analysed.inc()
+        publisher.poll()
+
+    def _finish_source(self, reader: StreamReader, publisher: Publisher, started: float) -> int:
+        if reader.outcome is ReadOutcome.GAVE_UP and reader.failure:
+            return self._report_failure(publisher, reader.failure)
+        if not publisher.flush(timeout_seconds=self._settings.downstream_blocked_timeout_seconds):
+            return self._report_failure(publisher, Failure(FailureReason.DOWNSTREAM_BLOCKED, "Kafka did not acknowledge every result"))
+        self._log_summary("stream finished", started)
+        if reader.live:
+            return RunnerExit.DONE  # max_frames on a live stream: a test or demo limit, not the end of the camera
+        # Every result is stored; if this event is lost, the runtime still reports `inactive` on exit 0.
+        publisher.publish_status(ScenarioStatus.INACTIVE, message="end of stream", timeout_seconds=_STATUS_ACK_SECONDS)
+        return RunnerExit.DONE
+
+    def _finish_stopped(self, pool: DetectorPool, publisher: Publisher, started: float) -> int:
+        if pool.pending:
+            log.warning("grace period over; frames in flight abandoned", extra={"frames": pool.pending})
+        if not publisher.flush(timeout_seconds=self._settings.grace_period_seconds * (1 - _DRAIN_SHARE)):
+            log.error("Kafka did not acknowledge every result before the grace period ended")
+        self._log_summary("stopped on request", started)
+        return RunnerExit.DONE
+
+    def _report_failure(self, publisher: Publisher, failure: Failure) -> int:
+        log.error("runner failed", extra={"reason": failure.reason.value, "error": failure.message})
+        publisher.flush(timeout_seconds=_STATUS_ACK_SECONDS)  # results already analysed are still worth keeping
+        reported = publisher.publish_status(ScenarioStatus.FAILED, reason=failure.reason, message=failure.message[:2000], timeout_seconds=_STATUS_ACK_SECONDS)
+        return RunnerExit.FAILED if reported else FAILURE_NOT_REPORTED
+
+    def _log_summary(self, message: str, started: float) -> None:
+        elapsed = time.monotonic() - started
+        analysed = self.metrics.total("frames_analysed")
+        log.info(
+            message,
+            extra={
+                "frames_read": self.metrics.total("frames_read"),
+                "frames_analysed": analysed,
+                "frames_dropped": self.metrics.total("frames_dropped"),
+                "elapsed_seconds": round(elapsed, 3),
+                "analysed_fps": round(analysed / elapsed, 2) if elapsed else None,
+            },
+        )

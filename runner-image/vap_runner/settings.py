@@ -1,0 +1,59 @@
+"""The runner's one settings object: the ``VAP_*`` names that ``runner_environment()`` writes, plus
+the runner's own knobs (timeouts, reconnects, shutdown), each with its unit in its name."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel, Field
+
+from vap_common.runner_contract import RUNNER_HTTP_PORT
+from vap_common.settings import CommonSettings
+
+
+class DetectorSettings(BaseModel):
+    """``VAP_DETECTOR__NAME`` and ``VAP_DETECTOR__SETTINGS`` (a JSON object), checked by the registry."""
+
+    name: str = "mock"
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+
+class RunnerSettings(CommonSettings):
+    scenario_uuid: UUID
+    # May carry a password: only ever logged through vap_common.redact.
+    camera_url: str = Field(min_length=1)
+    worker_id: str = "local"
+    detector: DetectorSettings = Field(default_factory=DetectorSettings)
+    max_workers: int = Field(default=1, ge=1, le=64)
+    # None analyses every frame; files are sampled on their own clock, live streams on the wall clock.
+    target_fps: float | None = Field(default=None, gt=0)
+    http_host: str = "0.0.0.0"  # the Pod's probes and Prometheus reach it from outside the container
+    http_port: int = Field(default=RUNNER_HTTP_PORT, ge=0, le=65535)
+
+    # FFmpeg gives up connecting / waiting for the next packet after these.
+    open_timeout_seconds: float = Field(default=10.0, gt=0)
+    read_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Live streams: delay before reconnect n is min(max, initial * 2**(n-1)), less up to half of it at random
+    # so that many runners of one camera server do not reconnect in step.
+    reconnect_initial_delay_seconds: float = Field(default=1.0, gt=0)
+    reconnect_max_delay_seconds: float = Field(default=30.0, gt=0)
+    # With the defaults, about 3.5 minutes of outage before `failed` (SourceUnreachable).
+    max_consecutive_failed_connects: int = Field(default=10, ge=1)
+    # Local paths and file:// URLs; a multi-tenant deployment turns this off so users cannot read the Pod's files.
+    allow_file_sources: bool = True
+    # Stop as at the end of the stream after this many frames are read (tests, benchmarks, demos).
+    max_frames: int | None = Field(default=None, ge=1)
+
+    # SIGTERM: finish frames in flight and flush within this; below Kubernetes' default 30 s grace period.
+    grace_period_seconds: float = Field(default=20.0, gt=0)
+    # Kafka refusing or not acknowledging results this long is `failed` (DownstreamBlocked).
+    downstream_blocked_timeout_seconds: float = Field(default=60.0, gt=0)
+    # A worker busy longer than this on one frame is killed and replaced, like a crashed one.
+    inference_timeout_seconds: float = Field(default=30.0, gt=0)
+    # Inference processes must have built their detector within this (a large ONNX model takes a while).
+    worker_start_timeout_seconds: float = Field(default=60.0, gt=0)
+    # Worker crashes or detector exceptions in a row (no frame analysed in between) before `failed` (DetectorError).
+    max_consecutive_detector_failures: int = Field(default=5, ge=1)
+    # /healthz fails when the main loop has not ticked for this long.
+    liveness_timeout_seconds: float = Field(default=30.0, gt=0)

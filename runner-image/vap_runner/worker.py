@@ -1,0 +1,66 @@
+"""An inference process: builds the detector once, then analyses the frames the main process sends.
+
+Protocol on its pipe (main -> worker): ``(frame_number, SlotRef)`` or ``None`` to stop. Worker -> main:
+``("ready",)``, ``("init_error", message)``, ``("result", frame_number, detections, seconds)``,
+``("error", frame_number, message)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from multiprocessing.connection import Connection
+
+import cv2
+
+from vap_common.logs import configure_logging
+from vap_runner.detectors import DetectorConfig, build_detector
+from vap_runner.slots import SlotViews
+
+log = logging.getLogger(__name__)
+
+# How often an idle worker checks that the main process still exists (it exits if not: no orphans).
+_PARENT_CHECK_SECONDS = 1.0
+
+
+def worker_main(conn: Connection, config: DetectorConfig, log_level: str) -> None:
+    # Shutdown is the main process's decision: it finishes in-flight frames, then sends None. A
+    # terminal's Ctrl-C or a process-group SIGTERM must not kill frames in flight.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    configure_logging(service="vap-runner-worker", level=log_level)
+    # One thread per worker: parallelism comes from MAX_WORKERS processes, not from OpenCV's threads
+    # competing for the same cores.
+    cv2.setNumThreads(1)
+    parent_pid = os.getppid()
+    try:
+        detector = build_detector(config)
+    except Exception as error:  # noqa: BLE001 - any failure to build is a configuration problem to report
+        conn.send(("init_error", f"detector {config.type!r} could not start: {error}"))
+        return
+    conn.send(("ready",))
+    slots = SlotViews()
+    try:
+        while True:
+            if not conn.poll(_PARENT_CHECK_SECONDS):
+                if os.getppid() != parent_pid:
+                    return
+                continue
+            task = conn.recv()
+            if task is None:
+                return
+            frame_number, slot = task
+            started = time.perf_counter()
+            try:
+                detections = detector.detect(slots.view(slot))
+            except Exception as error:  # noqa: BLE001 - reported to the main process, which decides
+                log.exception("detector raised", extra={"frame_number": frame_number})
+                conn.send(("error", frame_number, f"{type(error).__name__}: {error}"))
+                continue
+            conn.send(("result", frame_number, detections, time.perf_counter() - started))
+    except (EOFError, BrokenPipeError):
+        return  # the main process is gone
+    finally:
+        slots.close()

@@ -1,0 +1,148 @@
+"""The runner's small pure pieces: sampling, backoff, frame order, source URLs, frame handoff, settings."""
+
+from __future__ import annotations
+
+import random
+import threading
+import uuid
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+from vap_common.contracts import DeployCommand, DetectorSpec
+from vap_common.runner_contract import runner_environment
+from vap_common.settings import KafkaSettings
+from vap_runner.backoff import Backoff
+from vap_runner.cli import _overrides, _parser
+from vap_runner.handoff import Frame, FrameHandoff, Wakeup
+from vap_runner.ordering import FrameOrder
+from vap_runner.sampling import FrameSampler
+from vap_runner.settings import RunnerSettings
+from vap_runner.sources import InvalidSource, parse_source
+
+
+def test_sampling_a_10fps_file_at_2_5fps_keeps_every_4th_frame() -> None:
+    sampler = FrameSampler(2.5)
+    assert [number for number in range(20) if sampler.accept(number / 10)] == [0, 4, 8, 12, 16]
+
+
+def test_sampling_at_uneven_ratio_keeps_the_average_rate() -> None:
+    sampler = FrameSampler(5)
+    kept = [number for number in range(125) if sampler.accept(number / 12.5)]  # 10 s of a 12.5 fps file
+    assert len(kept) == 50 and kept[:5] == [0, 3, 5, 8, 10]
+
+
+def test_sampling_restarts_its_schedule_after_a_jump() -> None:
+    sampler = FrameSampler(1)
+    assert [sampler.accept(t) for t in (0.0, 0.5, 30.0, 30.5, 31.0)] == [True, False, True, False, True]
+
+
+def test_no_target_fps_keeps_every_frame() -> None:
+    sampler = FrameSampler(None)
+    assert all(sampler.accept(t / 1000) for t in range(100))
+
+
+def test_backoff_doubles_up_to_its_cap_with_bounded_jitter() -> None:
+    backoff = Backoff(initial_seconds=1, max_seconds=30, jitter_ratio=0.5, rng=random.Random(7))
+    delays = [backoff.delay_seconds(attempt) for attempt in range(1, 9)]
+    ceilings = [1, 2, 4, 8, 16, 30, 30, 30]
+    assert all(ceiling / 2 <= delay <= ceiling for delay, ceiling in zip(delays, ceilings, strict=True)), delays
+    assert len(set(delays[5:])) == 3, "jitter spreads equal ceilings"
+    assert backoff.delay_seconds(10_000) <= 30
+
+
+def test_frame_order_releases_results_in_submission_order_and_skips_abandoned_frames() -> None:
+    order: FrameOrder[str] = FrameOrder()
+    for number in (0, 4, 8, 12):
+        order.expect(number)
+    order.complete(8, "c")
+    assert order.ready() == []
+    order.complete(4, "b")
+    order.abandon(0)
+    assert order.ready() == [(4, "b"), (8, "c")]
+    assert len(order) == 1
+    order.complete(12, "d")
+    assert order.ready() == [(12, "d")] and len(order) == 0
+
+
+@pytest.mark.parametrize(
+    ("url", "target", "local_file"),
+    [
+        ("rtsp://user:secret@cam.example:554/stream", "rtsp://user:secret@cam.example:554/stream", False),
+        ("https://cam.example/mjpeg?token=abc", "https://cam.example/mjpeg?token=abc", False),
+        ("file:///data/my%20clip.mp4", "/data/my clip.mp4", True),
+        ("/data/clip.mp4", "/data/clip.mp4", True),
+    ],
+)
+def test_supported_camera_urls(url: str, target: str, local_file: bool) -> None:
+    source = parse_source(url, allow_files=True)
+    assert (source.target, source.local_file) == (target, local_file)
+    assert "secret" not in source.safe_name and "abc" not in source.safe_name
+
+
+@pytest.mark.parametrize("url", ["concat:/etc/passwd|/etc/hosts", "udp://0.0.0.0:1234", "pipe:0", "rtsp:///nohost", "subfile:,,start,0,end,0,,:/etc/passwd"])
+def test_other_ffmpeg_protocols_are_refused(url: str) -> None:
+    with pytest.raises(InvalidSource):
+        parse_source(url, allow_files=True)
+
+
+def test_local_files_can_be_disabled() -> None:
+    with pytest.raises(InvalidSource, match="disabled"):
+        parse_source("/data/clip.mp4", allow_files=False)
+
+
+def _frame(number: int) -> Frame:
+    return Frame(number=number, image=np.zeros((2, 2, 3), np.uint8), captured_at=datetime.now(UTC))
+
+
+def test_live_handoff_keeps_the_newest_frame_and_counts_drops() -> None:
+    drops: list[int] = []
+    wakeup = Wakeup()
+    handoff = FrameHandoff(wakeup=wakeup, on_drop=lambda: drops.append(1))
+    handoff.keep_latest = True
+    for number in range(3):
+        assert handoff.put(_frame(number))
+    taken = handoff.take()
+    assert taken is not None and taken.number == 2 and len(drops) == 2 and handoff.take() is None
+    wakeup.close()
+
+
+def test_file_handoff_waits_until_the_frame_is_taken_and_close_releases_the_writer() -> None:
+    wakeup = Wakeup()
+    handoff = FrameHandoff(wakeup=wakeup, on_drop=lambda: pytest.fail("a file frame was dropped"))
+    handoff.put(_frame(0))
+    results: list[bool] = []
+    writer = threading.Thread(target=lambda: results.append(handoff.put(_frame(1))))
+    writer.start()
+    writer.join(0.2)
+    assert writer.is_alive(), "the second frame waits for the first to be taken"
+    taken = handoff.take()
+    writer.join(2)
+    assert taken is not None and taken.number == 0 and results == [True]
+    blocked = threading.Thread(target=lambda: results.append(handoff.put(_frame(2))))
+    blocked.start()
+    handoff.close()
+    blocked.join(2)
+    assert results == [True, False] and handoff.take() is None
+    wakeup.close()
+
+
+def test_settings_read_exactly_what_the_runtime_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    command = DeployCommand(
+        scenario_uuid=uuid.uuid4(), worker_id="w-1", action="deploy", camera_url="rtsp://cam/1", detector=DetectorSpec(name="hog_person", settings={"scale": 1.1})
+    )
+    env = runner_environment(command, kafka=KafkaSettings(bootstrap_servers="kafka:9092", topic_prefix="p."), max_workers=3, target_fps=2.5, http_port=9200)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings = RunnerSettings()
+    assert (settings.scenario_uuid, settings.camera_url, settings.worker_id) == (command.scenario_uuid, "rtsp://cam/1", "w-1")
+    assert (settings.detector.name, settings.detector.settings) == ("hog_person", {"scale": 1.1})
+    assert (settings.max_workers, settings.target_fps, settings.http_port) == (3, 2.5, 9200)
+    assert (settings.kafka.bootstrap_servers, settings.kafka.topic_prefix) == ("kafka:9092", "p.")
+
+    # Flags override the environment; nested groups merge with it.
+    args = _parser().parse_args(["--max-workers", "1", "--detector-settings", '{"scale": 1.2}', "--kafka-topic-prefix", "q."])
+    overridden = RunnerSettings(**_overrides(args))
+    assert overridden.max_workers == 1 and overridden.detector.name == "hog_person" and overridden.detector.settings == {"scale": 1.2}
+    assert (overridden.kafka.bootstrap_servers, overridden.kafka.topic_prefix) == ("kafka:9092", "q.")

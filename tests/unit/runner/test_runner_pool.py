@@ -1,0 +1,146 @@
+"""The inference pool with real worker processes: frame order, crash recovery, hangs, no orphans."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.conftest import MEDIA
+from vap_common.lifecycle import FailureReason
+from vap_runner.detectors import build_detector, validate_config
+from vap_runner.handoff import Frame
+from vap_runner.metrics import RunnerMetrics
+from vap_runner.pool import Analysed, DetectorPool
+
+CAR_VIDEO = str(MEDIA / "car-detection.mp4")
+Frames = Callable[[str, set[int]], dict[int, np.ndarray]]
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state not in {"Z", "X"}
+
+
+def make_pool(detector: str, *, size: int, metrics: RunnerMetrics, inference_timeout_seconds: float = 30, max_consecutive_failures: int = 5, **settings: object) -> DetectorPool:
+    pool = DetectorPool(
+        config=validate_config(detector, settings),
+        size=size,
+        metrics=metrics,
+        log_level="WARNING",
+        inference_timeout_seconds=inference_timeout_seconds,
+        max_consecutive_failures=max_consecutive_failures,
+    )
+    pool.start()
+    return pool
+
+
+def run_frames(pool: DetectorPool, frames: list[Frame], *, timeout_seconds: float = 30, on_tick: Callable[[], None] = lambda: None) -> list[Analysed]:
+    """Feed ``frames`` as the runner's main loop does and collect what comes out, in output order."""
+    queue = list(frames)
+    out: list[Analysed] = []
+    deadline = time.monotonic() + timeout_seconds
+    while (queue or pool.pending) and pool.failure is None:
+        assert time.monotonic() < deadline, f"pool stuck with {pool.pending} frames pending"
+        while queue and pool.can_accept(queue[0].image):
+            pool.submit(queue.pop(0))
+        on_tick()
+        pool.wait(timeout_seconds=0.1)
+        out.extend(pool.analysed())
+    return out
+
+
+def to_frames(images: dict[int, np.ndarray]) -> list[Frame]:
+    return [Frame(number=number, image=image, captured_at=datetime.now(UTC)) for number, image in sorted(images.items())]
+
+
+def test_results_come_out_in_frame_order_with_two_workers(media_frames: Frames) -> None:
+    images = media_frames(CAR_VIDEO, set(range(0, 48, 4)))
+    metrics = RunnerMetrics()
+    # Each frame sleeps 0-150 ms depending on its content: the two workers finish out of order.
+    pool = make_pool("mock", size=2, metrics=metrics, delay_ms=150)
+    try:
+        assert pool.wait_ready(timeout_seconds=30, stopping=lambda: False)
+        out = run_frames(pool, to_frames(images))
+    finally:
+        pool.close(timeout_seconds=5)
+    reference = build_detector(validate_config("mock", {}))
+    assert [item.frame_number for item in out] == sorted(images)
+    assert all(item.detections == reference.detect(images[item.frame_number]) for item in out)
+    assert metrics.registry.get_sample_value("vap_runner_inference_seconds_count") == len(images)
+
+
+def test_a_killed_worker_is_replaced_and_its_frames_are_analysed_again(media_frames: Frames) -> None:
+    images = media_frames(CAR_VIDEO, set(range(8)))
+    metrics = RunnerMetrics()
+    pool = make_pool("mock", size=2, metrics=metrics, delay_ms=400)
+    killed: list[int] = []
+
+    def kill_first_worker_once() -> None:
+        if not killed and pool.pending >= 4:  # both workers hold frames
+            killed.append(pool.pids[0])
+            os.kill(killed[0], signal.SIGKILL)
+
+    try:
+        assert pool.wait_ready(timeout_seconds=30, stopping=lambda: False)
+        out = run_frames(pool, to_frames(images), on_tick=kill_first_worker_once)
+        assert killed and killed[0] not in pool.pids and len(pool.pids) == 2
+    finally:
+        pool.close(timeout_seconds=5)
+    assert [item.frame_number for item in out] == list(range(8)), "every frame, once, in order"
+    assert metrics.total("worker_restarts") == 1 and metrics.total("frames_failed") == 0
+
+
+def test_a_frame_that_hangs_twice_is_given_up_and_repeated_failures_fail_the_pool(media_frames: Frames) -> None:
+    # HOG on a 4x upscaled frame takes far longer than the 50 ms allowed: every attempt hangs.
+    big = cv2.resize(media_frames(CAR_VIDEO, {0})[0], None, fx=2, fy=2)
+    metrics = RunnerMetrics()
+    pool = make_pool("hog_person", size=1, metrics=metrics, inference_timeout_seconds=0.05, max_consecutive_failures=3)
+    try:
+        assert pool.wait_ready(timeout_seconds=30, stopping=lambda: False)
+        out = run_frames(pool, to_frames({0: big, 1: big}))
+    finally:
+        pool.close(timeout_seconds=5)
+    assert out == []
+    # Frame 0: killed, retried, killed again -> given up. Frame 1: killed once -> third failure in a row.
+    assert metrics.total("frames_failed") == 1 and metrics.total("worker_restarts") == 3
+    assert pool.failure is not None and pool.failure.reason is FailureReason.DETECTOR_ERROR
+    assert "3 detector failures in a row" in pool.failure.message
+
+
+def test_a_detector_that_cannot_start_is_a_config_failure(tmp_path: Path) -> None:
+    model = tmp_path / "broken.onnx"
+    model.write_bytes(b"not a model")
+    pool = make_pool("onnx", size=1, metrics=RunnerMetrics(), model_path=str(model))
+    try:
+        assert not pool.wait_ready(timeout_seconds=30, stopping=lambda: False)
+    finally:
+        pool.close(timeout_seconds=5)
+    assert pool.failure is not None and pool.failure.reason is FailureReason.INVALID_CONFIG
+    assert "could not start" in pool.failure.message
+
+
+def test_close_leaves_no_worker_process_behind() -> None:
+    pool = make_pool("mock", size=2, metrics=RunnerMetrics())
+    assert pool.wait_ready(timeout_seconds=30, stopping=lambda: False)
+    pids = pool.pids
+    assert len(pids) == 2 and all(process_alive(pid) for pid in pids)
+    pool.close(timeout_seconds=5)
+    assert not any(process_alive(pid) for pid in pids)
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_shared_memory() -> None:
+    before = set(os.listdir("/dev/shm"))
+    yield
+    assert not {name for name in set(os.listdir("/dev/shm")) - before if name.startswith("psm_")}, "frame slots not unlinked"
