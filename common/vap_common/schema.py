@@ -46,10 +46,15 @@ class Scenario(Base):
 
 
 class OutboxScenario(Base):
-    """A command waiting to be published; ``published_at`` set once the broker acknowledged it."""
+    """A command waiting to be published; ``published_at`` set once the broker acknowledged it.
+
+    ``topic`` is the logical topic (``init_scenario``), ``payload`` a ScenarioCommand as JSON. An
+    AFTER INSERT trigger (migration 0002) sends ``NOTIFY vap_outbox`` to wake the relay.
+    """
 
     __tablename__ = "outbox_scenario"
     __table_args__ = (
+        CheckConstraint("event_type IN ('start', 'shutdown')", name="ck_outbox_event_type"),
         # The relay's scan: oldest unpublished first. Partial, so it stays small however old the table.
         Index("ix_outbox_unpublished", "id", postgresql_where=text("published_at IS NULL")),
         # Per-scenario order checks (an older unpublished row of the same scenario blocks newer ones).

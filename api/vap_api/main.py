@@ -1,0 +1,57 @@
+"""The FastAPI application (``vap_api.main:app``) and the ``vap-api`` entry point."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import uvicorn
+from fastapi import FastAPI
+
+from vap_api.errors import install_error_handlers
+from vap_api.middleware import BodySizeLimit, RequestMetrics
+from vap_api.predictions.routes import router as predictions_router
+from vap_api.scenarios.routes import router as scenarios_router
+from vap_api.settings import ApiSettings
+from vap_api.system.routes import router as system_router
+from vap_common.db import make_engine, make_session_factory
+from vap_common.logs import configure_logging
+
+
+def create_app(settings: ApiSettings | None = None) -> FastAPI:
+    """Build the application; the database engine is created here and disposed at shutdown."""
+    settings = settings or ApiSettings()
+    # hide_parameters: a failed statement's error (logged) must not carry a camera URL with its password.
+    engine = make_engine(settings.database, hide_parameters=True)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        engine.dispose()
+
+    app = FastAPI(
+        title="VAP — Video Analytics Platform API",
+        version="0.1.0",
+        summary="Register camera streams as scenarios, read their detections, stop them.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.session_factory = make_session_factory(engine)
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestMetrics)
+    app.include_router(scenarios_router)
+    app.include_router(predictions_router)
+    app.include_router(system_router)
+    return app
+
+
+app = create_app()
+
+
+def run() -> None:
+    """Entry point of ``vap-api``: serve the API with uvicorn on the configured host and port."""
+    settings = ApiSettings()
+    configure_logging(service="vap-api", level=settings.log_level)
+    uvicorn.run("vap_api.main:app", host=settings.host, port=settings.port, log_config=None, access_log=settings.access_log)

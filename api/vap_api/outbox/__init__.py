@@ -1,0 +1,1 @@
+"""Transactional outbox: commands written with the scenario change, published by the relay."""

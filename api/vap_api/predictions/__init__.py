@@ -1,0 +1,1 @@
+"""Predictions: the stored detections of a scenario's frames, paged by frame number."""

@@ -1,0 +1,1 @@
+"""Scenarios: register a camera stream, read it back, list, and shut it down."""

@@ -1,0 +1,57 @@
+"""Request and response bodies of the scenario endpoints."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from vap_common.lifecycle import FailureReason, ScenarioStatus
+
+
+class DetectorIn(BaseModel):
+    """The detector plug-in and its settings (a JSON object; the runner validates it in depth)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(default="mock", min_length=1, max_length=64, examples=["mock", "hog_person"])
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+
+class ScenarioInit(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    camera_url: str = Field(min_length=1, examples=["rtsp://user:password@camera.local:554/stream"])
+    name: str | None = Field(default=None, max_length=200)
+    detector: DetectorIn = Field(default_factory=DetectorIn)
+
+
+class ScenarioState(BaseModel):
+    """Answer of init and shutdown."""
+
+    scenario_uuid: UUID
+    status: ScenarioStatus
+
+
+class DetectorOut(BaseModel):
+    name: str
+    settings: dict[str, Any]
+
+
+class ScenarioOut(BaseModel):
+    scenario_uuid: UUID
+    name: str | None
+    status: ScenarioStatus
+    camera_url: str = Field(description="With any password or secret query value replaced by ***")
+    detector: DetectorOut
+    error_reason: FailureReason | None
+    error_message: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ScenarioPage(BaseModel):
+    items: list[ScenarioOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` to get the next page; null on the last page")

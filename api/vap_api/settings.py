@@ -1,0 +1,95 @@
+"""The settings of the three vap_api processes: the REST API, the outbox relay and the inbox.
+
+Each process reads ONE of these classes (all extend :class:`CommonSettings`, so the database and
+Kafka groups are shared): ``VAP_PORT``, ``VAP_RELAY__BATCH_SIZE``, ``VAP_INBOX__BATCH_SIZE`` ...
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field, field_validator
+
+from vap_common.settings import CommonSettings
+
+# Detector plug-ins the runner ships (DESIGN.md "Runner"); the runner validates their settings.
+DEFAULT_DETECTORS = ["mock", "hog_person", "haar_face", "motion", "onnx"]
+
+
+class ApiSettings(CommonSettings):
+    """The REST API process (``vap-api``)."""
+
+    host: str = "127.0.0.1"  # loopback by default: exposing the API is a deployment decision
+    port: int = 8000
+    # Uvicorn's access log: one line per request; off for benchmarks.
+    access_log: bool = True
+    # `file://` camera URLs read files on the runner's machine: only for the local demo and tests.
+    allow_file_urls: bool = False
+    detectors: list[str] = Field(default_factory=lambda: list(DEFAULT_DETECTORS))
+    # Limits on what a client may send. 64 KiB is far above any real scenario request.
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    max_camera_url_length: int = Field(default=2048, ge=16)
+    max_detector_settings_bytes: int = Field(default=16 * 1024, ge=2)
+    max_idempotency_key_length: int = 200
+    # GET /prediction page size: default and ceiling, so a response never grows without bound.
+    prediction_default_limit: int = Field(default=100, ge=1)
+    prediction_max_limit: int = Field(default=1000, ge=1)
+    # GET /scenarios page size.
+    list_default_limit: int = Field(default=50, ge=1)
+    list_max_limit: int = Field(default=500, ge=1)
+
+    @field_validator("detectors")
+    @classmethod
+    def _detectors_not_empty(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one detector must be allowed")
+        return value
+
+
+class RelayOptions(BaseModel):
+    """How the outbox relay claims, publishes and prunes rows."""
+
+    # Rows claimed per transaction (one per scenario at most, see vap_api.outbox.relay).
+    batch_size: int = Field(default=200, ge=1)
+    # Polling is the truth, NOTIFY only a hint: the longest a row waits if a notification is lost.
+    poll_interval_seconds: float = Field(default=1.0, gt=0)
+    # How long librdkafka tries to deliver one batch before the relay gives up and retries later;
+    # the claimed rows stay locked meanwhile, so keep it well under a minute.
+    delivery_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Backoff after a failed batch (Kafka or PostgreSQL down): doubles up to the maximum.
+    min_backoff_seconds: float = Field(default=0.2, gt=0)
+    max_backoff_seconds: float = Field(default=30.0, gt=0)
+    # Published rows are kept this long (for audit and debugging), then deleted.
+    retention_hours: float = Field(default=168.0, ge=0)
+    prune_interval_seconds: float = Field(default=300.0, gt=0)
+    # Rows deleted per prune transaction: small, so pruning never holds long locks.
+    prune_batch_size: int = Field(default=1000, ge=1)
+    # Refresh of the oldest-unpublished-row gauge.
+    gauge_interval_seconds: float = Field(default=5.0, gt=0)
+
+
+class RelaySettings(CommonSettings):
+    """The outbox relay process (``vap-relay``)."""
+
+    relay: RelayOptions = Field(default_factory=RelayOptions)
+    # Prometheus /metrics port; 0 picks a free port (logged at start).
+    metrics_port: int = 9101
+
+
+class InboxOptions(BaseModel):
+    """How the inbox consumes `results` and `scenario_status`."""
+
+    # Prefixed with the Kafka topic prefix, so isolated tenants/tests never share a group.
+    group_id: str = "vap-api-inbox"
+    # Messages per batch (one PostgreSQL transaction, one offset commit).
+    batch_size: int = Field(default=2000, ge=1)
+    poll_timeout_seconds: float = Field(default=0.5, gt=0)
+    max_backoff_seconds: float = Field(default=30.0, gt=0)
+    # How long the broker waits for a crashed inbox before its partitions go to another instance
+    # (Kafka's default; the broker accepts 6 to 1800 seconds).
+    session_timeout_seconds: float = Field(default=45.0, ge=6, le=1800)
+
+
+class InboxSettings(CommonSettings):
+    """The results/status inbox process (``vap-inbox``)."""
+
+    inbox: InboxOptions = Field(default_factory=InboxOptions)
+    metrics_port: int = 9102

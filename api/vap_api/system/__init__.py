@@ -1,0 +1,1 @@
+"""Process endpoints: liveness, readiness, Prometheus metrics."""

@@ -1,0 +1,118 @@
+"""Helpers of the API integration tests (real PostgreSQL, Kafka and processes)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import insert
+from sqlalchemy.orm import Session, sessionmaker
+
+from vap_common.consuming import ConsumerLoop
+from vap_common.contracts import Detection, FrameResult, encode
+from vap_common.kafka import make_producer
+from vap_common.lifecycle import ScenarioStatus
+from vap_common.schema import Scenario
+from vap_common.settings import KafkaSettings
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def wait_until(predicate: Callable[[], Any], *, timeout_seconds: float = 30.0, interval_seconds: float = 0.1, what: str = "condition") -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail with ``what`` after the timeout."""
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_seconds}s waiting for {what}")
+        time.sleep(interval_seconds)
+
+
+def produce(settings: KafkaSettings, topic: str, values: Iterable[tuple[str, bytes]]) -> None:
+    """Produce (key, value) pairs and wait for the broker's acknowledgement."""
+    producer = make_producer(settings)
+    for key, value in values:
+        producer.produce(topic, key=key, value=value)
+    assert producer.flush(30) == 0
+
+
+def frame(scenario_uuid: uuid.UUID, frame_number: int, *, run_id: str = "run-1", people: int = 1) -> FrameResult:
+    detections = [Detection(class_name="person", confidence=0.5 + index / 100, bbox=(index, 2.0, 30.0, 40.0)) for index in range(people)]
+    return FrameResult(scenario_uuid=scenario_uuid, run_id=run_id, frame_number=frame_number, detections=detections, timestamp=datetime(2026, 11, 25, 12, 0, frame_number % 60, tzinfo=UTC))
+
+
+def encoded_frames(scenario_uuid: uuid.UUID, frames: Iterable[int], **options: Any) -> list[tuple[str, bytes]]:
+    return [(str(scenario_uuid), encode(frame(scenario_uuid, number, **options))) for number in frames]
+
+
+def add_scenario(factory: sessionmaker[Session], *, status: ScenarioStatus = ScenarioStatus.INIT_STARTUP, camera_url: str = "rtsp://cam.example/stream") -> uuid.UUID:
+    """A scenario row written directly (no outbox row), in ``status``."""
+    scenario_uuid = uuid.uuid4()
+    with factory() as session, session.begin():
+        session.execute(insert(Scenario).values(scenario_uuid=scenario_uuid, camera_url=camera_url, status=status.value))
+    return scenario_uuid
+
+
+def run_loop_until(loop: ConsumerLoop, total: int, *, attempts: int = 60) -> int:
+    """Run ``loop`` batch by batch until ``total`` messages were handled."""
+    seen = 0
+    for _ in range(attempts):
+        seen += loop.run_once()
+        if seen >= total:
+            return seen
+    raise AssertionError(f"only {seen} of {total} messages consumed")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Process:
+    """A vap_api entry point run as ``python -m <module>``, its JSON log lines in a file."""
+
+    def __init__(self, python: str, module: str, env: dict[str, str], log_path: Path) -> None:
+        self.log_path = log_path
+        self._log = log_path.open("ab")
+        self.popen = subprocess.Popen([python, "-m", module], env=env, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT)
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for_log(self, text: str, *, timeout_seconds: float = 60.0) -> None:
+        def seen() -> bool:
+            if self.popen.poll() is not None:
+                raise AssertionError(f"process exited with {self.popen.returncode}:\n{self.log_text()[-3000:]}")
+            return text in self.log_text()
+
+        wait_until(seen, timeout_seconds=timeout_seconds, interval_seconds=0.2, what=f"{text!r} in {self.log_path.name}")
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup at all, as when a node dies."""
+        self.popen.kill()
+        self.popen.wait(30)
+        self._log.close()
+
+    def terminate(self, *, timeout_seconds: float = 30.0) -> int:
+        """SIGTERM and wait; returns the exit code."""
+        self.popen.send_signal(signal.SIGTERM)
+        code = self.popen.wait(timeout_seconds)
+        self._log.close()
+        return code
+
+    def ensure_stopped(self) -> None:
+        if self.popen.poll() is None:
+            os.kill(self.popen.pid, signal.SIGKILL)
+            self.popen.wait(30)
+        self._log.close()

@@ -1,0 +1,179 @@
+"""The results/status inbox on real Kafka and PostgreSQL: in process, and as a real process killed with -9."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+
+from api_test_support import Process, add_scenario, encoded_frames, frame, produce, run_loop_until, wait_until
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from tests.helpers import consume
+from vap_api.inbox.consumer import RESULTS_DUPLICATE, STATUS_IGNORED
+from vap_common.consuming import ConsumerLoop
+from vap_common.contracts import Detection, StatusEvent, encode
+from vap_common.lifecycle import FailureReason, ScenarioStatus
+from vap_common.settings import KafkaSettings
+from vap_common.topics import Topic, dlq_name, topic_name
+
+S = ScenarioStatus
+
+
+def _topics(settings: KafkaSettings) -> tuple[str, str]:
+    return topic_name(Topic.RESULTS, settings.topic_prefix), topic_name(Topic.SCENARIO_STATUS, settings.topic_prefix)
+
+
+def _stored(engine: Engine, scenario_uuid: uuid.UUID) -> list[tuple[str, int]]:
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text("SELECT run_id, frame_number FROM scenario_results WHERE scenario_uuid = :u ORDER BY run_id, frame_number"), {"u": scenario_uuid}
+        )
+        return [(row.run_id, row.frame_number) for row in rows]
+
+
+def _count(engine: Engine, scenario_uuid: uuid.UUID) -> int:
+    with engine.connect() as connection:
+        return int(connection.execute(text("SELECT count(*) FROM scenario_results WHERE scenario_uuid = :u"), {"u": scenario_uuid}).scalar_one())
+
+
+def _scenario(engine: Engine, scenario_uuid: uuid.UUID) -> tuple[str, str | None, str | None]:
+    with engine.connect() as connection:
+        row = connection.execute(text("SELECT status, error_reason, error_message FROM scenarios WHERE scenario_uuid = :u"), {"u": scenario_uuid}).one()
+        return row.status, row.error_reason, row.error_message
+
+
+def _events(scenario_uuid: uuid.UUID, *statuses: ScenarioStatus) -> list[tuple[str, bytes]]:
+    return [(str(scenario_uuid), encode(StatusEvent(scenario_uuid=scenario_uuid, status=status))) for status in statuses]
+
+
+def test_results_are_stored_with_their_detections(
+    make_inbox_loop: Callable[..., ConsumerLoop], kafka_settings: KafkaSettings, session_factory: sessionmaker[Session], db_engine: Engine
+) -> None:
+    scenario_uuid = add_scenario(session_factory, status=S.ACTIVE)
+    awkward = frame(scenario_uuid, 3).model_copy(update={"detections": [Detection(class_name='a\\b "c"\td\n\u00e9\\N', confidence=1.0, bbox=(0, 0, 1, 1))]})
+    values = [*encoded_frames(scenario_uuid, range(3), people=2, run_id="r\tun\\1"), (str(scenario_uuid), encode(awkward))]
+    produce(kafka_settings, _topics(kafka_settings)[0], values)
+
+    run_loop_until(make_inbox_loop(), 4)
+
+    with db_engine.connect() as connection:
+        rows = connection.execute(text("SELECT run_id, frame_number, detections, timestamp FROM scenario_results ORDER BY frame_number")).all()
+    assert [(row.run_id, row.frame_number) for row in rows] == [("r\tun\\1", number) for number in range(3)] + [("run-1", 3)]
+    assert rows[3].detections == [{"class": 'a\\b "c"\td\n\u00e9\\N', "confidence": 1.0, "bbox": [0.0, 0.0, 1.0, 1.0]}]
+    assert rows[1].detections == [
+        {"class": "person", "confidence": 0.5, "bbox": [0.0, 2.0, 30.0, 40.0]},
+        {"class": "person", "confidence": 0.51, "bbox": [1.0, 2.0, 30.0, 40.0]},
+    ]
+    assert rows[1].timestamp.isoformat() == "2026-11-25T12:00:01+00:00"
+
+
+def test_redelivered_and_duplicated_results_are_stored_once(
+    make_inbox_loop: Callable[..., ConsumerLoop], kafka_settings: KafkaSettings, session_factory: sessionmaker[Session], db_engine: Engine
+) -> None:
+    scenario_uuid = add_scenario(session_factory, status=S.ACTIVE)
+    results_topic = _topics(kafka_settings)[0]
+    batch = encoded_frames(scenario_uuid, range(50))
+    produce(kafka_settings, results_topic, batch + batch[:10])  # a producer retry duplicated ten of them
+    produce(kafka_settings, results_topic, encoded_frames(scenario_uuid, range(40, 45), run_id="run-2"))  # a restarted runner
+    duplicates_before = RESULTS_DUPLICATE._value.get()
+
+    run_loop_until(make_inbox_loop(group="inbox"), 65)
+    # The same batch again, as after a crash before the offset commit: a fresh group re-reads it all.
+    run_loop_until(make_inbox_loop(group="inbox-replay"), 65)
+
+    assert _stored(db_engine, scenario_uuid) == [("run-1", number) for number in range(50)] + [("run-2", number) for number in range(40, 45)]
+    assert RESULTS_DUPLICATE._value.get() - duplicates_before == 10 + 65
+
+
+def test_poison_and_unknown_scenario_messages_go_to_the_dlq_and_the_consumer_goes_on(
+    make_inbox_loop: Callable[..., ConsumerLoop], kafka_settings: KafkaSettings, session_factory: sessionmaker[Session], db_engine: Engine
+) -> None:
+    results_topic, status_topic = _topics(kafka_settings)
+    known, unknown = add_scenario(session_factory, status=S.IN_STARTUP_PROCESSING), uuid.uuid4()
+    key = str(known)
+    produce(
+        kafka_settings,
+        results_topic,
+        [(key, b"\xff not json"), *encoded_frames(known, [0]), (key, b'{"scenario_uuid": "nope"}'), *encoded_frames(unknown, [0]), *encoded_frames(known, [1])],
+    )
+    produce(kafka_settings, status_topic, [*_events(unknown, S.ACTIVE), (key, b"[]"), *_events(known, S.ACTIVE)])
+    loop = make_inbox_loop()
+
+    run_loop_until(loop, 8)
+
+    assert _stored(db_engine, known) == [("run-1", 0), ("run-1", 1)] and _stored(db_engine, unknown) == []
+    assert _scenario(db_engine, known)[0] == "active"
+    dead_results = consume(kafka_settings, dlq_name(results_topic), expected=3)
+    dead_status = consume(kafka_settings, dlq_name(status_topic), expected=2)
+    errors = sorted(dict(message.headers() or [])["dlq.error"].decode() for message in dead_results + dead_status)
+    assert len(errors) == 5
+    assert sum(f"unknown scenario_uuid {unknown}" in error for error in errors) == 2
+    assert sum("FrameResult" in error for error in errors) == 2 and sum("StatusEvent" in error for error in errors) == 1
+    # Still consuming after the poison: a later message is handled.
+    produce(kafka_settings, results_topic, encoded_frames(known, [2]))
+    run_loop_until(loop, 1)
+    assert ("run-1", 2) in _stored(db_engine, known)
+
+
+def test_status_events_out_of_order_never_move_a_scenario_backwards(
+    make_inbox_loop: Callable[..., ConsumerLoop], kafka_settings: KafkaSettings, session_factory: sessionmaker[Session], db_engine: Engine
+) -> None:
+    status_topic = _topics(kafka_settings)[1]
+    scenario_uuid = add_scenario(session_factory, status=S.INIT_STARTUP)
+    ignored_before = STATUS_IGNORED.labels("active", "in_startup_processing")._value.get()
+    loop = make_inbox_loop()
+
+    produce(kafka_settings, status_topic, _events(scenario_uuid, S.ACTIVE, S.IN_STARTUP_PROCESSING, S.ACTIVE, S.INIT_STARTUP))
+    run_loop_until(loop, 4)
+    after_first = _scenario(db_engine, scenario_uuid)[0]
+    produce(kafka_settings, status_topic, _events(scenario_uuid, S.INACTIVE, S.ACTIVE, S.IN_SHUTDOWN_PROCESSING))
+    run_loop_until(loop, 3)
+
+    assert after_first == "active"
+    assert _scenario(db_engine, scenario_uuid)[0] == "inactive"
+    assert STATUS_IGNORED.labels("active", "in_startup_processing")._value.get() == ignored_before + 1
+
+
+def test_failed_event_stores_its_reason_and_a_masked_message(
+    make_inbox_loop: Callable[..., ConsumerLoop], kafka_settings: KafkaSettings, session_factory: sessionmaker[Session], db_engine: Engine
+) -> None:
+    scenario_uuid = add_scenario(session_factory, status=S.ACTIVE)
+    event = StatusEvent(
+        scenario_uuid=scenario_uuid, status=S.FAILED, reason=FailureReason.SOURCE_UNREACHABLE, message="cannot open rtsp://admin:hunter2@cam.example/s"
+    )
+    with db_engine.connect() as connection:
+        before = connection.execute(text("SELECT updated_at FROM scenarios")).scalar_one()
+    produce(kafka_settings, _topics(kafka_settings)[1], [(str(scenario_uuid), encode(event))])
+
+    run_loop_until(make_inbox_loop(), 1)
+
+    assert _scenario(db_engine, scenario_uuid) == ("failed", "SourceUnreachable", "cannot open rtsp://admin:***@cam.example/s")
+    with db_engine.connect() as connection:
+        assert connection.execute(text("SELECT updated_at FROM scenarios")).scalar_one() > before
+
+
+def test_inbox_process_killed_mid_stream_stores_each_result_once(
+    start_process: Callable[..., Process], kafka_settings: KafkaSettings, session_factory: sessionmaker[Session], db_engine: Engine
+) -> None:
+    results_topic, status_topic = _topics(kafka_settings)
+    scenario_uuid = add_scenario(session_factory, status=S.IN_STARTUP_PROCESSING)
+    total = 3000
+    produce(kafka_settings, results_topic, encoded_frames(scenario_uuid, range(total)))
+    # Small batches: the kill lands mid-stream. The shortest session: the restarted inbox gets the
+    # dead one's partitions after 6 s instead of 45.
+    env = {"VAP_INBOX__BATCH_SIZE": "20", "VAP_INBOX__SESSION_TIMEOUT_SECONDS": "6"}
+
+    first = start_process("vap_api.inbox", name="inbox", extra_env=env)
+    wait_until(lambda: _count(db_engine, scenario_uuid) >= 100, timeout_seconds=60, what="the inbox to store results")
+    first.kill()
+    assert _count(db_engine, scenario_uuid) < total
+    produce(kafka_settings, status_topic, _events(scenario_uuid, S.ACTIVE))
+    second = start_process("vap_api.inbox", name="inbox", extra_env=env)
+    wait_until(lambda: _scenario(db_engine, scenario_uuid)[0] == "active", timeout_seconds=60, what="the status event")
+    wait_until(lambda: _count(db_engine, scenario_uuid) >= total, timeout_seconds=90, what="every result")
+    second.wait_for_log("inbox started")
+
+    assert second.terminate() == 0
+    assert _stored(db_engine, scenario_uuid) == [("run-1", number) for number in range(total)]
+    assert "inbox stopped" in second.log_text()

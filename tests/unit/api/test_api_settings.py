@@ -1,0 +1,54 @@
+"""The vap_api settings classes read VAP_* variables, with safe defaults."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from vap_api.settings import DEFAULT_DETECTORS, ApiSettings, InboxSettings, RelaySettings
+
+
+def test_api_defaults_refuse_file_urls_and_allow_the_shipped_detectors(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("VAP_ALLOW_FILE_URLS", "VAP_DETECTORS", "VAP_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    settings = ApiSettings()
+    assert settings.allow_file_urls is False
+    assert settings.detectors == DEFAULT_DETECTORS == ["mock", "hog_person", "haar_face", "motion", "onnx"]
+    assert (settings.prediction_default_limit, settings.prediction_max_limit) == (100, 1000)
+
+
+def test_api_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VAP_ALLOW_FILE_URLS", "true")
+    monkeypatch.setenv("VAP_DETECTORS", '["mock"]')
+    monkeypatch.setenv("VAP_PORT", "8123")
+    settings = ApiSettings()
+    assert (settings.allow_file_urls, settings.detectors, settings.port) == (True, ["mock"], 8123)
+
+
+def test_an_empty_detector_list_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VAP_DETECTORS", "[]")
+    with pytest.raises(ValidationError, match="at least one detector"):
+        ApiSettings()
+
+
+def test_relay_and_inbox_options_use_nested_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VAP_RELAY__BATCH_SIZE", "17")
+    monkeypatch.setenv("VAP_RELAY__RETENTION_HOURS", "2.5")
+    monkeypatch.setenv("VAP_INBOX__GROUP_ID", "inbox-a")
+    monkeypatch.setenv("VAP_INBOX__SESSION_TIMEOUT_SECONDS", "6")
+    relay, inbox = RelaySettings(), InboxSettings()
+    assert (relay.relay.batch_size, relay.relay.retention_hours) == (17, 2.5)
+    assert (inbox.inbox.group_id, inbox.inbox.session_timeout_seconds) == ("inbox-a", 6.0)
+
+
+def test_a_session_timeout_the_broker_would_refuse_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VAP_INBOX__SESSION_TIMEOUT_SECONDS", "1")
+    with pytest.raises(ValidationError):
+        InboxSettings()
+
+
+def test_production_refuses_the_local_database_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VAP_ENVIRONMENT", "production")
+    monkeypatch.delenv("VAP_DATABASE__URL", raising=False)
+    with pytest.raises(ValidationError, match="local development password"):
+        ApiSettings()
