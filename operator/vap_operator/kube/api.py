@@ -1,0 +1,152 @@
+"""The few Kubernetes API calls the operator makes, on plain dicts (the official client, sync).
+
+kopf handlers are sync functions run in kopf's thread pool, and the to_deploy consumer runs in a
+thread of its own, so a blocking client is the simple choice. Not-found and already-exists are
+answers here, not errors: every caller is idempotent.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from vap_operator.kube.crd import GROUP, PLURAL, VERSION
+
+MERGE_PATCH = "application/merge-patch+json"
+FIELD_MANAGER = "vap-operator"
+
+Body = dict[str, Any]
+
+
+def load_config() -> None:
+    """In-cluster credentials when running in a Pod, else the kubeconfig ($KUBECONFIG)."""
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+
+
+class KubeApi:
+    """Namespaced reads and writes of VideoScenarios, runner Pods and camera Secrets."""
+
+    def __init__(self, namespace: str, api_client: client.ApiClient | None = None) -> None:
+        self.namespace = namespace
+        self._client = api_client or client.ApiClient()
+        self._core = client.CoreV1Api(self._client)
+        self._custom = client.CustomObjectsApi(self._client)
+
+    # --- VideoScenario ---------------------------------------------------------------------------
+
+    def create_videoscenario(self, body: Body) -> Body | None:
+        """Create; None when an object of that name exists already."""
+        try:
+            return _raw(self._custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, body, field_manager=FIELD_MANAGER))
+        except ApiException as error:
+            if error.status == 409:
+                return None
+            raise
+
+    def read_videoscenario(self, name: str) -> Body | None:
+        try:
+            return _raw(self._custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name))
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    def patch_videoscenario(self, name: str, patch: Body) -> Body | None:
+        """Merge-patch the object (spec/metadata); None when it does not exist."""
+        try:
+            return _raw(
+                self._custom.patch_namespaced_custom_object(
+                    GROUP, VERSION, self.namespace, PLURAL, name, patch, field_manager=FIELD_MANAGER, _content_type=MERGE_PATCH
+                )
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    def patch_videoscenario_status(self, name: str, patch: Body) -> Body | None:
+        try:
+            return _raw(
+                self._custom.patch_namespaced_custom_object_status(
+                    GROUP, VERSION, self.namespace, PLURAL, name, patch, field_manager=FIELD_MANAGER, _content_type=MERGE_PATCH
+                )
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    # --- Pods ------------------------------------------------------------------------------------
+
+    def read_pod(self, name: str) -> Body | None:
+        try:
+            response = self._core.read_namespaced_pod(name, self.namespace, _preload_content=False)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return dict(json.loads(response.data))
+
+    def create_pod(self, body: Body) -> bool:
+        """Create; False when a Pod of that name exists already."""
+        try:
+            self._core.create_namespaced_pod(self.namespace, body, field_manager=FIELD_MANAGER)
+        except ApiException as error:
+            if error.status == 409:
+                return False
+            raise
+        return True
+
+    def delete_pod(self, name: str, *, uid: str, grace_period_seconds: int | None) -> bool:
+        """Delete the Pod only if it still is ``uid`` (never a newer one); False when gone or replaced."""
+        options: Body = {"preconditions": {"uid": uid}, "propagationPolicy": "Background"}
+        if grace_period_seconds is not None:
+            options["gracePeriodSeconds"] = grace_period_seconds
+        try:
+            self._core.delete_namespaced_pod(name, self.namespace, body=options)
+        except ApiException as error:
+            if error.status in (404, 409):
+                return False
+            raise
+        return True
+
+    # --- Secrets ---------------------------------------------------------------------------------
+
+    def apply_secret(self, body: Body) -> None:
+        """Create the Secret, or replace its data and owner when it exists (same name, same purpose)."""
+        try:
+            self._core.create_namespaced_secret(self.namespace, body, field_manager=FIELD_MANAGER)
+        except ApiException as error:
+            if error.status != 409:
+                raise
+            patch = {"metadata": {"labels": body["metadata"].get("labels", {})}, "stringData": body.get("stringData", {})}
+            self._core.patch_namespaced_secret(body["metadata"]["name"], self.namespace, patch, field_manager=FIELD_MANAGER, _content_type=MERGE_PATCH)
+
+    def set_secret_owner(self, name: str, owner_references: list[Body]) -> None:
+        try:
+            self._core.patch_namespaced_secret(
+                name, self.namespace, {"metadata": {"ownerReferences": owner_references}}, field_manager=FIELD_MANAGER, _content_type=MERGE_PATCH
+            )
+        except ApiException as error:
+            if error.status != 404:
+                raise
+
+    def delete_secret(self, name: str) -> None:
+        try:
+            self._core.delete_namespaced_secret(name, self.namespace)
+        except ApiException as error:
+            if error.status != 404:
+                raise
+
+
+def _raw(result: object) -> Body:
+    """The custom-objects API returns plain dicts already; keep the type honest."""
+    if isinstance(result, dict):
+        return result
+    return dict(client.ApiClient().sanitize_for_serialization(result))

@@ -1,0 +1,99 @@
+"""The kubernetes runtime's to_deploy consumer: each DeployCommand -> its VideoScenario.
+
+The object name comes from the scenario UUID, so a replay finds the object it made the first time.
+A deploy never touches an existing object (a stopped scenario is never re-activated by a replay);
+a stop sets desiredState inactive, creating an inactive object when none exists yet so a late
+deploy is refused too. The API server is the durable store: offsets are committed after it answered.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+from sqlalchemy.orm import Session, sessionmaker
+
+from vap_common.consuming import Accepted, Rejected
+from vap_common.contracts import DeployCommand
+from vap_common.db import transaction
+from vap_common.lifecycle import FailureReason, ScenarioStatus
+
+from vap_operator import workers
+from vap_operator.decisions import DesiredState, camera_secret_name_for, camera_url_problem, pod_name_for, resource_name_for
+from vap_operator.kube import manifests
+from vap_operator.kube.api import KubeApi
+from vap_operator.publishing import Publisher, status_event
+
+log = logging.getLogger(__name__)
+
+
+class KubeDeployer:
+    """ConsumerLoop handler for to_deploy (kubernetes runtime)."""
+
+    def __init__(self, *, kube: KubeApi, sessions: sessionmaker[Session], publisher: Publisher, max_workers: int) -> None:
+        self._kube = kube
+        self._sessions = sessions
+        self._publisher = publisher
+        self._max_workers = max_workers
+
+    def __call__(self, batch: Sequence[Accepted]) -> Sequence[Rejected]:
+        for item in batch:
+            assert isinstance(item.value, DeployCommand)
+            self.apply(item.value)
+        return []
+
+    def apply(self, command: DeployCommand) -> None:
+        name = resource_name_for(command.scenario_uuid)
+        if command.action == "stop" and self._kube.patch_videoscenario(name, {"spec": {"desiredState": DesiredState.INACTIVE.value}}) is not None:
+            log.info("videoscenario stop requested", extra={"scenario_uuid": str(command.scenario_uuid), "resource": name})
+            return
+        desired = DesiredState.ACTIVE if command.action == "deploy" else DesiredState.INACTIVE
+        self._ensure(command, name, desired)
+
+    def _ensure(self, command: DeployCommand, name: str, desired: DesiredState) -> None:
+        problem = camera_url_problem(command.camera_url)
+        if problem is not None:
+            self._invalid(command, problem)
+            return
+        if manifests.needs_secret(command):
+            self._kube.apply_secret(manifests.camera_secret(command))
+        try:
+            created = self._kube.create_videoscenario(manifests.videoscenario(command, max_workers=self._max_workers, desired=desired))
+        except ApiException as error:
+            if error.status == 422:
+                self._invalid(command, _api_message(error))
+                return
+            raise
+        current = created or self._kube.read_videoscenario(name)
+        if current is None:
+            raise RuntimeError(f"VideoScenario {name} neither created nor found")  # deleted meanwhile: retry the batch
+        if manifests.needs_secret(command):
+            self._kube.set_secret_owner(camera_secret_name_for(name), [manifests.owner_reference(current)])
+        with transaction(self._sessions) as session:
+            workers.record(session, command.scenario_uuid, workers.RunnerRecord(pod_name=pod_name_for(name)))
+        log.info(
+            "videoscenario ensured",
+            extra={"scenario_uuid": str(command.scenario_uuid), "resource": name, "object_created": created is not None, "desired": desired.value},
+        )
+
+    def _invalid(self, command: DeployCommand, problem: str) -> None:
+        """A scenario the API server would never accept: report `failed` InvalidConfig, do not retry."""
+        log.warning("invalid scenario", extra={"scenario_uuid": str(command.scenario_uuid), "problem": problem})
+        self._publisher.send([status_event(command.scenario_uuid, ScenarioStatus.FAILED, reason=FailureReason.INVALID_CONFIG, message=problem)])
+        with transaction(self._sessions) as session:
+            workers.record(
+                session,
+                command.scenario_uuid,
+                workers.RunnerRecord(status=ScenarioStatus.FAILED, last_error=f"{FailureReason.INVALID_CONFIG.value}: {problem}", stopped=True),
+            )
+
+
+def _api_message(error: ApiException) -> str:
+    try:
+        body: Any = json.loads(error.body or "{}")
+        return str(body.get("message") or error.reason)
+    except ValueError:
+        return str(error.reason)

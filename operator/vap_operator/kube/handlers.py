@@ -1,0 +1,195 @@
+"""kopf handlers: each VideoScenario -> exactly one runner Pod, its state mirrored into the CR status.
+
+- ``reconcile`` (create / resume / spec change / status.runner change): read the Pod, ask
+  :func:`vap_operator.decisions.plan_reconcile`, do the one action, write the status, post Events.
+  Waiting (restart backoff, a Pod still terminating) is ``kopf.TemporaryError(delay=...)``.
+- ``mirror_runner_pod`` (Pod events): copies the Pod's state into ``status.runner`` of its owner,
+  which wakes ``reconcile`` for that object (kopf does not trigger a parent on a child's change).
+- ``cleanup`` (the finalizer): deletes the Pod and the camera Secret before the CR goes.
+- ``resync_runner_status`` (a timer, registered by kube/run.py): the mirror again, in case a Pod
+  event was lost (kopf does not retry event handlers).
+
+Importing this module registers the handlers on kopf's default registry.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import kopf
+from prometheus_client import Counter
+from sqlalchemy.orm import Session, sessionmaker
+
+from vap_common.db import transaction
+from vap_common.lifecycle import ScenarioStatus
+from vap_common.settings import KafkaSettings
+
+from vap_operator import workers
+from vap_operator.decisions import Action, DesiredState, Plan, RestartPolicy, crashes_after, plan_reconcile, pod_name_for
+from vap_operator.kube import manifests
+from vap_operator.kube.api import KubeApi
+from vap_operator.kube.crd import GROUP, PLURAL, VERSION
+from vap_operator.kube.status import memory_from_status, observe_pod, render_status, runner_summary
+from vap_operator.publishing import Publisher, status_event
+from vap_operator.settings import KubernetesSettings, RunnerSettings
+
+log = logging.getLogger(__name__)
+
+# Retry delay (seconds) after an unexpected error (API or broker hiccup) in a handler.
+ERROR_BACKOFF_SECONDS = 5.0
+
+PODS_CREATED = Counter("vap_operator_runner_pods_created_total", "Runner Pods created")
+PODS_DELETED = Counter("vap_operator_runner_pods_deleted_total", "Runner Pods deleted", ["why"])
+TRANSITIONS = Counter("vap_operator_transitions_total", "VideoScenario transitions", ["reason"])
+
+
+@dataclass
+class Dependencies:
+    """What the handlers need, handed to kopf as its ``memo``."""
+
+    kube: KubeApi
+    publisher: Publisher
+    sessions: sessionmaker[Session]
+    kafka: KafkaSettings
+    kubernetes: KubernetesSettings
+    runner: RunnerSettings
+    policy: RestartPolicy
+    # Serialises the Pod watcher per VideoScenario (events of an old and a new Pod run concurrently).
+    mirror_locks: dict[str, threading.Lock] = field(default_factory=dict)
+    _locks_guard: threading.Lock = field(default_factory=threading.Lock)
+
+    def mirror_lock(self, name: str) -> threading.Lock:
+        with self._locks_guard:
+            return self.mirror_locks.setdefault(name, threading.Lock())
+
+
+def deps_of(memo: Any) -> Dependencies:
+    dependencies = memo.deps
+    assert isinstance(dependencies, Dependencies)
+    return dependencies
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL, backoff=ERROR_BACKOFF_SECONDS)
+@kopf.on.create(GROUP, VERSION, PLURAL, backoff=ERROR_BACKOFF_SECONDS)
+@kopf.on.update(GROUP, VERSION, PLURAL, field="spec", backoff=ERROR_BACKOFF_SECONDS)
+@kopf.on.update(GROUP, VERSION, PLURAL, field="status.runner", backoff=ERROR_BACKOFF_SECONDS)
+def reconcile(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+    """Drive the runner Pod towards spec.desiredState and record what happened."""
+    deps = deps_of(memo)
+    name = str(meta["name"])
+    pod_name = pod_name_for(name)
+    pod = deps.kube.read_pod(pod_name)
+    memory = memory_from_status(status)
+    now = datetime.now(UTC)
+    plan = plan_reconcile(
+        desired=DesiredState(spec.get("desiredState", DesiredState.ACTIVE.value)),
+        memory=memory,
+        pod=observe_pod(pod, owner_uid=str(meta["uid"])),
+        now=now.timestamp(),
+        policy=deps.policy,
+        poll_seconds=deps.kubernetes.wait_poll_seconds,
+    )
+    scenario_uuid = UUID(str(spec["scenarioUUID"]))
+    _report(deps, scenario_uuid, plan, pod_name, became_ready=plan.ready and not memory.ready)
+    _act(deps, body, plan, pod_name)
+    patch.status.update(
+        render_status(
+            plan,
+            status,
+            crashes=crashes_after(plan, memory, now.timestamp(), deps.policy),
+            generation=int(meta.get("generation") or 0),
+            pod_name=pod_name,
+            now=now,
+        )
+    )
+    for transition in plan.events:
+        kopf.event(body, type=transition.type, reason=transition.reason, message=transition.message)
+        TRANSITIONS.labels(transition.reason).inc()
+    if plan.wait_seconds is not None:
+        raise kopf.TemporaryError(plan.message or "waiting", delay=plan.wait_seconds)
+
+
+def _report(deps: Dependencies, scenario_uuid: UUID, plan: Plan, pod_name: str, *, became_ready: bool) -> None:
+    """Tell Kafka and the workers row first: if we die before the status is written, this re-runs."""
+    if plan.publish is not None:
+        deps.publisher.send([status_event(scenario_uuid, plan.publish.status, reason=plan.publish.reason, message=plan.publish.message)])
+    if plan.publish is None and plan.record_crash is None and plan.failed is None and not became_ready:
+        return
+    with transaction(deps.sessions) as session:
+        workers.record(
+            session,
+            scenario_uuid,
+            workers.RunnerRecord(
+                status=plan.publish.status if plan.publish else (ScenarioStatus.FAILED if plan.failed else None),
+                pod_name=pod_name,
+                restart_count=plan.restarts,
+                last_error=f"{plan.last_error[0]}: {plan.last_error[1]}" if plan.last_error else None,
+                started=became_ready,
+                stopped=plan.failed is not None or plan.stopped is not None,
+            ),
+        )
+
+
+def _act(deps: Dependencies, body: kopf.Body, plan: Plan, pod_name: str) -> None:
+    if plan.action == Action.CREATE_POD:
+        pod = manifests.runner_pod(body, kubernetes=deps.kubernetes, runner=deps.runner, kafka=deps.kafka)
+        if deps.kube.create_pod(pod):
+            PODS_CREATED.inc()
+    elif plan.action == Action.DELETE_POD and plan.delete_uid is not None:
+        grace = int(deps.runner.stop_grace_seconds) if plan.graceful else 0
+        if deps.kube.delete_pod(pod_name, uid=plan.delete_uid, grace_period_seconds=grace):
+            PODS_DELETED.labels(plan.ready_reason).inc()
+
+
+@kopf.on.event("", "v1", "pods", labels={manifests.LABEL_MANAGED_BY: manifests.MANAGED_BY})
+def mirror_runner_pod(meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None:
+    """Copy the current state of a runner Pod into status.runner of the VideoScenario that owns it."""
+    owner = next((ref for ref in meta.get("ownerReferences") or [] if ref.get("kind") == manifests.KIND and ref.get("controller")), None)
+    if owner is not None:
+        _mirror(deps_of(memo), str(owner["name"]), str(owner["uid"]))
+
+
+def resync_runner_status(meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None:
+    """Timer (registered in kube/run.py with its interval from the settings): mirror the Pod again.
+
+    Pod events are not retried by kopf; if one mirror write was lost, this puts status.runner right
+    and so wakes ``reconcile`` (e.g. for a crashed Pod nobody reacted to).
+    """
+    _mirror(deps_of(memo), str(meta["name"]), str(meta["uid"]))
+
+
+def _mirror(deps: Dependencies, name: str, uid: str) -> None:
+    with deps.mirror_lock(name):
+        # Read, not the event's body: an old Pod's late event must not overwrite its successor's state.
+        current = observe_pod(deps.kube.read_pod(pod_name_for(name)), owner_uid=uid)
+        deps.kube.patch_videoscenario_status(name, {"status": {"runner": runner_summary(current)}})
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL, backoff=ERROR_BACKOFF_SECONDS)
+def cleanup(spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Finalizer: the Pod (and the camera Secret) go before the VideoScenario does."""
+    deps = deps_of(memo)
+    name = str(meta["name"])
+    pod = observe_pod(deps.kube.read_pod(pod_name_for(name)), owner_uid=str(meta["uid"]))
+    if pod is not None and pod.owned and not pod.deleting:
+        live = pod.phase.value in ("Pending", "Running", "Unknown")
+        deps.kube.delete_pod(pod_name_for(name), uid=pod.uid, grace_period_seconds=int(deps.runner.stop_grace_seconds) if live else 0)
+        PODS_DELETED.labels("ObjectDeleted").inc()
+        kopf.event(body, type="Normal", reason="Stopping", message="VideoScenario deleted: deleting the runner Pod")
+        pod = observe_pod(deps.kube.read_pod(pod_name_for(name)), owner_uid=str(meta["uid"]))  # a Pod on no node goes at once
+    if pod is not None and pod.owned:
+        raise kopf.TemporaryError("waiting for the runner Pod to go", delay=deps.kubernetes.wait_poll_seconds)
+    secret = (spec.get("cameraSecretRef") or {}).get("name")
+    if secret:
+        deps.kube.delete_secret(str(secret))
+    memory = memory_from_status(status)
+    if memory.failed_reason is None and memory.stopped_reason is None:
+        scenario_uuid = UUID(str(spec["scenarioUUID"]))
+        deps.publisher.send([status_event(scenario_uuid, ScenarioStatus.INACTIVE, message="VideoScenario deleted")])
+        with transaction(deps.sessions) as session:
+            workers.record(session, scenario_uuid, workers.RunnerRecord(status=ScenarioStatus.INACTIVE, stopped=True))

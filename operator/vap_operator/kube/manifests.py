@@ -1,0 +1,159 @@
+"""Kubernetes objects built from messages and settings: VideoScenario, camera Secret, runner Pod.
+
+Pure functions (no API calls), so the exact spec is unit-tested and the integration tests only check
+that the API server accepts and stores it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from vap_common.contracts import DeployCommand, DetectorSpec
+from vap_common.redact import has_credentials
+from vap_common.runner_contract import RUNNER_HTTP_PORT, runner_environment
+from vap_common.settings import KafkaSettings
+
+from vap_operator.decisions import DesiredState, camera_secret_name_for, pod_name_for, resource_name_for
+from vap_operator.kube.crd import API_VERSION, KIND
+from vap_operator.settings import KubernetesSettings, RunnerSettings
+
+Body = dict[str, Any]
+
+MANAGED_BY = "vap-operator"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+LABEL_NAME = "app.kubernetes.io/name"
+LABEL_INSTANCE = "app.kubernetes.io/instance"
+LABEL_SCENARIO = "vap.dev/scenario-uuid"
+RUNNER_LABELS = {LABEL_NAME: "vap-runner", LABEL_MANAGED_BY: MANAGED_BY}
+CAMERA_SECRET_KEY = "url"
+RUNNER_CONTAINER = "runner"
+
+
+def labels_for(command: DeployCommand) -> dict[str, str]:
+    return {LABEL_MANAGED_BY: MANAGED_BY, LABEL_INSTANCE: resource_name_for(command.scenario_uuid), LABEL_SCENARIO: str(command.scenario_uuid)}
+
+
+def needs_secret(command: DeployCommand) -> bool:
+    """Camera URLs with a password or token never go into a spec, an Event or a log: a Secret holds them."""
+    return has_credentials(command.camera_url)
+
+
+def camera_secret(command: DeployCommand) -> Body:
+    name = camera_secret_name_for(resource_name_for(command.scenario_uuid))
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "labels": labels_for(command)},
+        "type": "Opaque",
+        "stringData": {CAMERA_SECRET_KEY: command.camera_url},
+    }
+
+
+def videoscenario(command: DeployCommand, *, max_workers: int, desired: DesiredState) -> Body:
+    """The VideoScenario of a to_deploy message (credentials, if any, referenced from a Secret)."""
+    name = resource_name_for(command.scenario_uuid)
+    camera: Body = (
+        {"cameraSecretRef": {"name": camera_secret_name_for(name), "key": CAMERA_SECRET_KEY}}
+        if needs_secret(command)
+        else {"cameraURL": command.camera_url}
+    )
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": {"name": name, "labels": labels_for(command)},
+        "spec": {
+            "scenarioUUID": str(command.scenario_uuid),
+            "workerId": command.worker_id,
+            **camera,
+            "detector": {"name": command.detector.name, "settings": dict(command.detector.settings)},
+            "maxWorkers": max_workers,
+            "desiredState": desired.value,
+        },
+    }
+
+
+def owner_reference(owner: Mapping[str, Any]) -> Body:
+    """An ownerReference to a VideoScenario (controller: the one object that manages the child)."""
+    metadata = owner["metadata"]
+    return {"apiVersion": API_VERSION, "kind": KIND, "name": metadata["name"], "uid": metadata["uid"], "controller": True}
+
+
+def runner_pod(videoscenario: Mapping[str, Any], *, kubernetes: KubernetesSettings, runner: RunnerSettings, kafka: KafkaSettings) -> Body:
+    """The one runner Pod of a VideoScenario.
+
+    restartPolicy Never: the operator owns restarts (backoff, crash-loop detection, `failed`), which a
+    kubelet restart loop would hide from it.
+    """
+    spec = videoscenario["spec"]
+    name = videoscenario["metadata"]["name"]
+    secret_ref = spec.get("cameraSecretRef")
+    command = DeployCommand(
+        scenario_uuid=spec["scenarioUUID"],
+        worker_id=spec["workerId"],
+        action="deploy",
+        camera_url=spec.get("cameraURL", ""),
+        detector=DetectorSpec.model_validate(spec.get("detector") or {}),
+    )
+    environment = runner_environment(
+        command,
+        kafka=kafka,
+        max_workers=int(spec.get("maxWorkers", runner.max_workers)),
+        target_fps=runner.target_fps,
+        http_port=RUNNER_HTTP_PORT,
+        include_camera_url=secret_ref is None,
+    )
+    env: list[Body] = [{"name": key, "value": value} for key, value in environment.items()]
+    if secret_ref is not None:
+        env.append({"name": "VAP_CAMERA_URL", "valueFrom": {"secretKeyRef": {"name": secret_ref["name"], "key": secret_ref["key"]}}})
+    labels = {**RUNNER_LABELS, LABEL_INSTANCE: name, LABEL_SCENARIO: spec["scenarioUUID"]}
+    pod_spec: Body = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": int(runner.stop_grace_seconds),
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": kubernetes.run_as_user,
+            "runAsGroup": kubernetes.run_as_user,
+            "fsGroup": kubernetes.run_as_user,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [
+            {
+                "name": RUNNER_CONTAINER,
+                "image": kubernetes.runner_image,
+                "imagePullPolicy": kubernetes.image_pull_policy,
+                "env": env,
+                "ports": [{"name": "http", "containerPort": RUNNER_HTTP_PORT, "protocol": "TCP"}],
+                "resources": {
+                    "requests": {"cpu": kubernetes.cpu_request, "memory": kubernetes.memory_request},
+                    "limits": {"cpu": kubernetes.cpu_limit, "memory": kubernetes.memory_limit},
+                },
+                "livenessProbe": {
+                    "httpGet": {"path": "/healthz", "port": "http"},
+                    "initialDelaySeconds": kubernetes.liveness_initial_delay_seconds,
+                    "periodSeconds": kubernetes.liveness_period_seconds,
+                    "failureThreshold": kubernetes.liveness_failure_threshold,
+                },
+                "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": kubernetes.readiness_period_seconds},
+                "securityContext": {
+                    "allowPrivilegeEscalation": False,
+                    "readOnlyRootFilesystem": True,
+                    "runAsNonRoot": True,
+                    "capabilities": {"drop": ["ALL"]},
+                },
+                "terminationMessagePolicy": "FallbackToLogsOnError",
+                "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+            }
+        ],
+        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": f"{kubernetes.tmp_size_mib}Mi"}}],
+    }
+    if kubernetes.runner_service_account:
+        pod_spec["serviceAccountName"] = kubernetes.runner_service_account
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": pod_name_for(name), "labels": labels, "ownerReferences": [owner_reference(videoscenario)]},
+        "spec": pod_spec,
+    }

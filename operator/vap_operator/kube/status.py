@@ -1,0 +1,141 @@
+"""Translation between Kubernetes objects and the pure decisions: Pod -> ObservedPod, status <-> memory.
+
+`status` of a VideoScenario holds only our fields (kopf keeps its progress in annotations):
+phase (for display), podName, restarts, lastError, startedAt/stoppedAt, observedGeneration,
+conditions (Ready, Failed, Stopped), crashes (the recent ones, for backoff and crash-loop
+detection) and runner (the Pod's last observed state, written by the Pod watcher).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from vap_operator.decisions import Crash, ObservedPod, Plan, PodPhase, RunnerMemory
+
+Body = dict[str, Any]
+CONDITION_TYPES = ("Ready", "Failed", "Stopped")
+
+
+def to_timestamp(moment: datetime) -> str:
+    """RFC 3339 with microseconds (crash times are compared to sub-second backoffs)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def from_timestamp(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def observe_pod(pod: Mapping[str, Any] | None, *, owner_uid: str) -> ObservedPod | None:
+    """The decision-relevant facts of a runner Pod (None: there is no Pod)."""
+    if pod is None:
+        return None
+    metadata = pod.get("metadata") or {}
+    status = pod.get("status") or {}
+    try:
+        phase = PodPhase(status.get("phase") or "Pending")
+    except ValueError:
+        phase = PodPhase.UNKNOWN
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+    exit_code: int | None = None
+    message: str | None = None
+    for container in status.get("containerStatuses") or []:
+        terminated = (container.get("state") or {}).get("terminated")
+        if terminated:
+            exit_code = terminated.get("exitCode")
+            message = terminated.get("message") or status.get("message")
+    if exit_code is None and phase == PodPhase.FAILED:
+        message = status.get("message") or status.get("reason")
+    owners = metadata.get("ownerReferences") or []
+    return ObservedPod(
+        uid=str(metadata.get("uid", "")),
+        phase=phase,
+        ready=ready and phase == PodPhase.RUNNING,
+        exit_code=exit_code,
+        message=message,
+        deleting=metadata.get("deletionTimestamp") is not None,
+        owned=any(owner.get("uid") == owner_uid for owner in owners),
+    )
+
+
+def runner_summary(pod: ObservedPod | None) -> Body | None:
+    """What the Pod watcher mirrors into status.runner (a change wakes the reconciler)."""
+    if pod is None:
+        return None
+    return {"uid": pod.uid, "phase": pod.phase.value, "ready": pod.ready, "exitCode": pod.exit_code, "deleting": pod.deleting}
+
+
+def _conditions(status: Mapping[str, Any]) -> dict[str, Body]:
+    return {c["type"]: dict(c) for c in status.get("conditions") or [] if isinstance(c, Mapping) and "type" in c}
+
+
+def memory_from_status(status: Mapping[str, Any] | None) -> RunnerMemory:
+    status = status or {}
+    conditions = _conditions(status)
+    crashes = tuple(
+        Crash(pod_uid=str(c.get("podUID", "")), at=from_timestamp(c["at"]), exit_code=c.get("exitCode"))
+        for c in status.get("crashes") or []
+        if isinstance(c, Mapping) and c.get("at")
+    )
+
+    def true_reason(kind: str) -> str | None:
+        condition = conditions.get(kind)
+        return str(condition.get("reason") or kind) if condition and condition.get("status") == "True" else None
+
+    return RunnerMemory(
+        crashes=crashes,
+        restarts=int(status.get("restarts") or 0),
+        ready=conditions.get("Ready", {}).get("status") == "True",
+        failed_reason=true_reason("Failed"),
+        stopped_reason=true_reason("Stopped"),
+    )
+
+
+def render_status(
+    plan: Plan, previous: Mapping[str, Any] | None, *, crashes: tuple[Crash, ...], generation: int, pod_name: str, now: datetime
+) -> Body:
+    """The status stanza after ``plan`` (a merge patch: fields we do not own, e.g. runner, are untouched)."""
+    previous = previous or {}
+    stamp = to_timestamp(now)
+    old = _conditions(previous)
+    wanted: dict[str, tuple[str, str, str]] = {"Ready": ("True" if plan.ready else "False", plan.ready_reason, plan.message)}
+    for kind, value in (("Failed", plan.failed), ("Stopped", plan.stopped)):
+        if value is not None:
+            wanted[kind] = ("True", value[0], value[1][:1000])
+        elif kind not in old:
+            wanted[kind] = ("False", f"Not{kind}", "")
+    conditions: list[Body] = []
+    for kind in CONDITION_TYPES:
+        if kind not in wanted:
+            conditions.append(dict(old[kind], observedGeneration=generation))
+            continue
+        state, reason, message = wanted[kind]
+        before = old.get(kind, {})
+        conditions.append(
+            {
+                "type": kind,
+                "status": state,
+                "reason": reason,
+                "message": message,
+                "lastTransitionTime": before.get("lastTransitionTime", stamp) if before.get("status") == state else stamp,
+                "observedGeneration": generation,
+            }
+        )
+    status: Body = {
+        "phase": plan.phase.value,
+        "podName": pod_name,
+        "restarts": plan.restarts,
+        "observedGeneration": generation,
+        "conditions": conditions,
+        "crashes": [
+            {"podUID": crash.pod_uid, "at": to_timestamp(datetime.fromtimestamp(crash.at, UTC)), "exitCode": crash.exit_code} for crash in crashes
+        ],
+    }
+    if plan.last_error is not None:
+        status["lastError"] = {"reason": plan.last_error[0], "message": plan.last_error[1][:1000]}
+    if plan.ready and not previous.get("startedAt"):
+        status["startedAt"] = to_timestamp(now)
+    if (plan.failed is not None or plan.stopped is not None) and not previous.get("stoppedAt"):
+        status["stoppedAt"] = to_timestamp(now)
+    return status

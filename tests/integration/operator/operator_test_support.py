@@ -1,0 +1,255 @@
+"""Helpers of the operator integration tests: processes, Kafka, Kubernetes (real servers only)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes import client, config
+
+from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+
+from vap_common.contracts import Contract, DetectorSpec, ScenarioCommand, StatusEvent, decode, encode
+from vap_common.kafka import make_consumer, make_producer
+from vap_common.settings import KafkaSettings
+from vap_common.topics import Topic, topic_name
+
+ROOT = Path(__file__).resolve().parents[3]
+MANIFESTS = ROOT / "operator" / "manifests"
+STAND_IN_RUNNER = Path(__file__).resolve().parent / "stand_in_runner.py"
+
+
+def wait_until(predicate: Callable[[], Any], *, timeout_seconds: float = 30.0, interval_seconds: float = 0.1, what: str = "condition") -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail naming ``what`` after the timeout."""
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_seconds}s waiting for {what}; last value: {value!r}")
+        time.sleep(interval_seconds)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+# --- Kafka ------------------------------------------------------------------------------------------
+
+
+def produce(kafka: KafkaSettings, topic: Topic, messages: Iterable[Contract]) -> None:
+    producer = make_producer(kafka)
+    name = topic_name(topic, kafka.topic_prefix)
+    for message in messages:
+        producer.produce(name, key=str(message.scenario_uuid), value=encode(message))  # type: ignore[attr-defined]
+    assert producer.flush(30) == 0
+
+
+def start(scenario_uuid: uuid.UUID, camera_url: str = "rtsp://cam.example/stream", **detector: Any) -> ScenarioCommand:
+    return ScenarioCommand(scenario_uuid=scenario_uuid, command="start", camera_url=camera_url, detector=DetectorSpec(**detector))
+
+
+def shutdown(scenario_uuid: uuid.UUID, camera_url: str = "rtsp://cam.example/stream") -> ScenarioCommand:
+    return ScenarioCommand(scenario_uuid=scenario_uuid, command="shutdown", camera_url=camera_url)
+
+
+class TopicReader:
+    """Reads a whole topic from its beginning with assigned partitions (no group join: fast)."""
+
+    def __init__(self, kafka: KafkaSettings, topic: Topic | str) -> None:
+        self.topic = topic_name(topic, kafka.topic_prefix) if isinstance(topic, Topic) else topic
+        self._consumer = make_consumer(kafka, group_id=f"test-reader-{uuid.uuid4().hex[:8]}")
+        partitions = self._consumer.list_topics(self.topic, timeout=10).topics[self.topic].partitions
+        self._consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in partitions])
+        self.values: list[bytes] = []
+
+    def poll(self, seconds: float = 0.5) -> list[bytes]:
+        for message in self._consumer.consume(num_messages=1000, timeout=seconds):
+            if message.error() is None:
+                self.values.append(message.value())
+        return self.values
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+class StatusLog:
+    """Every StatusEvent on scenario_status so far (polled on demand)."""
+
+    def __init__(self, kafka: KafkaSettings) -> None:
+        self._reader = TopicReader(kafka, Topic.SCENARIO_STATUS)
+        self.events: list[StatusEvent] = []
+
+    def poll(self, seconds: float = 0.5) -> list[StatusEvent]:
+        self._reader.poll(seconds)
+        self.events = [decode(StatusEvent, value) for value in self._reader.values]
+        return self.events
+
+    def of(self, scenario_uuid: uuid.UUID) -> list[tuple[str, str | None]]:
+        return [(event.status.value, event.reason.value if event.reason else None) for event in self.events if event.scenario_uuid == scenario_uuid]
+
+    def steps(self, scenario_uuid: uuid.UUID) -> list[tuple[str, str | None]]:
+        """The events of a scenario with repeats collapsed (a replay may re-publish a step: harmless)."""
+        steps: list[tuple[str, str | None]] = []
+        for event in self.of(scenario_uuid):
+            if not steps or steps[-1] != event:
+                steps.append(event)
+        return steps
+
+    def wait_for(self, scenario_uuid: uuid.UUID, expected: list[tuple[str, str | None]], *, timeout_seconds: float = 30.0) -> None:
+        """Wait until the scenario's steps (repeats collapsed) start with ``expected``."""
+
+        def arrived() -> bool:
+            self.poll()
+            return self.steps(scenario_uuid)[: len(expected)] == expected
+
+        wait_until(arrived, timeout_seconds=timeout_seconds, interval_seconds=0, what=f"status events {expected} of {scenario_uuid}")
+
+    def close(self) -> None:
+        self._reader.close()
+
+
+# --- processes --------------------------------------------------------------------------------------
+
+
+class Process:
+    """A vap-operator subprocess with its log in a file (shown when a test fails)."""
+
+    def __init__(self, name: str, env: dict[str, str], log_path: Path, args: list[str] | None = None) -> None:
+        self.name = name
+        self.log_path = log_path
+        self._log = log_path.open("ab")
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", "vap_operator", *(args or [])], env=env, stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def stop(self, timeout_seconds: float = 30.0) -> int:
+        if self.alive():
+            self.popen.send_signal(signal.SIGTERM)
+        try:
+            return self.popen.wait(timeout_seconds)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            return self.popen.wait(10)
+        finally:
+            self._log.close()
+
+    def kill(self) -> None:
+        self.popen.send_signal(signal.SIGKILL)
+        self.popen.wait(10)
+        self._log.close()
+
+
+def wait_http_ok(url: str, process: Process, timeout_seconds: float = 30.0) -> None:
+    def ok() -> bool:
+        assert process.alive(), f"{process.name} exited early:\n{process.log()[-4000:]}"
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
+    wait_until(ok, timeout_seconds=timeout_seconds, interval_seconds=0.1, what=f"{url} of {process.name}")
+
+
+def pids_with_env(marker: str) -> list[int]:
+    """Live processes whose environment contains ``marker`` (e.g. VAP_SCENARIO_UUID=...)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker.encode() in (entry / "environ").read_bytes().split(b"\0"):
+                    stat = (entry / "stat").read_text()
+                    if stat[stat.rindex(")") + 2] != "Z":  # zombies are dead
+                        found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+# --- Kubernetes -------------------------------------------------------------------------------------
+
+
+def kube_client(kubeconfig: str) -> client.ApiClient:
+    return config.new_client_from_config(config_file=kubeconfig)
+
+
+def rendered_manifests(namespace: str, names: Iterable[str]) -> list[dict[str, Any]]:
+    """The operator's manifests for ``namespace`` (what `namespace:` in the kustomization does)."""
+    documents: list[dict[str, Any]] = []
+    for name in names:
+        for document in yaml.safe_load_all((MANIFESTS / name).read_text()):
+            document.setdefault("metadata", {})["namespace"] = namespace
+            for subject in document.get("subjects", []):
+                subject["namespace"] = namespace
+            documents.append(document)
+    return documents
+
+
+def token_kubeconfig(admin_kubeconfig: str, token: str, path: Path) -> str:
+    """A kubeconfig for the same cluster that authenticates with ``token`` (a ServiceAccount's)."""
+    admin = yaml.safe_load(Path(admin_kubeconfig).read_text())
+    cluster = admin["clusters"][0]
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [cluster],
+                "users": [{"name": "operator", "user": {"token": token}}],
+                "contexts": [{"name": "operator", "context": {"cluster": cluster["name"], "user": "operator"}}],
+                "current-context": "operator",
+            }
+        )
+    )
+    return str(path)
+
+
+def pod_status_patch(phase: str, *, ready: bool = False, exit_code: int | None = None, message: str | None = None) -> dict[str, Any]:
+    """A Pod status as a kubelet would write it (nothing runs containers here)."""
+    stamp = "2026-11-25T12:00:00Z"
+    if exit_code is not None:
+        state: dict[str, Any] = {"terminated": {"exitCode": exit_code, "reason": "Completed" if exit_code == 0 else "Error", "startedAt": stamp, "finishedAt": stamp}}
+        if message:
+            state["terminated"]["message"] = message
+    elif phase == "Running":
+        state = {"running": {"startedAt": stamp}}
+    else:
+        state = {"waiting": {"reason": "ContainerCreating"}}
+    return {
+        "status": {
+            "phase": phase,
+            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+            "containerStatuses": [
+                {"name": "runner", "image": "vap-runner", "imageID": "", "ready": ready, "restartCount": 0, "started": phase == "Running", "state": state}
+            ],
+        }
+    }
+
+
+def json_of(result: subprocess.CompletedProcess[str]) -> Any:
+    return json.loads(result.stdout)
+

@@ -1,0 +1,168 @@
+"""The Kubernetes objects the operator builds, and the status <-> decision translation."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from pydantic import ValidationError
+
+from vap_common.contracts import DeployCommand, DetectorSpec
+from vap_common.lifecycle import ScenarioStatus
+from vap_common.runner_contract import RUNNER_HTTP_PORT
+from vap_common.settings import KafkaSettings
+from vap_operator.decisions import Crash, DesiredState, Plan, PodPhase, worker_id_for
+from vap_operator.kube import manifests
+from vap_operator.kube.status import from_timestamp, memory_from_status, observe_pod, render_status, to_timestamp
+from vap_operator.settings import KubernetesSettings, OperatorSettings, RunnerSettings
+
+SCENARIO = uuid.UUID("0b5f1c2e-7d4a-4e3b-9a8c-1f2e3d4c5b6a")
+KAFKA = KafkaSettings(bootstrap_servers="kafka:9092", topic_prefix="p.")
+
+
+def command(camera_url: str = "rtsp://cam.example/stream") -> DeployCommand:
+    return DeployCommand(
+        scenario_uuid=SCENARIO,
+        worker_id=worker_id_for(SCENARIO),
+        action="deploy",
+        camera_url=camera_url,
+        detector=DetectorSpec(name="hog_person", settings={"threshold": 0.4}),
+    )
+
+
+def stored(body: dict[str, object], uid: str = "cr-uid") -> dict[str, object]:
+    """What the API server would return: the object with a UID."""
+    return {**body, "metadata": {**body["metadata"], "uid": uid}}  # type: ignore[dict-item]
+
+
+def test_videoscenario_carries_the_plain_url_and_the_scenario() -> None:
+    body = manifests.videoscenario(command(), max_workers=2, desired=DesiredState.ACTIVE)
+    assert body["metadata"]["name"] == f"vs-{SCENARIO}"
+    assert body["spec"] == {
+        "scenarioUUID": str(SCENARIO),
+        "workerId": f"w-{SCENARIO}",
+        "cameraURL": "rtsp://cam.example/stream",
+        "detector": {"name": "hog_person", "settings": {"threshold": 0.4}},
+        "maxWorkers": 2,
+        "desiredState": "active",
+    }
+
+
+def test_credentials_go_into_a_secret_never_into_the_spec() -> None:
+    secret_url = "rtsp://admin:hunter2@cam.example/stream"
+    body = manifests.videoscenario(command(secret_url), max_workers=1, desired=DesiredState.ACTIVE)
+    assert "hunter2" not in json.dumps(body)
+    assert body["spec"]["cameraSecretRef"] == {"name": f"vs-{SCENARIO}-camera", "key": "url"}
+    secret = manifests.camera_secret(command(secret_url))
+    assert secret["stringData"] == {"url": secret_url} and secret["metadata"]["name"] == f"vs-{SCENARIO}-camera"
+
+
+def test_runner_pod_spec() -> None:
+    kube = KubernetesSettings(runner_image="registry.example/vap-runner:1.2", cpu_limit="3", runner_service_account="runner")
+    body = stored(manifests.videoscenario(command(), max_workers=2, desired=DesiredState.ACTIVE))
+    pod = manifests.runner_pod(body, kubernetes=kube, runner=RunnerSettings(target_fps=5, stop_grace_seconds=20), kafka=KAFKA)
+
+    assert pod["metadata"]["name"] == f"vs-{SCENARIO}-runner"
+    assert pod["metadata"]["ownerReferences"] == [
+        {"apiVersion": "vap.dev/v1alpha1", "kind": "VideoScenario", "name": f"vs-{SCENARIO}", "uid": "cr-uid", "controller": True}
+    ]
+    assert pod["metadata"]["labels"][manifests.LABEL_MANAGED_BY] == "vap-operator"
+    spec = pod["spec"]
+    assert (spec["restartPolicy"], spec["automountServiceAccountToken"], spec["terminationGracePeriodSeconds"]) == ("Never", False, 20)
+    assert spec["securityContext"]["runAsNonRoot"] is True and spec["securityContext"]["runAsUser"] == 10001
+    assert spec["serviceAccountName"] == "runner"
+    (container,) = spec["containers"]
+    assert container["image"] == "registry.example/vap-runner:1.2"
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert container["ports"][0]["containerPort"] == RUNNER_HTTP_PORT
+    assert container["resources"]["limits"]["cpu"] == "3"
+    assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+    env = {item["name"]: item.get("value") for item in container["env"]}
+    assert env["VAP_SCENARIO_UUID"] == str(SCENARIO)
+    assert env["VAP_WORKER_ID"] == f"w-{SCENARIO}"
+    assert env["VAP_CAMERA_URL"] == "rtsp://cam.example/stream"
+    assert env["VAP_DETECTOR__NAME"] == "hog_person" and json.loads(env["VAP_DETECTOR__SETTINGS"]) == {"threshold": 0.4}
+    assert env["VAP_MAX_WORKERS"] == "2" and env["VAP_TARGET_FPS"] == "5.0"
+    assert env["VAP_KAFKA__BOOTSTRAP_SERVERS"] == "kafka:9092" and env["VAP_KAFKA__TOPIC_PREFIX"] == "p."
+    assert env["VAP_HTTP_PORT"] == str(RUNNER_HTTP_PORT)
+
+
+def test_runner_pod_reads_a_credentialed_url_from_the_secret() -> None:
+    body = stored(manifests.videoscenario(command("rtsp://admin:hunter2@cam.example/s"), max_workers=1, desired=DesiredState.ACTIVE))
+    pod = manifests.runner_pod(body, kubernetes=KubernetesSettings(), runner=RunnerSettings(), kafka=KAFKA)
+    assert "hunter2" not in json.dumps(pod)
+    camera = [item for item in pod["spec"]["containers"][0]["env"] if item["name"] == "VAP_CAMERA_URL"]
+    assert camera == [{"name": "VAP_CAMERA_URL", "valueFrom": {"secretKeyRef": {"name": f"vs-{SCENARIO}-camera", "key": "url"}}}]
+
+
+def pod_body(phase: str, *, ready: bool = False, exit_code: int | None = None, owner: str = "cr-uid", deleting: bool = False) -> dict[str, object]:
+    state = {"terminated": {"exitCode": exit_code, "message": "DecodeError: bad stream"}} if exit_code is not None else {"running": {}}
+    metadata: dict[str, object] = {"uid": "pod-uid", "ownerReferences": [{"uid": owner, "kind": "VideoScenario", "controller": True}]}
+    if deleting:
+        metadata["deletionTimestamp"] = "2026-11-25T00:00:00Z"
+    return {
+        "metadata": metadata,
+        "status": {"phase": phase, "conditions": [{"type": "Ready", "status": "True" if ready else "False"}], "containerStatuses": [{"state": state}]},
+    }
+
+
+def test_observe_pod_reads_phase_readiness_exit_code_and_ownership() -> None:
+    assert observe_pod(None, owner_uid="cr-uid") is None
+    running = observe_pod(pod_body("Running", ready=True), owner_uid="cr-uid")
+    assert running is not None and (running.phase, running.ready, running.owned, running.exit_code) == (PodPhase.RUNNING, True, True, None)
+    failed = observe_pod(pod_body("Failed", exit_code=3), owner_uid="cr-uid")
+    assert failed is not None and (failed.exit_code, failed.message) == (3, "DecodeError: bad stream")
+    foreign = observe_pod(pod_body("Pending", owner="other", deleting=True), owner_uid="cr-uid")
+    assert foreign is not None and (foreign.owned, foreign.deleting) == (False, True)
+
+
+def test_status_round_trips_into_memory() -> None:
+    now = datetime(2026, 11, 25, 12, 0, 0, 123456, tzinfo=UTC)
+    crash = Crash("pod-1", now.timestamp(), 1)
+    plan = Plan(phase=ScenarioStatus.FAILED, failed=("RunnerCrashLoop", "3 crashes"), restarts=2, last_error=("RunnerCrashLoop", "3 crashes"))
+    status = render_status(plan, {}, crashes=(crash,), generation=3, pod_name="p", now=now)
+    memory = memory_from_status(status)
+    assert memory.failed_reason == "RunnerCrashLoop" and memory.stopped_reason is None
+    assert memory.crashes == (crash,) and memory.restarts == 2
+    assert status["phase"] == "failed" and status["stoppedAt"] == "2026-11-25T12:00:00.123456Z"
+    assert {c["type"]: c["status"] for c in status["conditions"]} == {"Ready": "False", "Failed": "True", "Stopped": "False"}
+    assert all(c["observedGeneration"] == 3 for c in status["conditions"])
+    assert from_timestamp(to_timestamp(now)) == pytest.approx(now.timestamp())
+
+
+def test_condition_transition_time_changes_only_with_its_status() -> None:
+    t1 = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
+    t2 = datetime(2026, 11, 25, 12, 5, 0, tzinfo=UTC)
+    first = render_status(Plan(phase=ScenarioStatus.ACTIVE, ready=True), {}, crashes=(), generation=1, pod_name="p", now=t1)
+    again = render_status(Plan(phase=ScenarioStatus.ACTIVE, ready=True), first, crashes=(), generation=2, pod_name="p", now=t2)
+    ready = {c["type"]: c for c in again["conditions"]}["Ready"]
+    assert ready["lastTransitionTime"] == to_timestamp(t1) and ready["observedGeneration"] == 2
+    assert "startedAt" not in again  # set once, by the first render
+    lost = render_status(Plan(phase=ScenarioStatus.IN_STARTUP_PROCESSING, ready=False), again, crashes=(), generation=2, pod_name="p", now=t2)
+    assert {c["type"]: c for c in lost["conditions"]}["Ready"]["lastTransitionTime"] == to_timestamp(t2)
+
+
+def test_settings_read_groups_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VAP_RUNTIME", "kubernetes")
+    monkeypatch.setenv("VAP_LOCAL__RUNNER_COMMAND", '["python3", "fake.py"]')
+    monkeypatch.setenv("VAP_RESTART__CRASH_LOOP_THRESHOLD", "3")
+    monkeypatch.setenv("VAP_KUBERNETES__NAMESPACE", "vap")
+    settings = OperatorSettings()
+    assert (settings.runtime, settings.local.runner_command, settings.restart.crash_loop_threshold) == ("kubernetes", ["python3", "fake.py"], 3)
+    assert settings.kubernetes.resolved_namespace() == "vap"
+
+
+def test_settings_refuse_a_backoff_longer_than_the_crash_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VAP_RESTART__BACKOFF_MAX_SECONDS", "900")
+    monkeypatch.setenv("VAP_RESTART__CRASH_LOOP_WINDOW_SECONDS", "600")
+    with pytest.raises(ValidationError, match="backoff_max_seconds"):
+        OperatorSettings()
