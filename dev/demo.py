@@ -1,0 +1,122 @@
+"""The platform's main job on one machine: run a scenario on a sample video served as an RTSP camera.
+
+Started by ./dev/demo after the servers are up and the schema applied. It starts the API, the outbox
+relay, the inbox and the operator (orchestrator + local runtime), registers a scenario through the
+REST API, waits until it is `active`, prints the people detected per frame as results arrive through
+GET /api/v1/prediction/..., shuts the scenario down and waits for `inactive`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from platform_stack import ROOT, PlatformStack, RtspCamera
+
+MEDIA = ROOT.parent / "shared" / "media"
+STATE = Path(os.environ.get("VAP_STATE_DIR", ROOT / ".vap"))
+KEPT_PIDS = STATE / "demo.pids"  # services left running by --keep; ./dev/infra down stops them
+
+
+def say(message: str) -> None:
+    print(f"==> {message}", flush=True)
+
+
+def wait_for_status(client: httpx.Client, scenario: str, wanted: set[str], timeout_seconds: float, check: Callable[[], None]) -> str:
+    """Poll the scenario until its status is in ``wanted``; print each change."""
+    deadline, last = time.monotonic() + timeout_seconds, None
+    while time.monotonic() < deadline:
+        check()
+        body = client.get(f"/api/v1/scenario/{scenario}").raise_for_status().json()
+        if body["status"] != last:
+            last = body["status"]
+            print(f"    status: {last}" + (f" ({body['error_reason']}: {body['error_message']})" if body.get("error_reason") else ""), flush=True)
+        if last in wanted:
+            return last
+        if last == "failed":
+            raise SystemExit(f"scenario failed: {body.get('error_reason')}: {body.get('error_message')}")
+        time.sleep(0.5)
+    raise SystemExit(f"scenario still {last!r} after {timeout_seconds:.0f}s; logs in {STATE / 'logs' / 'demo'}")
+
+
+def follow_predictions(client: httpx.Client, scenario: str, seconds: float, check: Callable[[], None]) -> int:
+    """Print, once a second, the people counted in each frame that arrived; returns frames seen."""
+    after, frames, people_total = -1, 0, 0
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        check()
+        time.sleep(1.0)
+        page = client.get(f"/api/v1/prediction/{scenario}", params={"after_frame": after, "limit": 1000}).raise_for_status().json()
+        results = page["results"]
+        if not results:
+            continue
+        after = results[-1]["frame_number"]
+        frames += len(results)
+        counts = [sum(1 for d in result["detections"] if d["class"] == "person") for result in results]
+        people_total += sum(counts)
+        best = max((d for r in results for d in r["detections"]), key=lambda d: d["confidence"], default=None)
+        example = f"  e.g. person {best['confidence']:.2f} at {[round(v) for v in best['bbox']]}" if best else ""
+        print(f"    frames {results[0]['frame_number']:>4}-{after:<4} people per frame {counts}{example}", flush=True)
+    say(f"{frames} frames analysed, {people_total} person detections in {seconds:.0f}s")
+    return frames
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--keep", action="store_true", help="leave the API and services running for manual use")
+    parser.add_argument("--seconds", type=float, default=25.0, help="how long to follow the results")
+    parser.add_argument("--detector", default="hog_person")
+    parser.add_argument("--video", type=Path, default=MEDIA / "one-by-one-person-detection.mp4")
+    parser.add_argument("--api-port", type=int, default=int(os.environ.get("VAP_DEMO_API_PORT", "8000")))
+    args = parser.parse_args()
+
+    stack = PlatformStack(
+        log_dir=STATE / "logs" / "demo",
+        api_port=args.api_port,
+        environment={"VAP_ALLOW_FILE_URLS": "true", "VAP_RUNNER__MAX_WORKERS": "2", "VAP_RUNNER__TARGET_FPS": "5"},
+    )
+    camera = RtspCamera(args.video)
+    say(f"starting the RTSP camera ({args.video.name})")
+    camera.start()
+    print(f"    {camera.url}", flush=True)
+    say(f"starting api, relay, inbox and operator (local runtime); logs in {stack.log_dir}")
+    stack.start_all()
+    try:
+        with httpx.Client(base_url=stack.api_url, timeout=10) as client:
+            say(f"POST /api/v1/scenario/init  camera={camera.url} detector={args.detector}")
+            created = client.post("/api/v1/scenario/init", json={"camera_url": camera.url, "detector": {"name": args.detector}, "name": "demo"})
+            created.raise_for_status()
+            scenario = created.json()["scenario_uuid"]
+            print(f"    scenario_uuid {scenario}", flush=True)
+            say("waiting for the scenario to become active")
+            wait_for_status(client, scenario, {"active"}, 120, stack.check_alive)
+            say(f"detections as they arrive (GET /api/v1/prediction/{scenario})")
+            follow_predictions(client, scenario, args.seconds, stack.check_alive)
+            say(f"POST /api/v1/scenario/{scenario}/shutdown")
+            client.post(f"/api/v1/scenario/{scenario}/shutdown").raise_for_status()
+            wait_for_status(client, scenario, {"inactive"}, 120, stack.check_alive)
+        say(f"Swagger UI: {stack.api_url}/docs" + ("" if args.keep else " (run ./dev/demo --keep to leave it up)"))
+        if args.keep:
+            KEPT_PIDS.write_text("\n".join(str(process.pid) for process in [*stack.processes.values(), camera.process] if process) + "\n")
+            say(f"--keep: API at {stack.api_url} and the camera at {camera.url} stay up; stop them with ./dev/infra down")
+            return 0
+    except BaseException:
+        print(f"demo failed; service logs in {stack.log_dir}", file=sys.stderr)
+        raise
+    finally:
+        if not args.keep:
+            stack.stop_all()
+            camera.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    sys.exit(main())
