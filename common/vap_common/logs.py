@@ -28,7 +28,10 @@ def _redact_value(value: Any) -> Any:
         return {key: _redact_value(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
         return [_redact_value(item) for item in value]
-    return value
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    # Any other object is logged as its text, which may hold a URL: redact that text too.
+    return redact_text(str(value))
 
 
 def configure_logging(*, service: str, level: str = "INFO") -> None:

@@ -10,7 +10,7 @@ import uuid
 
 from vap_common.contracts import FrameResult
 from vap_common.lifecycle import FailureReason, ScenarioStatus
-from vap_common.redact import redact_url
+from vap_common.redact import redact_text, redact_url
 from vap_common.runner_contract import RunnerExit
 from vap_runner.detectors import InvalidDetectorConfig, validate_config
 from vap_runner.failure import Failure
@@ -184,9 +184,16 @@ class Runner:
 
     def _report_failure(self, publisher: Publisher, failure: Failure) -> int:
         log.error("runner failed", extra={"reason": failure.reason.value, "error": failure.message})
+        self._write_termination_message(failure)
         publisher.flush(timeout_seconds=_STATUS_ACK_SECONDS)  # results already analysed are still worth keeping
         reported = publisher.publish_status(ScenarioStatus.FAILED, reason=failure.reason, message=failure.message[:2000], timeout_seconds=_STATUS_ACK_SECONDS)
         return RunnerExit.FAILED if reported else FAILURE_NOT_REPORTED
+
+    def _write_termination_message(self, failure: Failure) -> None:
+        """``<ReasonCode>: message`` for the operator, which reads it from the Pod's container status."""
+        path = self._settings.termination_log_path
+        if path.exists():
+            path.write_text(f"{failure.reason.value}: {redact_text(failure.message)}"[:4096])
 
     def _log_summary(self, message: str, started: float) -> None:
         elapsed = time.monotonic() - started

@@ -3,6 +3,8 @@ the runner's own knobs (timeouts, reconnects, shutdown), each with its unit in i
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from typing import Any
 from uuid import UUID
 
@@ -55,5 +57,8 @@ class RunnerSettings(CommonSettings):
     worker_start_timeout_seconds: float = Field(default=60.0, gt=0)
     # Worker crashes or detector exceptions in a row (no frame analysed in between) before `failed` (DetectorError).
     max_consecutive_detector_failures: int = Field(default=5, ge=1)
+    # Where the reason of a `failed` run is written for Kubernetes (the container's termination message).
+    # Written only when the file already exists, i.e. Kubernetes mounted it: never created elsewhere.
+    termination_log_path: Path = Path("/dev/termination-log")
     # /healthz fails when the main loop has not ticked for this long.
     liveness_timeout_seconds: float = Field(default=30.0, gt=0)

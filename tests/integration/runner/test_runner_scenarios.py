@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import urllib.request
 import uuid
 from collections.abc import Callable
@@ -105,13 +107,16 @@ def test_camera_that_never_connects_fails_with_source_unreachable(start_runner: 
     assert runner.messages().count("source lost; reconnecting") == 2
 
 
-def test_invalid_detector_settings_fail_with_invalid_config(start_runner: Start, results_and_statuses: Readers) -> None:
+def test_invalid_detector_settings_fail_with_invalid_config(start_runner: Start, results_and_statuses: Readers, tmp_path: Path) -> None:
     _, statuses = results_and_statuses
-    runner = start_runner(str(CAR_VIDEO), detector__name="hog_person", detector__settings={"scale": 0.5})
+    termination_log = tmp_path / "termination-log"
+    termination_log.touch()  # as Kubernetes mounts it
+    runner = start_runner(str(CAR_VIDEO), detector__name="hog_person", detector__settings={"scale": 0.5}, termination_log_path=str(termination_log))
     assert runner.wait(timeout_seconds=30) == RunnerExit.FAILED
     [event] = statuses(until=lambda got: len(got) >= 1)
     assert (event.status, event.reason) == (ScenarioStatus.FAILED, FailureReason.INVALID_CONFIG)
     assert event.message and "scale" in event.message
+    assert termination_log.read_text().startswith("InvalidConfig: ")
 
 
 def test_sigterm_publishes_every_frame_in_flight_and_no_status(start_runner: Start, results_and_statuses: Readers) -> None:

@@ -22,3 +22,16 @@ def test_log_lines_are_json_with_service_and_no_password(capsys: pytest.CaptureF
     assert lines[0]["camera_url"] == "rtsp://admin:***@cam.local/s"
     assert "topsecret" not in json.dumps(lines)
     logging.getLogger().handlers.clear()
+
+
+def test_unserialisable_extra_does_not_break_the_line(capsys: pytest.CaptureFixture[str]) -> None:
+    class Opaque:
+        def __str__(self) -> str:
+            return "opaque rtsp://u:topsecret@h/x"
+
+    configure_logging(service="unit-test", level="INFO")
+    logging.getLogger("vap.test").info("with an object", extra={"thing": Opaque()})
+    line = json.loads(capsys.readouterr().err)
+    assert line["message"] == "with an object"
+    assert "topsecret" not in json.dumps(line)
+    logging.getLogger().handlers.clear()
