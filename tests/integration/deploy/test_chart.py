@@ -1,0 +1,523 @@
+"""charts/vap with the real helm (built by ./dev/infra up) and the real kube-apiserver: lint, the
+rendered objects checked one by one, a server-side dry run of everything, and `helm install` into a
+fresh namespace. Nothing runs Pods here (no kubelet/controllers): Deployments exist, Pods do not."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from vap_common.runner_contract import RUNNER_HTTP_PORT
+from vap_operator.kube.manifests import RUNNER_LABELS
+from vap_operator.settings import OperatorSettings
+
+from tests.conftest import kubectl
+from tests.unit.deploy.deploy_support import ROOT, SETTINGS_BY_COMMAND, console_scripts, load_settings, unknown_setting
+
+CHART = ROOT / "charts" / "vap"
+DATABASE_URL = "postgresql+psycopg2://vap:chart-test-password@postgres.example:5432/vap"
+# Values that switch every optional part on, and set one extra setting per process.
+TEST_VALUES = {
+    "database": {"url": DATABASE_URL, "schemaName": "vap_chart"},
+    "kafka": {
+        "bootstrapServers": "kafka-0.example:9092,kafka-1.example:9092",
+        "topicPrefix": "chart.",
+        "createTopics": True,
+    },
+    "networkPolicy": {"enabled": True, "metricsFrom": [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}]},
+    "api": {"settings": {"VAP_PREDICTION_MAX_LIMIT": "500"}},
+    "relay": {"settings": {"VAP_RELAY__BATCH_SIZE": 100}},
+    "inbox": {"settings": {"VAP_INBOX__BATCH_SIZE": 500}},
+    "operator": {"settings": {"VAP_RESTART__CRASH_LOOP_THRESHOLD": 3}},
+    "runner": {"maxWorkers": 2, "targetFps": 5},
+}
+COMPONENTS = {"api": "vap-api", "relay": "vap-relay", "inbox": "vap-inbox", "operator": "vap-operator"}
+
+
+# --- helpers ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def helm() -> str:
+    """The helm that ./dev/infra up built (dev/lib/helm.sh knows where; VAP_HELM overrides)."""
+    script = 'source dev/lib/common.sh && source dev/lib/helm.sh && printf %s "$HELM_BIN"'
+    path = subprocess.run(["bash", "-c", script], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    if not os.access(path, os.X_OK):
+        pytest.fail(f"helm not found at {path!r}: run ./dev/infra up (it builds helm once)")
+    return path
+
+
+def run_helm(helm: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([helm, *args], check=False, capture_output=True, text=True, timeout=120)
+    if check and result.returncode != 0:
+        pytest.fail(f"helm {' '.join(args)} failed:\n{result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def values_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("chart") / "values.yaml"
+    path.write_text(yaml.safe_dump(TEST_VALUES))
+    return path
+
+
+def render(helm: str, *args: str, namespace: str = "vap") -> list[dict[str, Any]]:
+    output = run_helm(helm, "template", "vap", str(CHART), "--namespace", namespace, *args).stdout
+    return [document for document in yaml.safe_load_all(output) if document]
+
+
+@pytest.fixture(scope="module")
+def rendered(helm: str, values_file: Path) -> list[dict[str, Any]]:
+    return render(helm, "-f", str(values_file))
+
+
+def by_kind(objects: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    return {item["metadata"]["name"]: item for item in objects if item["kind"] == kind}
+
+
+def component(item: dict[str, Any]) -> str:
+    return str(item["metadata"]["labels"]["app.kubernetes.io/component"])
+
+
+def pod_specs(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Pod specs of the Deployments and Jobs, by component."""
+    return {
+        component(item): item["spec"]["template"]["spec"] for item in objects if item["kind"] in ("Deployment", "Job")
+    }
+
+
+def container_environment(container: dict[str, Any], objects: list[dict[str, Any]]) -> dict[str, str]:
+    """The environment the container starts with: envFrom ConfigMaps, then env (Secret refs resolved)."""
+    configmaps, secrets = by_kind(objects, "ConfigMap"), by_kind(objects, "Secret")
+    environment: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        environment.update(configmaps[source["configMapRef"]["name"]]["data"])
+    for variable in container.get("env", []):
+        if "value" in variable:
+            environment[variable["name"]] = str(variable["value"])
+            continue
+        reference = variable["valueFrom"]
+        if "secretKeyRef" in reference:
+            environment[variable["name"]] = secrets[reference["secretKeyRef"]["name"]]["stringData"][
+                reference["secretKeyRef"]["key"]
+            ]
+        else:
+            environment[variable["name"]] = "from-the-downward-api"
+    return environment
+
+
+@pytest.fixture(scope="session")
+def kopf_peering_crd(kubeconfig: str) -> str:
+    """kopf's peering CRD from crds/, applied and Established (the chart creates a KopfPeering object)."""
+    kubectl(kubeconfig, "apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds" / "kopf-peering.yaml"))
+    kubectl(kubeconfig, "wait", "--for=condition=Established", "--timeout=60s", "crd/kopfpeerings.kopf.dev")
+    return "kopfpeerings.kopf.dev"
+
+
+# --- lint and values ---------------------------------------------------------------------------------
+
+
+def test_helm_lint_passes_strict_with_the_test_and_the_kind_values(helm: str, values_file: Path) -> None:
+    for values in (values_file, CHART / "values-kind.yaml"):
+        result = run_helm(helm, "lint", str(CHART), "--strict", "-f", str(values))
+        assert "0 chart(s) failed" in result.stdout, result.stdout
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--set", "kafka.bootstrapServers=kafka:9092"], "database.url"),
+        (["--set", "database.url=postgresql://vap:x@db/vap"], "kafka.bootstrapServers"),
+        (["-f", "VALUES", "--set", "api.replica=3"], "additional properties"),
+        (["-f", "VALUES", "--set", "api.settings.port=9000"], "VAP_"),
+        (["-f", "VALUES", "--set", "images.runner.pullPolicy=Sometimes"], "pullPolicy"),
+    ],
+    ids=["no-database", "no-kafka", "typo-in-a-value", "setting-without-prefix", "bad-pull-policy"],
+)
+def test_chart_refuses_incomplete_or_mistyped_values(
+    helm: str, values_file: Path, arguments: list[str], message: str
+) -> None:
+    arguments = [str(values_file) if argument == "VALUES" else argument for argument in arguments]
+    result = run_helm(helm, "template", "vap", str(CHART), *arguments, check=False)
+    assert result.returncode != 0 and message in result.stderr, result.stderr
+
+
+# --- what the chart renders --------------------------------------------------------------------------
+
+
+def test_renders_the_four_deployments_with_their_commands_and_images(rendered: list[dict[str, Any]]) -> None:
+    deployments = {component(item): item for item in rendered if item["kind"] == "Deployment"}
+    assert set(deployments) == set(COMPONENTS)
+    for name, command in COMPONENTS.items():
+        (container,) = deployments[name]["spec"]["template"]["spec"]["containers"]
+        assert container["command"] == [command]
+        image = container["image"].split(":")[0]
+        assert image == ("vap-operator" if name == "operator" else "vap-api")
+        package = "operator" if name == "operator" else "api"
+        assert command in console_scripts(ROOT / package)
+    assert deployments["operator"]["spec"]["replicas"] == 2  # kopf peering: one active, one standing by
+
+
+def test_every_pod_has_probes_resources_and_a_locked_down_security_context(rendered: list[dict[str, Any]]) -> None:
+    specs = pod_specs(rendered)
+    assert set(specs) == {*COMPONENTS, "migrate"}
+    for name, spec in specs.items():
+        pod_security = spec["securityContext"]
+        assert pod_security["runAsNonRoot"] is True and pod_security["runAsUser"] != 0, name
+        assert pod_security["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        assert spec["enableServiceLinks"] is False, name  # Service links would inject VAP_*_PORT variables
+        mounted_tmp = {volume["name"] for volume in spec["volumes"] if "emptyDir" in volume}
+        for container in [*spec.get("initContainers", []), *spec["containers"]]:
+            security = container["securityContext"]
+            assert security["readOnlyRootFilesystem"] is True, name
+            assert security["allowPrivilegeEscalation"] is False, name
+            assert security["capabilities"]["drop"] == ["ALL"], name
+            assert any(
+                mount["mountPath"] == "/tmp" and mount["name"] in mounted_tmp for mount in container["volumeMounts"]
+            ), name
+            for bound in ("requests", "limits"):
+                assert {"cpu", "memory"} <= set(container["resources"][bound]), f"{name}/{container['name']}: {bound}"
+            if name == "migrate":
+                continue
+            ports = {port["name"] for port in container["ports"]}
+            for probe in ("livenessProbe", "readinessProbe"):
+                assert container[probe]["httpGet"]["port"] in ports, f"{name}: {probe} targets an undeclared port"
+
+
+def test_pods_that_never_call_the_kubernetes_api_get_no_token(rendered: list[dict[str, Any]]) -> None:
+    for name, spec in pod_specs(rendered).items():
+        if name == "operator":
+            assert spec["serviceAccountName"] == "vap-operator"
+        else:
+            assert spec["automountServiceAccountToken"] is False, name
+
+
+def test_every_vap_variable_is_a_setting_the_process_reads(
+    rendered: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checked = set()
+    for name, spec in pod_specs(rendered).items():
+        for container in [*spec.get("initContainers", []), *spec["containers"]]:
+            settings = SETTINGS_BY_COMMAND[container["command"][0]]
+            environment = container_environment(container, rendered)
+            variables = {key: value for key, value in environment.items() if key.startswith("VAP_")}
+            problems = [problem for key in variables if (problem := unknown_setting(settings, key))]
+            assert problems == [], f"{name}/{container['name']}: {problems}"
+            # The values parse too (ports are ints, runtime and pull policy are allowed literals...).
+            load_settings(settings, variables, monkeypatch)
+            checked.add(name)
+            if container["command"][0] in ("vap-api", "vap-relay", "vap-inbox", "vap-operator", "alembic"):
+                assert environment["VAP_DATABASE__URL"] == DATABASE_URL, name
+                assert environment.get("VAP_DATABASE__SCHEMA_NAME") == "vap_chart", name
+    assert checked == {*COMPONENTS, "migrate"}
+    extra = {
+        "api": "VAP_PREDICTION_MAX_LIMIT",
+        "relay": "VAP_RELAY__BATCH_SIZE",
+        "inbox": "VAP_INBOX__BATCH_SIZE",
+        "operator": "VAP_RESTART__CRASH_LOOP_THRESHOLD",
+    }
+    for name, variable in extra.items():
+        (container,) = pod_specs(rendered)[name]["containers"]
+        assert variable in container_environment(container, rendered), f"{name}: {name}.settings not passed on"
+
+
+def test_operator_settings_point_at_the_runner_image_namespace_and_peering(
+    rendered: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (container,) = pod_specs(rendered)["operator"]["containers"]
+    environment = {
+        key: value for key, value in container_environment(container, rendered).items() if key.startswith("VAP_")
+    }
+    settings = load_settings(OperatorSettings, environment, monkeypatch)
+    assert isinstance(settings, OperatorSettings)
+    assert settings.runtime == "kubernetes"
+    assert settings.kubernetes.namespace == "vap"
+    assert settings.kubernetes.runner_image == "vap-runner:0.1.0"
+    assert settings.kubernetes.peering_name in by_kind(rendered, "KopfPeering")
+    assert settings.kubernetes.runner_service_account in by_kind(rendered, "ServiceAccount")
+    assert (
+        by_kind(rendered, "ServiceAccount")[settings.kubernetes.runner_service_account]["automountServiceAccountToken"]
+        is False
+    )
+    assert settings.runner.max_workers == 2 and settings.runner.target_fps == 5
+    assert settings.kafka.bootstrap_servers == TEST_VALUES["kafka"]["bootstrapServers"]
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    assert ports == {"metrics": settings.metrics_port, "health": settings.kubernetes.liveness_port}
+    assert {variable["name"] for variable in container["env"]} >= {"POD_ID"}  # kopf's peering identity
+
+
+def test_services_select_their_pods_and_target_declared_ports(rendered: list[dict[str, Any]]) -> None:
+    deployments = {component(item): item for item in rendered if item["kind"] == "Deployment"}
+    services = {component(item): item for item in rendered if item["kind"] == "Service"}
+    assert set(services) == set(COMPONENTS)
+    for name, service in services.items():
+        template = deployments[name]["spec"]["template"]
+        assert service["spec"]["selector"].items() <= template["metadata"]["labels"].items(), name
+        assert deployments[name]["spec"]["selector"]["matchLabels"] == service["spec"]["selector"], name
+        (container,) = template["spec"]["containers"]
+        declared = {port["name"] for port in container["ports"]}
+        assert {port["targetPort"] for port in service["spec"]["ports"]} <= declared, name
+    assert [port["name"] for port in services["api"]["spec"]["ports"]] == ["http"]
+    assert all(
+        port["name"] == "metrics" for name in ("relay", "inbox", "operator") for port in services[name]["spec"]["ports"]
+    )
+
+
+def test_rbac_is_the_operator_manifests_role_namespaced_without_wildcards(rendered: list[dict[str, Any]]) -> None:
+    assert not by_kind(rendered, "ClusterRole") and not by_kind(rendered, "ClusterRoleBinding")
+    (role,) = by_kind(rendered, "Role").values()
+    source = yaml.safe_load((ROOT / "operator" / "manifests" / "role.yaml").read_text())
+    assert role["rules"] == source["rules"], "the chart's Role must be operator/manifests/role.yaml's rules"
+    assert (CHART / "files" / "operator-role.yaml").resolve() == (
+        ROOT / "operator" / "manifests" / "role.yaml"
+    ).resolve()
+    for rule in role["rules"]:
+        for key in ("apiGroups", "resources", "verbs"):
+            assert "*" not in rule[key], rule
+        assert not rule.get("resourceNames") or "*" not in rule["resourceNames"]
+        assert "escalate" not in rule["verbs"] and "bind" not in rule["verbs"] and "impersonate" not in rule["verbs"]
+    (binding,) = by_kind(rendered, "RoleBinding").values()
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": role["metadata"]["name"],
+    }
+    (subject,) = binding["subjects"]
+    assert subject["kind"] == "ServiceAccount" and subject["name"] in by_kind(rendered, "ServiceAccount")
+    assert pod_specs(rendered)["operator"]["serviceAccountName"] == subject["name"]
+
+
+def test_migration_job_is_a_pre_install_and_pre_upgrade_hook_in_the_api_image(rendered: list[dict[str, Any]]) -> None:
+    (job,) = by_kind(rendered, "Job").values()
+    annotations = job["metadata"]["annotations"]
+    assert set(annotations["helm.sh/hook"].split(",")) == {"pre-install", "pre-upgrade"}
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["alembic", "upgrade", "head"] and container["workingDir"] == "/app"
+    assert container["image"].startswith("vap-api:")
+    assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+    # Hooks run before the release's own Secret exists: the URL comes from a hook Secret created first.
+    secret_name = next(
+        v["valueFrom"]["secretKeyRef"]["name"] for v in container["env"] if v["name"] == "VAP_DATABASE__URL"
+    )
+    hook_secret = by_kind(rendered, "Secret")[secret_name]
+    assert int(hook_secret["metadata"]["annotations"]["helm.sh/hook-weight"]) < int(
+        annotations.get("helm.sh/hook-weight", "0")
+    )
+    assert "hook-succeeded" in hook_secret["metadata"]["annotations"]["helm.sh/hook-delete-policy"]
+    (topics,) = job["spec"]["template"]["spec"]["initContainers"]
+    assert topics["name"] == "kafka-topics" and "ensure_topics" in topics["command"][-1]
+
+
+def test_existing_database_secret_is_used_instead_of_a_chart_secret(helm: str) -> None:
+    objects = render(
+        helm,
+        "--set",
+        "database.existingSecret=site-db",
+        "--set",
+        "database.existingSecretKey=dsn",
+        "--set",
+        "kafka.bootstrapServers=k:9092",
+    )
+    assert not by_kind(objects, "Secret")
+    for name, spec in pod_specs(objects).items():
+        (reference,) = [
+            v["valueFrom"]["secretKeyRef"]
+            for c in spec["containers"]
+            for v in c["env"]
+            if v["name"] == "VAP_DATABASE__URL"
+        ]
+        assert reference == {"name": "site-db", "key": "dsn"}, name
+
+
+def test_network_policies_admit_only_each_pods_own_ports(helm: str, rendered: list[dict[str, Any]]) -> None:
+    policies = by_kind(rendered, "NetworkPolicy")
+    deployments = {component(item): item for item in rendered if item["kind"] == "Deployment"}
+    for name, deployment in deployments.items():
+        (policy,) = [p for p in policies.values() if component(p) == name]
+        assert policy["spec"]["podSelector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        declared = {port["containerPort"] for port in container["ports"]}
+        admitted = {port["port"] for rule in policy["spec"]["ingress"] for port in rule["ports"]}
+        assert admitted == declared, name
+    (runner,) = [p for p in policies.values() if component(p) == "runner"]
+    assert runner["spec"]["podSelector"]["matchLabels"] == RUNNER_LABELS  # the labels the operator puts on runner Pods
+    assert [port["port"] for rule in runner["spec"]["ingress"] for port in rule["ports"]] == [RUNNER_HTTP_PORT]
+    (migrate,) = [p for p in policies.values() if component(p) == "migrate"]
+    assert migrate["spec"]["ingress"] == []
+    # Off by default.
+    assert not by_kind(
+        render(helm, "--set", "database.url=postgresql://a:b@c/d", "--set", "kafka.bootstrapServers=k:1"),
+        "NetworkPolicy",
+    )
+
+
+def test_crds_render_with_include_crds_and_match_crds_folder(helm: str, values_file: Path) -> None:
+    objects = render(helm, "-f", str(values_file), "--include-crds")
+    crds = by_kind(objects, "CustomResourceDefinition")
+    assert set(crds) == {"videoscenarios.vap.dev", "kopfpeerings.kopf.dev"}
+    for source in ("videoscenario.yaml", "kopf-peering.yaml"):
+        expected = yaml.safe_load((ROOT / "crds" / source).read_text())
+        assert crds[expected["metadata"]["name"]] == expected, source
+
+
+def test_helm_package_stores_the_linked_crds_and_role(helm: str, tmp_path: Path) -> None:
+    run_helm(helm, "package", str(CHART), "--destination", str(tmp_path))
+    (archive,) = tmp_path.glob("vap-*.tgz")
+    with tarfile.open(archive) as packaged:
+        files = {member.name: member for member in packaged.getmembers()}
+        for inside, source in (
+            ("vap/crds/videoscenario.yaml", "crds/videoscenario.yaml"),
+            ("vap/files/operator-role.yaml", "operator/manifests/role.yaml"),
+        ):
+            assert files[inside].isfile(), f"{inside} is not a regular file in the package"
+            extracted = packaged.extractfile(files[inside])
+            assert extracted is not None and extracted.read().decode() == (ROOT / source).read_text()
+
+
+# --- the real API server -------------------------------------------------------------------------------
+
+
+def test_everything_rendered_passes_a_server_side_dry_run(
+    helm: str, values_file: Path, kubeconfig: str, kube_namespace: str, videoscenario_crd: str, kopf_peering_crd: str
+) -> None:
+    manifests = run_helm(
+        helm, "template", "vap", str(CHART), "--namespace", kube_namespace, "-f", str(values_file)
+    ).stdout
+    result = kubectl(
+        kubeconfig, "-n", kube_namespace, "apply", "--dry-run=server", "-f", "-", stdin=manifests, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    accepted = [line for line in result.stdout.splitlines() if "(server dry run)" in line]
+    expected = [document for document in yaml.safe_load_all(manifests) if document]
+    assert len(accepted) == len(expected), result.stdout
+
+
+@pytest.fixture
+def release(
+    helm: str, values_file: Path, kubeconfig: str, kube_namespace: str, videoscenario_crd: str, kopf_peering_crd: str
+) -> Iterator[str]:
+    """`helm install` into the test's namespace. --skip-crds: the session fixtures applied them (they are
+    cluster-wide, shared by every test). --no-hooks: the migration Job would need a controller-manager
+    and a database to complete, and helm waits for hook Jobs (it is validated by the dry run above)."""
+    run_helm(
+        helm,
+        "install",
+        "vap",
+        str(CHART),
+        "--kubeconfig",
+        kubeconfig,
+        "--namespace",
+        kube_namespace,
+        "--skip-crds",
+        "--no-hooks",
+        "-f",
+        str(values_file),
+    )
+    try:
+        yield "vap"
+    finally:
+        run_helm(helm, "uninstall", "vap", "--kubeconfig", kubeconfig, "--namespace", kube_namespace, check=False)
+
+
+def _names(kubeconfig: str, namespace: str, kind: str) -> set[str]:
+    listed = json.loads(kubectl(kubeconfig, "-n", namespace, "get", kind, "-o", "json").stdout)
+    return {item["metadata"]["name"] for item in listed["items"]}
+
+
+def test_helm_install_creates_the_expected_objects(
+    helm: str, release: str, kubeconfig: str, kube_namespace: str
+) -> None:
+    status = json.loads(
+        run_helm(
+            helm, "status", release, "--kubeconfig", kubeconfig, "--namespace", kube_namespace, "-o", "json"
+        ).stdout
+    )
+    assert status["info"]["status"] == "deployed"
+    expected = {
+        "deployments.apps": {"vap-api", "vap-relay", "vap-inbox", "vap-operator"},
+        "services": {"vap-api", "vap-relay", "vap-inbox", "vap-operator"},
+        "configmaps": {"vap-common", "vap-api", "vap-relay", "vap-inbox", "vap-operator"},
+        "secrets": {"vap-database"},
+        "serviceaccounts": {"vap-operator", "vap-runner"},
+        "roles.rbac.authorization.k8s.io": {"vap-operator"},
+        "rolebindings.rbac.authorization.k8s.io": {"vap-operator"},
+        "networkpolicies.networking.k8s.io": {
+            "vap-api",
+            "vap-relay",
+            "vap-inbox",
+            "vap-operator",
+            "vap-migrate",
+            "vap-runner",
+        },
+        "kopfpeerings.kopf.dev": {"vap-operator"},
+    }
+    for kind, names in expected.items():
+        assert names <= _names(kubeconfig, kube_namespace, kind), kind
+    # The hooks were skipped, and the hook Secret is not a release object.
+    assert not _names(kubeconfig, kube_namespace, "jobs.batch")
+    assert "vap-migrate-database" not in _names(kubeconfig, kube_namespace, "secrets")
+    # The CRD's resource answers in the namespace (empty: no scenario registered).
+    assert kubectl(kubeconfig, "-n", kube_namespace, "get", "videoscenarios", "-o", "name").stdout.strip() == ""
+
+
+def test_installed_operator_account_has_exactly_its_role(release: str, kubeconfig: str, kube_namespace: str) -> None:
+    account = f"system:serviceaccount:{kube_namespace}:vap-operator"
+
+    def can(*query: str, namespace: str = kube_namespace) -> bool:
+        result = kubectl(kubeconfig, "-n", namespace, "auth", "can-i", *query, f"--as={account}", check=False)
+        assert result.stdout.strip() in ("yes", "no"), result.stderr
+        return result.stdout.strip() == "yes"
+
+    assert can("create", "videoscenarios.vap.dev") and can("patch", "videoscenarios.vap.dev", "--subresource=status")
+    assert can("create", "pods") and can("watch", "pods") and can("patch", "kopfpeerings.kopf.dev")
+    assert not can("delete", "videoscenarios.vap.dev")
+    assert not can("list", "secrets")
+    assert not can("create", "deployments.apps")
+    assert not can("create", "pods", namespace="default")
+    assert not can("list", "nodes")
+
+
+def test_helm_upgrade_applies_new_values(
+    helm: str, release: str, values_file: Path, kubeconfig: str, kube_namespace: str
+) -> None:
+    before = json.loads(
+        kubectl(kubeconfig, "-n", kube_namespace, "get", "deployment", "vap-relay", "-o", "json").stdout
+    )
+    run_helm(
+        helm,
+        "upgrade",
+        release,
+        str(CHART),
+        "--kubeconfig",
+        kubeconfig,
+        "--namespace",
+        kube_namespace,
+        "--skip-crds",
+        "--no-hooks",
+        "-f",
+        str(values_file),
+        "--set",
+        "api.replicas=3",
+        "--set",
+        "relay.settings.VAP_RELAY__BATCH_SIZE=50",
+    )
+    api = json.loads(kubectl(kubeconfig, "-n", kube_namespace, "get", "deployment", "vap-api", "-o", "json").stdout)
+    assert api["spec"]["replicas"] == 3
+    relay_config = json.loads(
+        kubectl(kubeconfig, "-n", kube_namespace, "get", "configmap", "vap-relay", "-o", "json").stdout
+    )
+    assert relay_config["data"]["VAP_RELAY__BATCH_SIZE"] == "50"
+    after = json.loads(kubectl(kubeconfig, "-n", kube_namespace, "get", "deployment", "vap-relay", "-o", "json").stdout)
+    # A changed ConfigMap rolls the Pods (their environment is read once, at start).
+    checksum = "checksum/config"
+    assert (
+        before["spec"]["template"]["metadata"]["annotations"][checksum]
+        != after["spec"]["template"]["metadata"]["annotations"][checksum]
+    )
