@@ -16,14 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
 from confluent_kafka.admin import AdminClient, NewTopic
 from sqlalchemy import text
 
-from vap_common.db import make_engine
+from vap_common.db import make_engine, migrate
 from vap_common.kafka import ensure_topics, make_admin
-from vap_common.settings import CommonSettings, DatabaseSettings, KafkaSettings
+from vap_common.settings import DatabaseServiceSettings, DatabaseSettings, KafkaSettings
 from vap_common.topics import all_topic_names
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,7 +56,7 @@ def isolated_stack(name: str, *, log_append_time_topics: tuple[str, ...] = (), p
     Topics named in ``log_append_time_topics`` (logical names) get broker-side timestamps, so a
     consumer reads the time the broker appended (= acknowledged) each record.
     """
-    base = CommonSettings()
+    base = DatabaseServiceSettings()
     suffix = uuid.uuid4().hex[:8]
     schema = f"bench_{name}_{suffix}"
     database = DatabaseSettings(url=base.database.url, schema_name=schema, pool_size=10)
@@ -66,12 +64,7 @@ def isolated_stack(name: str, *, log_append_time_topics: tuple[str, ...] = (), p
     admin_engine = make_engine(DatabaseSettings(url=base.database.url), pool_size=1)
     with admin_engine.begin() as connection:
         connection.execute(text(f"CREATE SCHEMA {schema}"))
-    engine = make_engine(database, pool_size=1)
-    with engine.begin() as connection:
-        config = Config(str(ROOT / "alembic.ini"))
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
-    engine.dispose()
+    migrate(database)
     admin = make_admin(kafka)
     special = [f"{kafka.topic_prefix}{topic}" for topic in log_append_time_topics]
     if special:

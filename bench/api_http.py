@@ -5,7 +5,7 @@ schema; the load generator is `wrk` (C, 2 threads, 32 keep-alive connections, 10
 after a 2 s warm-up), so the generator takes little of the CPU the API needs. The GET reads one
 scenario with 2,000 stored frames (3 detections each) and returns the default page of 100.
 Prints the figures and writes bench/results/api.json (section "http").
-Run: .venv/bin/python bench/api_http.py   (needs `wrk`: apt-get install wrk)
+Run: bench/run api_http (installs `wrk` from Debian if missing)
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def _wrk(url: str, script: str, seconds: int) -> dict[str, float]:
 
 def main() -> None:
     if shutil.which("wrk") is None:
-        raise SystemExit("wrk not found: apt-get install wrk")
+        raise SystemExit("wrk not found: run this benchmark through bench/run, which installs it")
     with isolated_stack("http") as stack, tempfile.TemporaryDirectory() as logs:
         engine = make_engine(stack.database, pool_size=2)
         scenario_uuid = uuid.uuid4()

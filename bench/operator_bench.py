@@ -28,17 +28,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
 from kubernetes import client, config, watch
 from sqlalchemy import text
 
 from confluent_kafka import ConsumerGroupState
 
 from vap_common.contracts import DeployCommand, encode
-from vap_common.db import make_engine
+from vap_common.db import make_engine, migrate
 from vap_common.kafka import ensure_topics, make_admin, make_producer
-from vap_common.settings import CommonSettings, DatabaseSettings, KafkaSettings
+from vap_common.settings import DatabaseServiceSettings, DatabaseSettings, KafkaSettings
 from vap_common.topics import Topic, all_topic_names, dlq_name, topic_name
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,18 +67,13 @@ def summary(latencies: list[float], total_seconds: float) -> dict[str, float]:
 
 @contextmanager
 def database() -> Iterator[DatabaseSettings]:
-    base = CommonSettings().database
+    base = DatabaseServiceSettings().database
     schema = f"bench_op_{uuid.uuid4().hex[:8]}"
     admin = make_engine(base, pool_size=1)
     with admin.begin() as connection:
         connection.execute(text(f"CREATE SCHEMA {schema}"))
     settings = base.model_copy(update={"schema_name": schema})
-    engine = make_engine(settings, pool_size=1)
-    with engine.begin() as connection:
-        alembic = Config(str(ROOT / "alembic.ini"))
-        alembic.attributes["connection"] = connection
-        command.upgrade(alembic, "head")
-    engine.dispose()
+    migrate(settings)
     try:
         yield settings
     finally:
@@ -91,7 +84,7 @@ def database() -> Iterator[DatabaseSettings]:
 
 @contextmanager
 def topics() -> Iterator[KafkaSettings]:
-    settings = CommonSettings().kafka.model_copy(update={"topic_prefix": f"bench-{uuid.uuid4().hex[:8]}."})
+    settings = DatabaseServiceSettings().kafka.model_copy(update={"topic_prefix": f"bench-{uuid.uuid4().hex[:8]}."})
     admin = make_admin(settings)
     names = all_topic_names(settings.topic_prefix)
     ensure_topics(admin, names)

@@ -9,23 +9,27 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from alembic import command
-from alembic.config import Config
 from confluent_kafka.admin import AdminClient
 from sqlalchemy import Engine, text
 
-from vap_common.db import make_engine
+from vap_common.db import make_engine, migrate
 from vap_common.kafka import ensure_topics
-from vap_common.settings import CommonSettings, DatabaseSettings, KafkaSettings
+from vap_common.settings import DatabaseServiceSettings, DatabaseSettings, KafkaSettings
 from vap_common.topics import all_topic_names
 
 ROOT = Path(__file__).resolve().parent.parent
 MEDIA = ROOT.parent / "shared" / "media"
+# dev/platform_stack.py (the platform's processes, the RTSP test camera) is shared with the demo.
+sys.path.insert(0, str(ROOT / "dev"))
+from platform_stack import RtspCamera, free_port  # noqa: E402
+
+FAILED = pytest.StashKey[bool]()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -42,7 +46,23 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if os.environ.get("CI") and report.skipped and item.get_closest_marker("integration"):
         report.outcome = "failed"
         report.longrepr = f"integration test skipped in CI (not allowed): {report.longrepr}"
+    if report.failed:
+        item.stash[FAILED] = True
     return report
+
+
+def has_failed(request: pytest.FixtureRequest) -> bool:
+    """In a fixture's teardown: did the test (or its set-up) fail? Then show the logs of its processes."""
+    return request.node.stash.get(FAILED, False)
+
+
+@pytest.fixture
+def rtsp_camera() -> Iterator[RtspCamera]:
+    """dev/rtsp_camera.py serving the person video (139 s, 10 fps) at rtsp://127.0.0.1:<free port>/cam."""
+    camera = RtspCamera(MEDIA / "one-by-one-person-detection.mp4", free_port())
+    camera.start()
+    yield camera
+    camera.stop()
 
 
 def _unique(prefix: str) -> str:
@@ -53,13 +73,13 @@ def _unique(prefix: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def stack_settings() -> CommonSettings:
+def stack_settings() -> DatabaseServiceSettings:
     """Where the servers are: ``VAP_*`` environment variables, else the ./dev/infra defaults."""
-    return CommonSettings()
+    return DatabaseServiceSettings()
 
 
 @pytest.fixture(scope="session")
-def database_url(stack_settings: CommonSettings) -> str:
+def database_url(stack_settings: DatabaseServiceSettings) -> str:
     return stack_settings.database.url
 
 
@@ -72,16 +92,6 @@ def admin_engine(database_url: str) -> Iterator[Engine]:
     except Exception as error:  # noqa: BLE001 - any failure means the server is not usable
         pytest.fail(f"PostgreSQL unreachable at {engine.url.render_as_string(hide_password=True)}: {error}. Run ./dev/infra up")
     yield engine
-    engine.dispose()
-
-
-def migrate(settings: DatabaseSettings, revision: str = "head", *, down: bool = False) -> None:
-    """Run Alembic on the schema named in ``settings`` through a connection of our own."""
-    engine = make_engine(settings, pool_size=1)
-    with engine.begin() as connection:
-        config = Config(str(ROOT / "alembic.ini"))
-        config.attributes["connection"] = connection
-        (command.downgrade if down else command.upgrade)(config, revision)
     engine.dispose()
 
 
@@ -109,7 +119,7 @@ def db_engine(db_settings: DatabaseSettings) -> Iterator[Engine]:
 
 
 @pytest.fixture(scope="session")
-def kafka_admin(stack_settings: CommonSettings) -> AdminClient:
+def kafka_admin(stack_settings: DatabaseServiceSettings) -> AdminClient:
     settings = stack_settings.kafka
     admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers, "socket.connection.setup.timeout.ms": 3000})
     try:
@@ -121,7 +131,7 @@ def kafka_admin(stack_settings: CommonSettings) -> AdminClient:
 
 
 @pytest.fixture
-def kafka_settings(kafka_admin: AdminClient, stack_settings: CommonSettings) -> Iterator[KafkaSettings]:
+def kafka_settings(kafka_admin: AdminClient, stack_settings: DatabaseServiceSettings) -> Iterator[KafkaSettings]:
     """Kafka settings with a topic prefix of this test's own; its topics exist and are deleted after."""
     settings = stack_settings.kafka.model_copy(update={"topic_prefix": _unique("t") + "."})
     names = all_topic_names(settings.topic_prefix)

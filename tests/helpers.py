@@ -1,13 +1,33 @@
-"""Small helpers shared by integration tests (real Kafka)."""
+"""Small helpers shared by the integration and end-to-end tests: polling, Kafka, processes."""
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 import uuid
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, TypeVar
 
 from confluent_kafka import Message
 
 from vap_common.kafka import make_consumer
 from vap_common.settings import KafkaSettings
+
+T = TypeVar("T")
+
+
+def wait_until(predicate: Callable[[], T], *, timeout_seconds: float = 30.0, what: str = "condition", interval_seconds: float = 0.1) -> T:
+    """Poll ``predicate`` until it returns something truthy; fail naming ``what`` (and the last value)."""
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_seconds:g} s waiting for {what}; last value: {value!r}")
+        time.sleep(interval_seconds)
 
 
 def consume(settings: KafkaSettings, topic: str, *, expected: int, timeout_seconds: float = 30.0, group: str | None = None) -> list[Message]:
@@ -27,3 +47,56 @@ def consume(settings: KafkaSettings, topic: str, *, expected: int, timeout_secon
     finally:
         consumer.close()
     return messages
+
+
+def pids_with_env(marker: str) -> list[int]:
+    """Live (not zombie) processes whose environment holds ``marker`` (e.g. VAP_SCENARIO_UUID=...)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if marker.encode() in (entry / "environ").read_bytes().split(b"\0"):
+                stat = (entry / "stat").read_text()
+                if stat[stat.rindex(")") + 2] != "Z":
+                    found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return "?"
+
+
+def kill_all(pids: Iterable[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def pod_status_patch(phase: str, *, ready: bool = False, exit_code: int | None = None, message: str | None = None) -> dict[str, Any]:
+    """A Pod status as a kubelet would write it (nothing runs containers here)."""
+    stamp = "2026-11-25T12:00:00Z"
+    if exit_code is not None:
+        state: dict[str, Any] = {"terminated": {"exitCode": exit_code, "reason": "Completed" if exit_code == 0 else "Error", "startedAt": stamp, "finishedAt": stamp}}
+        if message:
+            state["terminated"]["message"] = message
+    elif phase == "Running":
+        state = {"running": {"startedAt": stamp}}
+    else:
+        state = {"waiting": {"reason": "ContainerCreating"}}
+    return {
+        "status": {
+            "phase": phase,
+            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+            "containerStatuses": [
+                {"name": "runner", "image": "vap-runner", "imageID": "", "ready": ready, "restartCount": 0, "started": phase == "Running", "state": state}
+            ],
+        }
+    }

@@ -1,6 +1,6 @@
 """The settings of the three vap_api processes: the REST API, the outbox relay and the inbox.
 
-Each process reads ONE of these classes (all extend :class:`CommonSettings`, so the database and
+Each process reads ONE of these classes (all extend :class:`DatabaseServiceSettings`, so the database and
 Kafka groups are shared): ``VAP_PORT``, ``VAP_RELAY__BATCH_SIZE``, ``VAP_INBOX__BATCH_SIZE`` ...
 """
 
@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field, field_validator
 
-from vap_common.settings import CommonSettings
+from vap_common.settings import DatabaseServiceSettings
 
 # Detector plug-ins the runner ships (DESIGN.md "Runner"); the runner validates their settings.
 DEFAULT_DETECTORS = ["mock", "hog_person", "haar_face", "motion", "onnx"]
 
 
-class ApiSettings(CommonSettings):
+class ApiSettings(DatabaseServiceSettings):
     """The REST API process (``vap-api``)."""
 
     host: str = "127.0.0.1"  # loopback by default: exposing the API is a deployment decision
@@ -66,7 +66,7 @@ class RelayOptions(BaseModel):
     gauge_interval_seconds: float = Field(default=5.0, gt=0)
 
 
-class RelaySettings(CommonSettings):
+class RelaySettings(DatabaseServiceSettings):
     """The outbox relay process (``vap-relay``)."""
 
     relay: RelayOptions = Field(default_factory=RelayOptions)
@@ -88,7 +88,7 @@ class InboxOptions(BaseModel):
     session_timeout_seconds: float = Field(default=45.0, ge=6, le=1800)
 
 
-class InboxSettings(CommonSettings):
+class InboxSettings(DatabaseServiceSettings):
     """The results/status inbox process (``vap-inbox``)."""
 
     inbox: InboxOptions = Field(default_factory=InboxOptions)

@@ -35,3 +35,22 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A session whose work commits together on success and rolls back on any error."""
     with factory() as session, session.begin():
         yield session
+
+
+def migrate(settings: DatabaseSettings, revision: str = "head", *, down: bool = False) -> None:
+    """`alembic upgrade <revision>` (or `downgrade`) on the database and schema of ``settings``.
+
+    For code that migrates a schema of its own (tests, benchmarks); operators run the `alembic` CLI.
+    """
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", "vap_common:migrations")
+    engine = make_engine(settings, pool_size=1)
+    try:
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            (command.downgrade if down else command.upgrade)(config, revision)
+    finally:
+        engine.dispose()

@@ -1,7 +1,8 @@
 """Typed settings read from ``VAP_*`` environment variables.
 
-Each process defines ONE settings class that extends :class:`CommonSettings` with its own fields,
-so a newcomer finds every knob of a process in one place. Nested groups use ``__``:
+Each process defines ONE settings class that extends :class:`CommonSettings` (or
+:class:`DatabaseServiceSettings` when it uses PostgreSQL) with its own fields, so a newcomer finds
+every knob of a process in one place. Nested groups use ``__``:
 ``VAP_DATABASE__URL``, ``VAP_KAFKA__BOOTSTRAP_SERVERS``.
 """
 
@@ -31,17 +32,22 @@ class KafkaSettings(BaseModel):
 
 
 class CommonSettings(BaseSettings):
-    """Settings every VAP process has."""
+    """Settings every VAP process has (the runner has only these and its own: it never opens PostgreSQL)."""
 
     model_config = SettingsConfigDict(env_prefix="VAP_", env_nested_delimiter="__", extra="ignore")
 
     environment: Literal["local", "test", "production"] = "local"
     log_level: str = "INFO"
-    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
 
+
+class DatabaseServiceSettings(CommonSettings):
+    """Settings of the processes that use PostgreSQL (API, relay, inbox, operator, migrations)."""
+
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+
     @model_validator(mode="after")
-    def _refuse_local_password_in_production(self) -> "CommonSettings":
+    def _refuse_local_password_in_production(self) -> "DatabaseServiceSettings":
         if self.environment == "production" and "vap-local-only" in self.database.url:
             raise ValueError("VAP_DATABASE__URL still has the local development password; set a real one")
         return self

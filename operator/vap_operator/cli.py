@@ -14,7 +14,9 @@ import threading
 import types
 
 from prometheus_client import start_http_server
+from sqlalchemy import Engine
 
+from vap_common.consuming import ConsumerLoop
 from vap_common.db import make_engine, make_session_factory
 
 from vap_operator.logs import setup_logging
@@ -34,6 +36,18 @@ def _stop_on_signals(stop: threading.Event) -> None:
     signal.signal(signal.SIGINT, handle)
 
 
+def _orchestrator_loop(settings: OperatorSettings, engine: Engine, stop: threading.Event) -> ConsumerLoop:
+    """The init_scenario consumer of this process (vap-operator's thread or vap-orchestrator itself)."""
+    return build_loop(
+        kafka=settings.kafka,
+        sessions=make_session_factory(engine),
+        group_id=settings.orchestrator.consumer_group,
+        poll_timeout_seconds=settings.orchestrator.poll_timeout_seconds,
+        stop=stop,
+        consumer_overrides=settings.consumer_overrides(),
+    )
+
+
 def main() -> None:
     """vap-operator: orchestrator + the configured runtime, until SIGTERM/SIGINT."""
     settings = OperatorSettings()
@@ -46,14 +60,7 @@ def main() -> None:
         _stop_on_signals(stop)  # kopf installs its own handlers in the kubernetes runtime
     orchestrator_thread = None
     if settings.orchestrator.enabled:
-        loop = build_loop(
-            kafka=settings.kafka,
-            sessions=make_session_factory(engine),
-            group_id=settings.orchestrator.consumer_group,
-            poll_timeout_seconds=settings.orchestrator.poll_timeout_seconds,
-            stop=stop,
-            consumer_overrides=settings.consumer_overrides(),
-        )
+        loop = _orchestrator_loop(settings, engine, stop)
         orchestrator_thread = start_loop_thread("orchestrator", loop, on_crash=lambda: stop_process(stop))
     try:
         if settings.runtime == "kubernetes":
@@ -80,14 +87,7 @@ def orchestrator_main() -> None:
     engine = make_engine(settings.database)
     stop = threading.Event()
     _stop_on_signals(stop)
-    loop = build_loop(
-        kafka=settings.kafka,
-        sessions=make_session_factory(engine),
-        group_id=settings.orchestrator.consumer_group,
-        poll_timeout_seconds=settings.orchestrator.poll_timeout_seconds,
-        stop=stop,
-        consumer_overrides=settings.consumer_overrides(),
-    )
+    loop = _orchestrator_loop(settings, engine, stop)
     try:
         loop.run()
     finally:

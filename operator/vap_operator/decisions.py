@@ -341,14 +341,11 @@ def plan_reconcile(
         return replace(base, wait_seconds=poll_seconds, ready_reason="PodTerminating", message="waiting for the old runner Pod to go")
 
     if pod.phase == PodPhase.SUCCEEDED:
-        return replace(
+        return _inactive(
             base,
-            phase=S.INACTIVE,
             stopped=("RunnerCompleted", "the runner finished its source and exited 0"),
-            publish=Publish(S.INACTIVE),
-            ready_reason="Stopped",
             message="runner completed",
-            events=(Transition("Normal", "RunnerCompleted", "the runner exited 0; scenario inactive"),),
+            event=Transition("Normal", "RunnerCompleted", "the runner exited 0; scenario inactive"),
         )
 
     if pod.phase == PodPhase.FAILED:
@@ -359,6 +356,13 @@ def plan_reconcile(
         return replace(base, phase=S.ACTIVE, ready=True, ready_reason="RunnerReady", message="runner ready", events=events)
 
     return replace(base, ready_reason=f"Pod{pod.phase.value}", message=f"runner Pod {pod.phase.value.lower()}, not ready")
+
+
+def _inactive(base: Plan, *, stopped: tuple[str, str], message: str, event: Transition) -> Plan:
+    """The runner is gone for good without a failure: phase inactive, published once, Stopped condition."""
+    return replace(
+        base, phase=S.INACTIVE, stopped=stopped, publish=Publish(S.INACTIVE), ready_reason="Stopped", message=message, events=(event,)
+    )
 
 
 def _plan_terminal(desired: DesiredState, memory: RunnerMemory, pod: ObservedPod | None, base: Plan) -> Plan:
@@ -380,14 +384,11 @@ def _plan_terminal(desired: DesiredState, memory: RunnerMemory, pod: ObservedPod
 def _plan_shutdown(memory: RunnerMemory, pod: ObservedPod | None, base: Plan, poll_seconds: float) -> Plan:
     stopping = replace(base, phase=S.IN_SHUTDOWN_PROCESSING, ready_reason="Stopping", message="stopping the runner")
     if pod is None:
-        return replace(
+        return _inactive(
             base,
-            phase=S.INACTIVE,
             stopped=("ShutdownRequested", "the runner Pod is gone after shutdown"),
-            publish=Publish(S.INACTIVE),
-            ready_reason="Stopped",
             message="runner stopped",
-            events=(Transition("Normal", "Stopped", "the runner Pod is gone; scenario inactive"),),
+            event=Transition("Normal", "Stopped", "the runner Pod is gone; scenario inactive"),
         )
     if pod.deleting:
         return replace(stopping, wait_seconds=poll_seconds)

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from vap_common.settings import CommonSettings
+from vap_common.settings import DatabaseServiceSettings
 
 from vap_operator.decisions import RestartPolicy
 
@@ -132,7 +132,7 @@ class LocalSettings(BaseModel):
     http_port_base: int = Field(default=0, ge=0)
 
 
-class OperatorSettings(CommonSettings):
+class OperatorSettings(DatabaseServiceSettings):
     """Settings of vap-operator (orchestrator + one runtime) and vap-orchestrator."""
 
     # Which runtime turns to_deploy into runners.
@@ -142,11 +142,12 @@ class OperatorSettings(CommonSettings):
     # Seconds before Kafka gives a dead replica's partitions to a live one (its 45 s default would
     # stall every scenario of a killed replica that long); the broker's minimum is 6 s.
     consumer_session_timeout_seconds: float = Field(default=10.0, ge=6)
-
-    def consumer_overrides(self) -> dict[str, int]:
-        return {"session.timeout.ms": int(self.consumer_session_timeout_seconds * 1000)}
     orchestrator: OrchestratorSettings = Field(default_factory=OrchestratorSettings)
     restart: RestartSettings = Field(default_factory=RestartSettings)
     runner: RunnerSettings = Field(default_factory=RunnerSettings)
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
     local: LocalSettings = Field(default_factory=LocalSettings)
+
+    def consumer_overrides(self) -> dict[str, int]:
+        """librdkafka settings of every consumer of this process."""
+        return {"session.timeout.ms": int(self.consumer_session_timeout_seconds * 1000)}

@@ -9,7 +9,7 @@ from sqlalchemy import Connection
 
 from vap_common.db import make_engine
 from vap_common.schema import Base
-from vap_common.settings import CommonSettings
+from vap_common.settings import DatabaseServiceSettings
 
 config = context.config
 if config.config_file_name is not None:
@@ -17,7 +17,10 @@ if config.config_file_name is not None:
 
 
 def _run(connection: Connection) -> None:
-    context.configure(connection=connection, target_metadata=Base.metadata)
+    # The version table lives in the schema the tables go to (the first of the search_path): otherwise
+    # a migrated `public` is found through the search_path and a test's own schema is never created.
+    schema = connection.exec_driver_sql("SELECT current_schema()").scalar()
+    context.configure(connection=connection, target_metadata=Base.metadata, version_table_schema=schema)
     with context.begin_transaction():
         context.run_migrations()
 
@@ -28,7 +31,7 @@ def run_migrations_online() -> None:
     if connection is not None:
         _run(connection)
         return
-    engine = make_engine(CommonSettings().database, pool_size=1)
+    engine = make_engine(DatabaseServiceSettings().database, pool_size=1)
     with engine.connect() as new_connection:
         _run(new_connection)
     engine.dispose()

@@ -167,7 +167,8 @@ def _mirror(deps: Dependencies, name: str, uid: str) -> None:
     with deps.mirror_lock(name):
         # Read, not the event's body: an old Pod's late event must not overwrite its successor's state.
         current = observe_pod(deps.kube.read_pod(pod_name_for(name)), owner_uid=uid)
-        deps.kube.patch_videoscenario_status(name, {"status": {"runner": runner_summary(current)}})
+        summary = runner_summary(current, observed_at=datetime.now(UTC))
+        deps.kube.patch_videoscenario_status(name, {"status": {"runner": summary}})
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, backoff=ERROR_BACKOFF_SECONDS)

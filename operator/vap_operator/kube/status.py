@@ -59,11 +59,17 @@ def observe_pod(pod: Mapping[str, Any] | None, *, owner_uid: str) -> ObservedPod
     )
 
 
-def runner_summary(pod: ObservedPod | None) -> Body | None:
-    """What the Pod watcher mirrors into status.runner (a change wakes the reconciler)."""
-    if pod is None:
-        return None
-    return {"uid": pod.uid, "phase": pod.phase.value, "ready": pod.ready, "exitCode": pod.exit_code, "deleting": pod.deleting}
+def runner_summary(pod: ObservedPod | None, *, observed_at: datetime) -> Body:
+    """What the Pod watcher mirrors into status.runner (a change wakes the reconciler).
+
+    ``observedAt`` makes every mirror write a change. Without it, a write equal to the state kopf last
+    handled (e.g. "no Pod" after a crashed Pod was deleted, as before the first Pod) is not a change
+    to kopf, and it then drops the pending retry of ``reconcile`` (the restart never happens).
+    """
+    summary: Body = {"present": pod is not None, "observedAt": to_timestamp(observed_at)}
+    if pod is not None:
+        summary.update(uid=pod.uid, phase=pod.phase.value, ready=pod.ready, exitCode=pod.exit_code, deleting=pod.deleting)
+    return summary
 
 
 def _conditions(status: Mapping[str, Any]) -> dict[str, Body]:

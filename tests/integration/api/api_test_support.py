@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
-import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ from sqlalchemy import insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from vap_common.consuming import ConsumerLoop
+from tests.helpers import wait_until
 from vap_common.contracts import Detection, FrameResult, encode
 from vap_common.kafka import make_producer
 from vap_common.lifecycle import ScenarioStatus
@@ -24,18 +23,6 @@ from vap_common.schema import Scenario
 from vap_common.settings import KafkaSettings
 
 ROOT = Path(__file__).resolve().parents[3]
-
-
-def wait_until(predicate: Callable[[], Any], *, timeout_seconds: float = 30.0, interval_seconds: float = 0.1, what: str = "condition") -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail with ``what`` after the timeout."""
-    deadline = time.monotonic() + timeout_seconds
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_seconds}s waiting for {what}")
-        time.sleep(interval_seconds)
 
 
 def produce(settings: KafkaSettings, topic: str, values: Iterable[tuple[str, bytes]]) -> None:
@@ -71,12 +58,6 @@ def run_loop_until(loop: ConsumerLoop, total: int, *, attempts: int = 60) -> int
         if seen >= total:
             return seen
     raise AssertionError(f"only {seen} of {total} messages consumed")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Process:

@@ -8,9 +8,10 @@ import uuid
 from collections.abc import Callable
 
 import httpx
-from api_test_support import Process, encoded_frames, free_port, produce, wait_until
+from api_test_support import Process, encoded_frames, produce
 
-from tests.helpers import consume
+from tests.conftest import free_port
+from tests.helpers import consume, wait_until
 from vap_common.contracts import ScenarioCommand, StatusEvent, decode, encode
 from vap_common.lifecycle import ScenarioStatus
 from vap_common.settings import KafkaSettings

@@ -5,11 +5,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 
-from api_test_support import Process, add_scenario, encoded_frames, frame, produce, run_loop_until, wait_until
+from api_test_support import Process, add_scenario, encoded_frames, frame, produce, run_loop_until
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.helpers import consume
+from tests.helpers import consume, wait_until
 from vap_api.inbox.consumer import RESULTS_DUPLICATE, STATUS_IGNORED
 from vap_common.consuming import ConsumerLoop
 from vap_common.contracts import Detection, StatusEvent, encode

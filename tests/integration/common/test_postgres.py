@@ -8,7 +8,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, inspect, select, text
 
-from tests.conftest import migrate
+from vap_common.db import migrate
 from vap_common.db import make_session_factory, transaction
 from vap_common.schema import Base, Scenario, ScenarioResult
 from vap_common.settings import DatabaseSettings

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import yaml
 from kubernetes import client
-from operator_test_support import ROOT, Process, StatusLog, free_port, kube_client, rendered_manifests, token_kubeconfig, wait_http_ok
+from operator_test_support import ROOT, Process, StatusLog, kube_client, rendered_manifests, token_kubeconfig, wait_http_ok
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.conftest import kubectl
+from tests.conftest import free_port, has_failed, kubectl
 from vap_common.db import make_session_factory
 from vap_common.settings import DatabaseSettings, KafkaSettings
 
@@ -36,23 +36,12 @@ FAST = {
 }
 
 
-FAILED = pytest.StashKey[bool]()
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
-    report: pytest.TestReport = yield
-    if report.failed:
-        item.stash[FAILED] = True
-    return report
-
-
 def _stop_all(request: pytest.FixtureRequest, started: list[Process]) -> None:
     """Stop the test's processes; when the test failed, show the end of their logs."""
     for process in started:
         if process.alive():
             process.stop()
-    if request.node.stash.get(FAILED, False):
+    if has_failed(request):
         for process in started:
             print(f"----- {process.name} (exit {process.popen.returncode}) log tail -----\n{process.log()[-6000:]}")
 

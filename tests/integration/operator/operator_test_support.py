@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +17,7 @@ from kubernetes import client, config
 
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
+from tests.helpers import wait_until
 from vap_common.contracts import Contract, DetectorSpec, ScenarioCommand, StatusEvent, decode, encode
 from vap_common.kafka import make_consumer, make_producer
 from vap_common.settings import KafkaSettings
@@ -27,24 +26,6 @@ from vap_common.topics import Topic, topic_name
 ROOT = Path(__file__).resolve().parents[3]
 MANIFESTS = ROOT / "operator" / "manifests"
 STAND_IN_RUNNER = Path(__file__).resolve().parent / "stand_in_runner.py"
-
-
-def wait_until(predicate: Callable[[], Any], *, timeout_seconds: float = 30.0, interval_seconds: float = 0.1, what: str = "condition") -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail naming ``what`` after the timeout."""
-    deadline = time.monotonic() + timeout_seconds
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_seconds}s waiting for {what}; last value: {value!r}")
-        time.sleep(interval_seconds)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 # --- Kafka ------------------------------------------------------------------------------------------
@@ -175,21 +156,6 @@ def wait_http_ok(url: str, process: Process, timeout_seconds: float = 30.0) -> N
     wait_until(ok, timeout_seconds=timeout_seconds, interval_seconds=0.1, what=f"{url} of {process.name}")
 
 
-def pids_with_env(marker: str) -> list[int]:
-    """Live processes whose environment contains ``marker`` (e.g. VAP_SCENARIO_UUID=...)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if marker.encode() in (entry / "environ").read_bytes().split(b"\0"):
-                    stat = (entry / "stat").read_text()
-                    if stat[stat.rindex(")") + 2] != "Z":  # zombies are dead
-                        found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
-
-
 # --- Kubernetes -------------------------------------------------------------------------------------
 
 
@@ -226,28 +192,6 @@ def token_kubeconfig(admin_kubeconfig: str, token: str, path: Path) -> str:
         )
     )
     return str(path)
-
-
-def pod_status_patch(phase: str, *, ready: bool = False, exit_code: int | None = None, message: str | None = None) -> dict[str, Any]:
-    """A Pod status as a kubelet would write it (nothing runs containers here)."""
-    stamp = "2026-11-25T12:00:00Z"
-    if exit_code is not None:
-        state: dict[str, Any] = {"terminated": {"exitCode": exit_code, "reason": "Completed" if exit_code == 0 else "Error", "startedAt": stamp, "finishedAt": stamp}}
-        if message:
-            state["terminated"]["message"] = message
-    elif phase == "Running":
-        state = {"running": {"startedAt": stamp}}
-    else:
-        state = {"waiting": {"reason": "ContainerCreating"}}
-    return {
-        "status": {
-            "phase": phase,
-            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
-            "containerStatuses": [
-                {"name": "runner", "image": "vap-runner", "imageID": "", "ready": ready, "restartCount": 0, "started": phase == "Running", "state": state}
-            ],
-        }
-    }
 
 
 def json_of(result: subprocess.CompletedProcess[str]) -> Any:

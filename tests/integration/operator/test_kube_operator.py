@@ -12,11 +12,12 @@ import uuid
 from typing import Any
 
 from kubernetes import client
-from operator_test_support import StatusLog, TopicReader, pod_status_patch, produce, shutdown, start, wait_until
+from operator_test_support import StatusLog, TopicReader, produce, shutdown, start
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.conftest import kubectl
+from tests.helpers import pod_status_patch, wait_until
 from vap_common.schema import Worker
 from vap_common.settings import KafkaSettings
 from vap_common.topics import Topic

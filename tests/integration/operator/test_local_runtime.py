@@ -12,10 +12,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from operator_test_support import STAND_IN_RUNNER, StatusLog, pids_with_env, produce, shutdown, start, wait_until
+from operator_test_support import STAND_IN_RUNNER, StatusLog, produce, shutdown, start
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from tests.helpers import pids_with_env, wait_until
 from vap_common.schema import Worker
 from vap_common.settings import KafkaSettings
 from vap_common.topics import Topic

@@ -9,10 +9,11 @@ import sys
 import uuid
 from typing import Any
 
-from operator_test_support import ROOT, StatusLog, TopicReader, pids_with_env, produce, shutdown, start, wait_until
+from operator_test_support import ROOT, StatusLog, TopicReader, produce, shutdown, start
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from tests.helpers import pids_with_env, wait_until
 from vap_common.contracts import FrameResult, decode
 from vap_common.schema import Worker
 from vap_common.settings import KafkaSettings

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-import yaml
-from operator_test_support import rendered_manifests
 
 from tests.conftest import kubectl
 
@@ -63,12 +60,3 @@ def test_operator_account_may_not_grant_itself_more(operator_kubeconfig: str, ku
     role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "more"}, "rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]}
     result = kubectl(operator_kubeconfig, "-n", kube_namespace, "create", "-f", "-", stdin=json.dumps(role), check=False)
     assert result.returncode != 0 and "forbidden" in result.stderr
-
-
-def test_operator_deployment_manifest_is_accepted_by_the_api_server(kubeconfig: str, kube_namespace: str, tmp_path: Path) -> None:
-    (deployment,) = rendered_manifests(kube_namespace, ["deployment.yaml"])
-    assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == "vap-operator"
-    path = tmp_path / "deployment.yaml"
-    path.write_text(yaml.safe_dump(deployment))
-    result = kubectl(kubeconfig, "-n", kube_namespace, "apply", "--dry-run=server", "-f", str(path))
-    assert "created (server dry run)" in result.stdout

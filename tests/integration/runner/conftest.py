@@ -6,7 +6,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -14,7 +13,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import cv2
@@ -22,64 +20,10 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from tests.conftest import MEDIA, ROOT
+from tests.helpers import wait_until
 from vap_common.contracts import FrameResult, StatusEvent, decode
 from vap_common.settings import KafkaSettings
 from vap_common.topics import Topic, topic_name
-
-DEBIAN_PYTHON = "/usr/bin/python3"  # GStreamer's bindings belong to Debian's interpreter
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def wait_until(condition: Callable[[], bool], *, timeout_seconds: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_seconds:g} s waiting for {what}")
-        time.sleep(0.1)
-
-
-class RtspCamera:
-    """dev/rtsp_camera.py as a real process; stop() and start() again is a camera outage."""
-
-    def __init__(self, media: Path, port: int) -> None:
-        self.media = media
-        self.port = port
-        self.url = f"rtsp://127.0.0.1:{port}/cam"
-        self._process: subprocess.Popen[str] | None = None
-
-    def start(self) -> None:
-        self._process = subprocess.Popen(
-            [DEBIAN_PYTHON, str(ROOT / "dev" / "rtsp_camera.py"), "--media", str(self.media), "--port", str(self.port)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        assert self._process.stdout is not None
-        first_line = self._process.stdout.readline()
-        if "serving" not in first_line:
-            self.stop()
-            pytest.fail(f"RTSP test camera did not start: {first_line.strip()} (./dev/infra up installs its Debian packages)")
-
-    def stop(self) -> None:
-        if self._process is not None:
-            self._process.terminate()
-            self._process.wait(timeout=10)
-            self._process = None
-
-
-@pytest.fixture
-def rtsp_camera() -> Iterator[RtspCamera]:
-    """The person video served at rtsp://127.0.0.1:<free port>/cam (139 s long, 10 fps)."""
-    camera = RtspCamera(MEDIA / "one-by-one-person-detection.mp4", free_port())
-    camera.start()
-    yield camera
-    camera.stop()
-
 
 class _CameraHandler(SimpleHTTPRequestHandler):
     """``/mjpeg``: an endless MJPEG camera (the person video as JPEG parts at 10 fps, looping); any

@@ -9,9 +9,10 @@ import uuid
 from collections.abc import Callable
 
 import cv2
-from conftest import RtspCamera, RunnerProcess, free_port
+from conftest import RunnerProcess
+from platform_stack import RtspCamera
 
-from tests.conftest import MEDIA
+from tests.conftest import MEDIA, free_port
 from vap_common.contracts import FrameResult, StatusEvent
 from vap_common.lifecycle import FailureReason, ScenarioStatus
 from vap_common.runner_contract import RunnerExit

@@ -18,21 +18,21 @@ import pytest
 from pydantic import BaseModel
 from pydantic_settings import BaseSettings
 from vap_api.settings import ApiSettings, InboxSettings, RelaySettings
-from vap_common.settings import CommonSettings
+from vap_common.settings import DatabaseServiceSettings
 from vap_operator.settings import OperatorSettings
 
 ROOT = Path(__file__).resolve().parents[3]
 
 # The settings class each process reads, by its console script (the name a container runs).
-SETTINGS_BY_COMMAND: dict[str, type[CommonSettings]] = {
+SETTINGS_BY_COMMAND: dict[str, type[DatabaseServiceSettings]] = {
     "vap-api": ApiSettings,
     "vap-relay": RelaySettings,
     "vap-inbox": InboxSettings,
     "vap-operator": OperatorSettings,
     "vap-orchestrator": OperatorSettings,
     # Alembic's env.py and the topic set-up read the shared settings only.
-    "alembic": CommonSettings,
-    "python": CommonSettings,
+    "alembic": DatabaseServiceSettings,
+    "python": DatabaseServiceSettings,
 }
 
 
@@ -71,8 +71,8 @@ def unknown_setting(settings: type[BaseSettings], env_name: str) -> str | None:
 
 
 def load_settings(
-    settings: type[CommonSettings], env: Mapping[str, str], monkeypatch: pytest.MonkeyPatch
-) -> CommonSettings:
+    settings: type[DatabaseServiceSettings], env: Mapping[str, str], monkeypatch: pytest.MonkeyPatch
+) -> DatabaseServiceSettings:
     """``settings`` as a process would build it from exactly ``env`` (the test's own VAP_* are removed)."""
     for name in list(os.environ):
         if name.upper().startswith("VAP_"):

@@ -1,0 +1,203 @@
+"""Helpers of the end-to-end tests: the REST API as a user sees it, the `results` topic as the
+runners published it, `scenario_results` as the inbox stored it, and the processes of this machine."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from sqlalchemy import Engine, text
+
+from tests.conftest import MEDIA
+from tests.helpers import pids_with_env, wait_until
+from vap_common.contracts import FrameResult, decode
+from vap_common.settings import KafkaSettings
+from vap_common.topics import Topic, topic_name
+
+# The file every file scenario reads: 377 frames at 12.5 fps (checked by the `sample_video` fixture).
+CAR_VIDEO = MEDIA / "car-detection.mp4"
+CAR_FRAMES = 377
+CAR_FPS = 12.5
+# The runners analyse TARGET_FPS frames per second of the file's own clock: 12.5 / 2.5 = every 5th frame.
+TARGET_FPS = 2.5
+CAR_SAMPLED = list(range(0, CAR_FRAMES, 5))  # 0, 5, ..., 375: 76 frames
+CAR_URL = f"file://{CAR_VIDEO}"
+# A live camera (RTSP) plays this one: 139 s at 10 fps, longer than any test needs.
+PERSON_VIDEO = MEDIA / "one-by-one-person-detection.mp4"
+
+TERMINAL = ("inactive", "failed")
+
+
+# --- the REST API -----------------------------------------------------------------------------------
+
+
+class Api:
+    """The platform's REST API over HTTP, as a user calls it."""
+
+    def __init__(self, base_url: str, *, check_alive: Callable[[], None] = lambda: None) -> None:
+        self.http = httpx.Client(base_url=base_url, timeout=15)
+        self._check_alive = check_alive  # raises if a platform process died on its own
+
+    def close(self) -> None:
+        self.http.close()
+
+    def init(self, camera_url: str, *, detector: str = "mock", settings: dict[str, Any] | None = None, name: str | None = None) -> uuid.UUID:
+        response = self.http.post("/api/v1/scenario/init", json={"camera_url": camera_url, "name": name, "detector": {"name": detector, "settings": settings or {}}})
+        assert response.status_code == 201, f"POST /scenario/init: {response.status_code} {response.text}"
+        body = response.json()
+        assert body["status"] == "init_startup", body
+        return uuid.UUID(body["scenario_uuid"])
+
+    def shutdown(self, scenario_uuid: uuid.UUID) -> dict[str, Any]:
+        response = self.http.post(f"/api/v1/scenario/{scenario_uuid}/shutdown")
+        assert response.status_code in (200, 202), f"POST /shutdown: {response.status_code} {response.text}"
+        return dict(response.json())
+
+    def scenario(self, scenario_uuid: uuid.UUID) -> dict[str, Any]:
+        response = self.http.get(f"/api/v1/scenario/{scenario_uuid}")
+        assert response.status_code == 200, f"GET /scenario: {response.status_code} {response.text}"
+        return dict(response.json())
+
+    def status(self, scenario_uuid: uuid.UUID) -> str:
+        return str(self.scenario(scenario_uuid)["status"])
+
+    def wait_status(self, scenario_uuid: uuid.UUID, wanted: str, *, timeout_seconds: float) -> dict[str, Any]:
+        """Wait until the scenario is ``wanted``; fail at once if it ends in another terminal state."""
+        last: dict[str, Any] = {}
+
+        def reached() -> bool:
+            nonlocal last
+            self._check_alive()
+            last = self.scenario(scenario_uuid)
+            if last["status"] in TERMINAL and last["status"] != wanted:
+                raise AssertionError(f"scenario {scenario_uuid} ended {last['status']} ({last['error_reason']}: {last['error_message']}), expected {wanted}")
+            return bool(last["status"] == wanted)
+
+        wait_until(reached, timeout_seconds=timeout_seconds, what=f"scenario {scenario_uuid} to be {wanted}")
+        return last
+
+    def prediction_page(self, scenario_uuid: uuid.UUID, *, after_frame: int = -1, limit: int | None = None) -> dict[str, Any]:
+        params: dict[str, int] = {"after_frame": after_frame}
+        if limit is not None:
+            params["limit"] = limit
+        response = self.http.get(f"/api/v1/prediction/{scenario_uuid}", params=params)
+        assert response.status_code == 200, f"GET /prediction: {response.status_code} {response.text}"
+        return dict(response.json())
+
+    def frames(self, scenario_uuid: uuid.UUID, *, after_frame: int = -1, page_size: int = 50) -> list[dict[str, Any]]:
+        """Every stored frame after ``after_frame``, page by page (after_frame = the last one seen)."""
+        frames: list[dict[str, Any]] = []
+        while True:
+            page = self.prediction_page(scenario_uuid, after_frame=after_frame, limit=page_size)["results"]
+            frames.extend(page)
+            if len(page) < page_size:
+                return frames
+            after_frame = page[-1]["frame_number"]
+
+    def frame_numbers(self, scenario_uuid: uuid.UUID) -> list[int]:
+        return [frame["frame_number"] for frame in self.frames(scenario_uuid)]
+
+
+# --- Kafka: what the runners published ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Published:
+    run_id: str
+    frame_number: int
+
+
+class ResultsTopic:
+    """The test's `results` topic from its beginning (assigned partitions: no consumer group to join)."""
+
+    def __init__(self, kafka: KafkaSettings) -> None:
+        self.name = topic_name(Topic.RESULTS, kafka.topic_prefix)
+        self._consumer = Consumer(
+            {"bootstrap.servers": kafka.bootstrap_servers, "group.id": f"e2e-reader-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False}
+        )
+        partitions = self._consumer.list_topics(self.name, timeout=10).topics[self.name].partitions
+        self._partitions = [TopicPartition(self.name, partition, OFFSET_BEGINNING) for partition in partitions]
+        self._consumer.assign(self._partitions)
+        self.results: list[FrameResult] = []
+
+    def read_to_end(self, *, timeout_seconds: float = 30.0) -> list[FrameResult]:
+        """Everything published so far: reads until each partition's position reaches its high watermark."""
+        ends = {tp.partition: self._consumer.get_watermark_offsets(TopicPartition(self.name, tp.partition), timeout=10)[1] for tp in self._partitions}
+        deadline = time.monotonic() + timeout_seconds
+        while True:
+            positions = {tp.partition: tp.offset for tp in self._consumer.position([TopicPartition(self.name, p) for p in ends])}
+            if all(ends[p] == 0 or positions[p] >= ends[p] for p in ends):
+                return self.results
+            assert time.monotonic() < deadline, f"could not read {self.name} to its end in {timeout_seconds:g} s: {positions} of {ends}"
+            for message in self._consumer.consume(num_messages=1000, timeout=0.5):
+                assert message.error() is None, message.error()
+                self.results.append(decode(FrameResult, message.value()))
+
+    def of(self, scenario_uuid: uuid.UUID) -> list[Published]:
+        """What the runners of one scenario published, in publishing order (call read_to_end first)."""
+        return [Published(result.run_id, result.frame_number) for result in self.results if result.scenario_uuid == scenario_uuid]
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+def runs_of(published: Iterable[Published]) -> dict[str, list[int]]:
+    """Frame numbers per run, in order (dict order: the order the runs started publishing)."""
+    runs: dict[str, list[int]] = {}
+    for item in published:
+        runs.setdefault(item.run_id, []).append(item.frame_number)
+    return runs
+
+
+# --- PostgreSQL: what the inbox stored ----------------------------------------------------------------
+
+
+def stored(engine: Engine, scenario_uuid: uuid.UUID) -> list[Published]:
+    """Every row of scenario_results of one scenario, in insertion order (duplicates included, if any)."""
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text("SELECT run_id, frame_number FROM scenario_results WHERE scenario_uuid = :uuid ORDER BY id"), {"uuid": scenario_uuid}
+        ).all()
+    return [Published(row.run_id, int(row.frame_number)) for row in rows]
+
+
+def worker_row(engine: Engine, scenario_uuid: uuid.UUID) -> dict[str, Any]:
+    with engine.connect() as connection:
+        row = connection.execute(text("SELECT * FROM workers WHERE scenario_uuid = :uuid"), {"uuid": scenario_uuid}).mappings().one_or_none()
+    assert row is not None, f"no workers row for {scenario_uuid}"
+    return dict(row)
+
+
+def check_stored_equals_published(engine: Engine, topic: ResultsTopic, scenario_uuid: uuid.UUID, *, timeout_seconds: float = 30.0) -> dict[str, list[int]]:
+    """The exactly-once check: every (run, frame) a runner of the scenario published is stored, and
+    stored once; nothing is stored that was not published. Returns the published frames per run.
+
+    Call it when no runner of the scenario runs any more: the topic is then complete, and the inbox
+    is given ``timeout_seconds`` to store its tail.
+    """
+    topic.read_to_end()
+    published = topic.of(scenario_uuid)
+    runs = runs_of(published)
+    for run_id, frames in runs.items():
+        # One run is one idempotent producer session publishing in frame order: each frame once, increasing.
+        assert frames == sorted(set(frames)), f"run {run_id} of {scenario_uuid} published frames out of order or twice: {frames}"
+    expected = set(published)
+    wait_until(lambda: expected <= set(stored(engine, scenario_uuid)), timeout_seconds=timeout_seconds, what=f"every published result of {scenario_uuid} stored")
+    rows = stored(engine, scenario_uuid)
+    duplicates = sorted({(row.run_id, row.frame_number) for row in rows if rows.count(row) > 1})
+    assert not duplicates, f"stored twice: {duplicates}"
+    assert set(rows) == expected, f"stored but never published: {sorted((r.run_id, r.frame_number) for r in set(rows) - expected)}"
+    return runs
+
+
+# --- processes of this machine -------------------------------------------------------------------------
+
+
+def runner_pids(scenario_uuid: uuid.UUID) -> list[int]:
+    """The runner of a scenario and its inference processes (they inherit its environment)."""
+    return pids_with_env(f"VAP_SCENARIO_UUID={scenario_uuid}")
