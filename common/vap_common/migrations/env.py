@@ -32,7 +32,9 @@ def run_migrations_online() -> None:
         _run(connection)
         return
     engine = make_engine(DatabaseServiceSettings().database, pool_size=1)
-    with engine.connect() as new_connection:
+    # begin(), not connect(): _run's first query opens the transaction, and Alembic does not commit a
+    # transaction it did not open itself.
+    with engine.begin() as new_connection:
         _run(new_connection)
     engine.dispose()
 

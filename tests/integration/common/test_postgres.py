@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
+from collections.abc import Iterator
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, inspect, select, text
 
-from vap_common.db import migrate
-from vap_common.db import make_session_factory, transaction
+from tests.conftest import ROOT
+from vap_common.db import make_session_factory, migrate, transaction
 from vap_common.schema import Base, Scenario, ScenarioResult
 from vap_common.settings import DatabaseSettings
 
@@ -56,3 +61,27 @@ def test_downgrade_base_then_upgrade_head(db_settings: DatabaseSettings, db_engi
     assert TABLES.isdisjoint(inspect(db_engine).get_table_names(schema=db_settings.schema_name))
     migrate(db_settings, "head")
     assert TABLES <= set(inspect(db_engine).get_table_names(schema=db_settings.schema_name))
+
+
+@pytest.fixture
+def empty_schema(admin_engine: Engine, database_url: str) -> Iterator[DatabaseSettings]:
+    schema = f"t_cli_{uuid.uuid4().hex[:10]}"
+    with admin_engine.begin() as connection:
+        connection.execute(text(f"CREATE SCHEMA {schema}"))
+    yield DatabaseSettings(url=database_url, schema_name=schema)
+    with admin_engine.begin() as connection:
+        connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+
+
+def _alembic(settings: DatabaseSettings, *args: str) -> None:
+    env = {**os.environ, "VAP_DATABASE__URL": settings.url, "VAP_DATABASE__SCHEMA_NAME": settings.schema_name or ""}
+    result = subprocess.run([sys.executable, "-m", "alembic", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+
+
+def test_alembic_command_line_commits_upgrade_and_downgrade(empty_schema: DatabaseSettings, admin_engine: Engine) -> None:
+    """What the demo and the chart's migration Job run: the tables must still be there afterwards."""
+    _alembic(empty_schema, "upgrade", "head")
+    assert TABLES <= set(inspect(admin_engine).get_table_names(schema=empty_schema.schema_name))
+    _alembic(empty_schema, "downgrade", "base")
+    assert TABLES.isdisjoint(inspect(admin_engine).get_table_names(schema=empty_schema.schema_name))
