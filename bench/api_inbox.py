@@ -33,14 +33,15 @@ from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
 from psycopg2.extras import execute_values
+from pydantic_core import to_json
 from sqlalchemy import Engine, insert, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _api_common import Child, Stack, isolated_stack, record, wait_for  # noqa: E402
 
-from vap_api.inbox.consumer import _DETECTIONS, Inbox, _copy_lines  # noqa: E402
+from vap_api.inbox.consumer import Inbox, _copy_lines  # noqa: E402
 from vap_common.consuming import ConsumerLoop  # noqa: E402
-from vap_common.contracts import Detection, FrameResult, encode  # noqa: E402
+from vap_common.contracts import FRAME_RESULT_RECORD, Detection, FrameResult, decode, encode  # noqa: E402
 from vap_common.db import make_engine  # noqa: E402
 from vap_common.kafka import ensure_topics, make_admin, make_consumer, make_producer  # noqa: E402
 from vap_common.schema import Scenario  # noqa: E402
@@ -133,10 +134,11 @@ def main() -> None:
             connection.execute(insert(Scenario), [{"scenario_uuid": s, "camera_url": "rtsp://cam.example/s", "status": "active"} for s in scenarios])
         results = _results(scenarios)
         values = [encode(result) for result in results]
+        records = [decode(FRAME_RESULT_RECORD, value) for value in values]  # what the inbox stores
         total = len(results)
         prefix = stack.kafka.topic_prefix
         inbox = Inbox(engine=engine, results_topic=topic_name(Topic.RESULTS, prefix), status_topic=topic_name(Topic.SCENARIO_STATUS, prefix))
-        copy_text = "".join(_copy_lines(results))
+        copy_text = "".join(_copy_lines(records))
 
         def raw_copy() -> None:
             with engine.begin() as connection:
@@ -146,13 +148,13 @@ def main() -> None:
         def store() -> None:
             for start in range(0, total, BATCH):
                 with engine.begin() as connection:
-                    inbox._store_results(connection, results[start : start + BATCH])
+                    inbox._store_results(connection, records[start : start + BATCH])
 
         def multi_row_values() -> None:
             for start in range(0, total, BATCH):
                 rows = [
-                    (str(r.scenario_uuid), r.run_id, r.frame_number, _DETECTIONS.dump_json(r.detections, by_alias=True).decode(), r.timestamp)
-                    for r in results[start : start + BATCH]
+                    (str(r["scenario_uuid"]), r["run_id"], r["frame_number"], to_json(r["detections"]).decode(), r["timestamp"])
+                    for r in records[start : start + BATCH]
                 ]
                 with engine.begin() as connection:
                     with connection.connection.dbapi_connection.cursor() as cursor:  # type: ignore[union-attr]

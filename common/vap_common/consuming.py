@@ -15,11 +15,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import collections
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 from prometheus_client import Counter
+from pydantic import TypeAdapter
 
 from vap_common.contracts import Contract, InvalidMessage, decode
 from vap_common.kafka import send_to_dlq
@@ -32,10 +35,10 @@ MESSAGES_CONSUMED = Counter("vap_messages_consumed_total", "Messages consumed an
 
 @dataclass(frozen=True)
 class Accepted:
-    """A consumed message and its parsed contract."""
+    """A consumed message and its parsed contract (a model, or a dict for a record contract)."""
 
     message: Message
-    value: Contract
+    value: Any
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,7 @@ class ConsumerLoop:
 
     consumer: Consumer
     dlq_producer: Producer
-    contracts: Mapping[str, type[Contract]]  # broker topic name -> contract of its values
+    contracts: Mapping[str, type[Contract] | TypeAdapter[Any]]  # broker topic name -> contract of its values
     handler: Handler
     stop: threading.Event = field(default_factory=threading.Event)
     batch_size: int = 500
@@ -87,8 +90,8 @@ class ConsumerLoop:
             rejected.extend(self._handle_with_retry(accepted))
         self._dead_letter(rejected)
         self._commit()
-        for item in accepted:
-            MESSAGES_CONSUMED.labels(item.message.topic()).inc()
+        for topic, count in collections.Counter(item.message.topic() for item in accepted).items():
+            MESSAGES_CONSUMED.labels(topic).inc(count)
         return len(messages)
 
     def _usable(self, message: Message) -> bool:

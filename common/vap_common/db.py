@@ -15,12 +15,13 @@ _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
 def make_engine(settings: DatabaseSettings, **overrides: object) -> Engine:
-    """An engine whose connections put ``settings.schema_name`` (if any) first on the search_path."""
+    """An engine whose connections use ``settings.schema_name`` (if any) as their search_path."""
     connect_args: dict[str, object] = {"application_name": "vap"}
     if settings.schema_name:
         if not _SCHEMA_NAME.match(settings.schema_name):
             raise ValueError(f"invalid schema name {settings.schema_name!r}")
-        connect_args["options"] = f"-csearch_path={settings.schema_name},public"
+        # Only that schema: a migrated `public` (the demo's) must never stand in for a missing table.
+        connect_args["options"] = f"-csearch_path={settings.schema_name}"
     options: dict[str, object] = {"pool_size": settings.pool_size, "pool_pre_ping": True, "connect_args": connect_args}
     options.update(overrides)
     return create_engine(settings.url, **options)

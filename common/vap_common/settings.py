@@ -18,7 +18,7 @@ class DatabaseSettings(BaseModel):
     """PostgreSQL connection. Defaults match the local stack started by ``./dev/infra up``."""
 
     url: str = "postgresql+psycopg2://vap:vap-local-only@127.0.0.1:15432/vap"
-    # A schema to put first on the search_path; tests give each test its own.
+    # The schema the tables live in (the whole search_path); tests give each test its own.
     schema_name: str | None = None
     pool_size: int = 5
 

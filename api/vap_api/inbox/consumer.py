@@ -30,11 +30,12 @@ from uuid import UUID
 
 from prometheus_client import Counter, Histogram, start_http_server
 from pydantic import TypeAdapter
+from pydantic_core import to_json
 from sqlalchemy import Connection, Engine, text
 
 from vap_api.settings import InboxSettings
 from vap_common.consuming import Accepted, ConsumerLoop, Rejected
-from vap_common.contracts import Contract, Detection, FrameResult, StatusEvent
+from vap_common.contracts import FRAME_RESULT_RECORD, Contract, FrameResultRecord, StatusEvent
 from vap_common.db import make_engine
 from vap_common.kafka import make_consumer, make_producer
 from vap_common.lifecycle import FailureReason, ScenarioStatus, can_transition
@@ -50,8 +51,6 @@ STATUS_APPLIED = Counter("vap_inbox_status_applied_total", "Status events that m
 STATUS_IGNORED = Counter("vap_inbox_status_ignored_total", "Stale or repeated status events ignored", ["current", "event"])
 UNKNOWN_SCENARIO = Counter("vap_inbox_unknown_scenario_total", "Messages for a scenario that does not exist", ["kind"])
 BATCH_SECONDS = Histogram("vap_inbox_batch_seconds", "Time to store one consumed batch in PostgreSQL")
-
-_DETECTIONS = TypeAdapter(list[Detection])
 
 _STAGING = text(
     "CREATE TEMP TABLE IF NOT EXISTS inbox_results_staging "
@@ -99,21 +98,22 @@ class Inbox:
         self.status_topic = status_topic
 
     @property
-    def contracts(self) -> dict[str, type[Contract]]:
-        """Broker topic name → the contract of its values, as ConsumerLoop wants it."""
-        return {self.results_topic: FrameResult, self.status_topic: StatusEvent}
+    def contracts(self) -> dict[str, type[Contract] | TypeAdapter[Any]]:
+        """Broker topic name → the contract of its values, as ConsumerLoop wants it. Results are
+        validated as FrameResult records (dicts): they go straight into COPY rows."""
+        return {self.results_topic: FRAME_RESULT_RECORD, self.status_topic: StatusEvent}
 
     def handle(self, batch: Sequence[Accepted]) -> Sequence[Rejected]:
         """Store one batch in one transaction; returns the messages about unknown scenarios."""
-        results = [item.value for item in batch if isinstance(item.value, FrameResult)]
+        results: list[FrameResultRecord] = [item.value for item in batch if not isinstance(item.value, StatusEvent)]
         events = [item.value for item in batch if isinstance(item.value, StatusEvent)]
-        result_ids = {result.scenario_uuid for result in results}
+        result_ids = {result["scenario_uuid"] for result in results}
         with BATCH_SECONDS.time(), self._engine.begin() as connection:
             statuses = self._lock_for_status(connection, {event.scenario_uuid for event in events})
             existing = self._existing(connection, result_ids, statuses)
             unknown = (result_ids | {event.scenario_uuid for event in events}) - existing
             if unknown:  # rare: filter row by row only then
-                results = [result for result in results if result.scenario_uuid not in unknown]
+                results = [result for result in results if result["scenario_uuid"] not in unknown]
                 events = [event for event in events if event.scenario_uuid not in unknown]
             self._store_results(connection, results)
             self._apply_statuses(connection, events, statuses)
@@ -122,11 +122,11 @@ class Inbox:
     def _reject_unknown(self, batch: Sequence[Accepted], unknown: set[UUID]) -> list[Rejected]:
         rejected: list[Rejected] = []
         for item in batch:
-            value = item.value
-            if isinstance(value, (FrameResult, StatusEvent)) and value.scenario_uuid in unknown:
-                kind = "result" if isinstance(value, FrameResult) else "status"
-                UNKNOWN_SCENARIO.labels(kind).inc()
-                error = f"unknown scenario_uuid {value.scenario_uuid}: no such scenario"
+            is_status = isinstance(item.value, StatusEvent)
+            scenario_uuid = item.value.scenario_uuid if is_status else item.value["scenario_uuid"]
+            if scenario_uuid in unknown:
+                UNKNOWN_SCENARIO.labels("status" if is_status else "result").inc()
+                error = f"unknown scenario_uuid {scenario_uuid}: no such scenario"
                 log.warning("message for an unknown scenario rejected", extra={"topic": item.message.topic(), "error": error})
                 rejected.append(Rejected(item.message, error))
         return rejected
@@ -148,7 +148,7 @@ class Inbox:
 
     # --- effects ----------------------------------------------------------------------------------
 
-    def _store_results(self, connection: Connection, results: list[FrameResult]) -> None:
+    def _store_results(self, connection: Connection, results: list[FrameResultRecord]) -> None:
         if not results:
             return
         rows = "".join(_copy_lines(results))
@@ -201,18 +201,19 @@ class Inbox:
             STATUS_APPLIED.labels(change.status.value).inc()
 
 
-def _copy_lines(results: list[FrameResult]) -> Iterator[str]:
+def _copy_lines(results: list[FrameResultRecord]) -> Iterator[str]:
     """COPY text-format rows of ``results`` (the hot loop of the inbox: kept lean)."""
     uuids: dict[UUID, str] = {}
-    dump = _DETECTIONS.dump_json
     for result in results:
-        scenario = uuids.get(result.scenario_uuid)
+        scenario = uuids.get(result["scenario_uuid"])
         if scenario is None:
-            scenario = uuids[result.scenario_uuid] = str(result.scenario_uuid)
-        run_id = result.run_id.translate(_COPY_ESCAPES) if _NEEDS_ESCAPE.search(result.run_id) else result.run_id
+            scenario = uuids[result["scenario_uuid"]] = str(result["scenario_uuid"])
+        run_id = result["run_id"]
+        if _NEEDS_ESCAPE.search(run_id):
+            run_id = run_id.translate(_COPY_ESCAPES)
         # JSON text never holds a raw tab or newline; only its backslashes need escaping for COPY.
-        detections = dump(result.detections, by_alias=True).decode().replace("\\", "\\\\")
-        yield f"{scenario}\t{run_id}\t{result.frame_number}\t{detections}\t{result.timestamp.isoformat()}\n"
+        detections = to_json(result["detections"]).decode().replace("\\", "\\\\")
+        yield f"{scenario}\t{run_id}\t{result['frame_number']}\t{detections}\t{result['timestamp'].isoformat()}\n"
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from vap_common.contracts import Detection, FrameResult, InvalidMessage, ScenarioCommand, StatusEvent, decode, encode
+from vap_common.contracts import FRAME_RESULT_RECORD, Detection, FrameResult, FrameResultRecord, InvalidMessage, ScenarioCommand, StatusEvent, decode, encode
 from vap_common.lifecycle import FailureReason, ScenarioStatus
 
 
@@ -42,3 +42,65 @@ def test_unknown_fields_are_rejected() -> None:
 def test_status_event_carries_reason_code() -> None:
     event = StatusEvent(scenario_uuid=uuid.uuid4(), status=ScenarioStatus.FAILED, reason=FailureReason.SOURCE_UNREACHABLE, message="no route")
     assert json.loads(encode(event))["reason"] == "SourceUnreachable"
+
+
+GOOD_RESULT = {
+    "scenario_uuid": "00000000-0000-0000-0000-000000000001",
+    "run_id": "run-a",
+    "frame_number": 3,
+    "detections": [{"class": "person", "confidence": 0.9, "bbox": [1, 2, 3, 4]}],
+    "timestamp": "2026-11-25T00:00:00Z",
+}
+
+
+def _with(path: tuple[object, ...], value: object) -> bytes:
+    """GOOD_RESULT with the field at ``path`` set to ``value`` (a value of ``...`` removes it)."""
+    result = json.loads(json.dumps(GOOD_RESULT))
+    *parents, last = path
+    target = result
+    for key in parents:
+        target = target[key]
+    if value is ...:
+        del target[last]
+    else:
+        target[last] = value
+    return json.dumps(result).encode()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        json.dumps(GOOD_RESULT).encode(),
+        _with(("detections",), []),
+        _with(("scenario_uuid",), "x"),
+        _with(("run_id",), ""),
+        _with(("run_id",), "r" * 65),
+        _with(("frame_number",), -1),
+        _with(("frame_number",), ...),
+        _with(("timestamp",), "yesterday"),
+        _with(("extra",), 1),
+        _with(("detections", 0, "confidence"), 1.5),
+        _with(("detections", 0, "bbox"), [1, 2, 3]),
+        _with(("detections", 0, "class"), ...),
+        _with(("detections", 0, "class_name"), "car"),
+        _with(("detections", 0, "colour"), "red"),
+    ],
+)
+def test_frame_result_record_accepts_and_rejects_what_the_model_does(raw: bytes) -> None:
+    """The inbox validates results as FrameResultRecord: it must agree with FrameResult on every value."""
+
+    def outcome(contract: object) -> object:
+        try:
+            return decode(contract, raw)  # type: ignore[call-overload]
+        except InvalidMessage:
+            return "rejected"
+
+    model, record = outcome(FrameResult), outcome(FRAME_RESULT_RECORD)
+    if model == "rejected":
+        assert record == "rejected"
+    else:
+        assert isinstance(model, FrameResult) and record == model.model_dump(by_alias=True)
+
+
+def test_frame_result_record_has_the_model_fields() -> None:
+    assert set(FrameResultRecord.__annotations__) == set(FrameResult.model_fields)
