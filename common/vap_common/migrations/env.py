@@ -17,10 +17,7 @@ if config.config_file_name is not None:
 
 
 def _run(connection: Connection) -> None:
-    # The version table lives in the schema the tables go to (the first of the search_path): otherwise
-    # a migrated `public` is found through the search_path and a test's own schema is never created.
-    schema = connection.exec_driver_sql("SELECT current_schema()").scalar()
-    context.configure(connection=connection, target_metadata=Base.metadata, version_table_schema=schema)
+    context.configure(connection=connection, target_metadata=Base.metadata)
     with context.begin_transaction():
         context.run_migrations()
 
@@ -32,9 +29,7 @@ def run_migrations_online() -> None:
         _run(connection)
         return
     engine = make_engine(DatabaseServiceSettings().database, pool_size=1)
-    # begin(), not connect(): _run's first query opens the transaction, and Alembic does not commit a
-    # transaction it did not open itself.
-    with engine.begin() as new_connection:
+    with engine.connect() as new_connection:
         _run(new_connection)
     engine.dispose()
 
