@@ -10,10 +10,11 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from confluent_kafka import Message
+from confluent_kafka import OFFSET_BEGINNING, Message, TopicPartition
 
 from vap_common.kafka import make_consumer
 from vap_common.settings import KafkaSettings
+from vap_common.topics import Topic, topic_name
 
 T = TypeVar("T")
 
@@ -47,6 +48,46 @@ def consume(settings: KafkaSettings, topic: str, *, expected: int, timeout_secon
     finally:
         consumer.close()
     return messages
+
+
+class TopicReader:
+    """A test's topic from its beginning (assigned partitions: no consumer group to join, so fast)."""
+
+    def __init__(self, kafka: KafkaSettings, topic: Topic | str) -> None:
+        self.name = topic_name(topic, kafka.topic_prefix) if isinstance(topic, Topic) else topic
+        self._consumer = make_consumer(kafka, group_id=f"test-reader-{uuid.uuid4().hex[:8]}")
+        partitions = self._consumer.list_topics(self.name, timeout=10).topics[self.name].partitions
+        self._partitions = [TopicPartition(self.name, partition) for partition in partitions]
+        self._consumer.assign([TopicPartition(self.name, partition, OFFSET_BEGINNING) for partition in partitions])
+        self.values: list[bytes] = []
+
+    def poll(self, seconds: float = 0.5) -> list[bytes]:
+        """Every value so far, after one wait of up to ``seconds`` for more."""
+        for message in self._consumer.consume(num_messages=1000, timeout=seconds):
+            assert message.error() is None, message.error()
+            self.values.append(message.value())
+        return self.values
+
+    def read(self, *, until: Callable[[list[bytes]], bool] = lambda _: False, timeout_seconds: float = 10.0) -> list[bytes]:
+        """Every value so far, reading until ``until(values)`` holds or ``timeout_seconds`` pass."""
+        deadline = time.monotonic() + timeout_seconds
+        while not until(self.values) and time.monotonic() < deadline:
+            self.poll()
+        return self.values
+
+    def read_to_end(self, *, timeout_seconds: float = 30.0) -> list[bytes]:
+        """Everything published so far: reads until each partition's position reaches its high watermark."""
+        ends = {tp.partition: self._consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in self._partitions}
+        deadline = time.monotonic() + timeout_seconds
+        while True:
+            positions = {tp.partition: tp.offset for tp in self._consumer.position(self._partitions)}
+            if all(ends[p] == 0 or positions[p] >= ends[p] for p in ends):
+                return self.values
+            assert time.monotonic() < deadline, f"could not read {self.name} to its end in {timeout_seconds:g} s: {positions} of {ends}"
+            self.poll()
+
+    def close(self) -> None:
+        self._consumer.close()
 
 
 def pids_with_env(marker: str) -> list[int]:

@@ -3,21 +3,19 @@ runners published it, `scenario_results` as the inbox stored it, and the process
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from sqlalchemy import Engine, text
 
 from tests.conftest import MEDIA
-from tests.helpers import pids_with_env, wait_until
+from tests.helpers import TopicReader, pids_with_env, wait_until
 from vap_common.contracts import FrameResult, decode
 from vap_common.settings import KafkaSettings
-from vap_common.topics import Topic, topic_name
+from vap_common.topics import Topic
 
 # The file every file scenario reads: 377 frames at 12.5 fps (checked by the `sample_video` fixture).
 CAR_VIDEO = MEDIA / "car-detection.mp4"
@@ -113,37 +111,23 @@ class Published:
 
 
 class ResultsTopic:
-    """The test's `results` topic from its beginning (assigned partitions: no consumer group to join)."""
+    """The test's `results` topic from its beginning, decoded."""
 
     def __init__(self, kafka: KafkaSettings) -> None:
-        self.name = topic_name(Topic.RESULTS, kafka.topic_prefix)
-        self._consumer = Consumer(
-            {"bootstrap.servers": kafka.bootstrap_servers, "group.id": f"e2e-reader-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False}
-        )
-        partitions = self._consumer.list_topics(self.name, timeout=10).topics[self.name].partitions
-        self._partitions = [TopicPartition(self.name, partition, OFFSET_BEGINNING) for partition in partitions]
-        self._consumer.assign(self._partitions)
+        self._reader = TopicReader(kafka, Topic.RESULTS)
         self.results: list[FrameResult] = []
 
     def read_to_end(self, *, timeout_seconds: float = 30.0) -> list[FrameResult]:
-        """Everything published so far: reads until each partition's position reaches its high watermark."""
-        ends = {tp.partition: self._consumer.get_watermark_offsets(TopicPartition(self.name, tp.partition), timeout=10)[1] for tp in self._partitions}
-        deadline = time.monotonic() + timeout_seconds
-        while True:
-            positions = {tp.partition: tp.offset for tp in self._consumer.position([TopicPartition(self.name, p) for p in ends])}
-            if all(ends[p] == 0 or positions[p] >= ends[p] for p in ends):
-                return self.results
-            assert time.monotonic() < deadline, f"could not read {self.name} to its end in {timeout_seconds:g} s: {positions} of {ends}"
-            for message in self._consumer.consume(num_messages=1000, timeout=0.5):
-                assert message.error() is None, message.error()
-                self.results.append(decode(FrameResult, message.value()))
+        """Everything published so far (up to each partition's high watermark)."""
+        self.results = [decode(FrameResult, value) for value in self._reader.read_to_end(timeout_seconds=timeout_seconds)]
+        return self.results
 
     def of(self, scenario_uuid: uuid.UUID) -> list[Published]:
         """What the runners of one scenario published, in publishing order (call read_to_end first)."""
         return [Published(result.run_id, result.frame_number) for result in self.results if result.scenario_uuid == scenario_uuid]
 
     def close(self) -> None:
-        self._consumer.close()
+        self._reader.close()
 
 
 def runs_of(published: Iterable[Published]) -> dict[str, list[int]]:

@@ -16,7 +16,6 @@ import os
 import signal
 import subprocess
 import sys
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,58 +23,15 @@ from typing import Any
 import httpx
 import pytest
 from e2e_support import CAR_SAMPLED, CAR_URL, Api, ResultsTopic, check_stored_equals_published
-from kubernetes import client, config
+from kubernetes import config
 from platform_stack import PlatformStack
 from sqlalchemy import Engine
 
 from tests.conftest import free_port, kubectl
-from tests.helpers import pod_status_patch, wait_until
+from tests.helpers import wait_until
+from tests.kube_cluster import Cluster
 
-GROUP, VERSION, PLURAL = "vap.dev", "v1alpha1", "videoscenarios"
 SLOW = {"delay_ms": 400}  # ~15 s for the whole file: the scenario is still running when it is shut down
-
-
-class Cluster:
-    """The test's namespace on the real API server (admin credentials)."""
-
-    def __init__(self, kubeconfig: str, namespace: str) -> None:
-        self.api = config.new_client_from_config(config_file=kubeconfig)
-        self.core = client.CoreV1Api(self.api)
-        self.custom = client.CustomObjectsApi(self.api)
-        self.namespace = namespace
-
-    def _read(self, read: Any, *args: Any) -> dict[str, Any] | None:
-        try:
-            response = read(*args, _preload_content=False)
-        except client.exceptions.ApiException as error:
-            if error.status == 404:
-                return None
-            raise
-        return dict(json.loads(response.data))
-
-    def videoscenario(self, scenario: uuid.UUID) -> dict[str, Any] | None:
-        return self._read(self.custom.get_namespaced_custom_object, GROUP, VERSION, self.namespace, PLURAL, f"vs-{scenario}")
-
-    def pod(self, scenario: uuid.UUID) -> dict[str, Any] | None:
-        return self.pod_named(f"vs-{scenario}-runner")
-
-    def pod_named(self, name: str) -> dict[str, Any] | None:
-        return self._read(self.core.read_namespaced_pod, name, self.namespace)
-
-    def secret(self, name: str) -> dict[str, Any] | None:
-        return self._read(self.core.read_namespaced_secret, name, self.namespace)
-
-    def phase(self, scenario: uuid.UUID) -> str | None:
-        return ((self.videoscenario(scenario) or {}).get("status") or {}).get("phase")
-
-    def wait_pod(self, scenario: uuid.UUID) -> dict[str, Any]:
-        return wait_until(lambda: self.pod(scenario), timeout_seconds=30, what=f"the runner Pod of {scenario}")
-
-    def wait_phase(self, scenario: uuid.UUID, phase: str) -> None:
-        wait_until(lambda: self.phase(scenario) == phase, timeout_seconds=30, what=f"VideoScenario of {scenario} in phase {phase}")
-
-    def close(self) -> None:
-        self.api.close()
 
 
 class StandInKubelet:
@@ -102,7 +58,7 @@ class StandInKubelet:
         return base64.b64decode(secret["data"][reference["key"]]).decode()
 
     def _write_status(self, phase: str, **kwargs: Any) -> None:
-        self.cluster.core.patch_namespaced_pod_status(self.name, self.cluster.namespace, pod_status_patch(phase, **kwargs))
+        self.cluster.set_pod_named(self.name, phase, **kwargs)
 
     def _runner_ready(self) -> bool:
         assert self.process.poll() is None, f"the runner exited with {self.process.returncode}"
@@ -130,9 +86,9 @@ class StandInKubelet:
 
 @pytest.fixture
 def cluster(kubeconfig: str, kube_namespace: str) -> Iterator[Cluster]:
-    view = Cluster(kubeconfig, kube_namespace)
-    yield view
-    view.close()
+    api = config.new_client_from_config(config_file=kubeconfig)
+    yield Cluster(api, kube_namespace)
+    api.close()
 
 
 @pytest.fixture
@@ -163,7 +119,7 @@ def test_kubernetes_runtime_from_the_api_to_a_runner_pod_and_back(
 
     # The operator turned the API's command into a VideoScenario and exactly one runner Pod it owns.
     pod = cluster.wait_pod(scenario)
-    videoscenario = cluster.videoscenario(scenario)
+    videoscenario = cluster.vs(scenario)
     assert videoscenario is not None and videoscenario["spec"]["scenarioUUID"] == str(scenario)
     assert videoscenario["spec"]["desiredState"] == "active"
     [owner] = pod["metadata"]["ownerReferences"]
@@ -186,7 +142,7 @@ def test_kubernetes_runtime_from_the_api_to_a_runner_pod_and_back(
         kubelet.kill()
     api.wait_status(scenario, "inactive", timeout_seconds=30)
     cluster.wait_phase(scenario, "inactive")
-    final = cluster.videoscenario(scenario)
+    final = cluster.vs(scenario)
     assert final is not None and final["spec"]["desiredState"] == "inactive" and cluster.pod(scenario) is None
 
     # The runner's results went the same way as with the local runtime: each stored once, in frame order.
@@ -202,7 +158,7 @@ def test_kubernetes_runtime_keeps_camera_credentials_in_a_secret(kube_platform: 
     camera_url = "rtsp://viewer:s3cret-pw@127.0.0.1:9/cam"
     scenario = api.init(camera_url, detector="hog_person")
     pod = cluster.wait_pod(scenario)
-    videoscenario = cluster.videoscenario(scenario)
+    videoscenario = cluster.vs(scenario)
     assert videoscenario is not None
     assert "s3cret-pw" not in json.dumps(videoscenario) and "s3cret-pw" not in json.dumps(pod)
     reference = videoscenario["spec"]["cameraSecretRef"]

@@ -15,11 +15,10 @@ from typing import Any
 import yaml
 from kubernetes import client, config
 
-from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
-from tests.helpers import wait_until
+from tests.helpers import TopicReader, wait_until
 from vap_common.contracts import Contract, DetectorSpec, ScenarioCommand, StatusEvent, decode, encode
-from vap_common.kafka import make_consumer, make_producer
+from vap_common.kafka import make_producer
 from vap_common.settings import KafkaSettings
 from vap_common.topics import Topic, topic_name
 
@@ -45,26 +44,6 @@ def start(scenario_uuid: uuid.UUID, camera_url: str = "rtsp://cam.example/stream
 
 def shutdown(scenario_uuid: uuid.UUID, camera_url: str = "rtsp://cam.example/stream") -> ScenarioCommand:
     return ScenarioCommand(scenario_uuid=scenario_uuid, command="shutdown", camera_url=camera_url)
-
-
-class TopicReader:
-    """Reads a whole topic from its beginning with assigned partitions (no group join: fast)."""
-
-    def __init__(self, kafka: KafkaSettings, topic: Topic | str) -> None:
-        self.topic = topic_name(topic, kafka.topic_prefix) if isinstance(topic, Topic) else topic
-        self._consumer = make_consumer(kafka, group_id=f"test-reader-{uuid.uuid4().hex[:8]}")
-        partitions = self._consumer.list_topics(self.topic, timeout=10).topics[self.topic].partitions
-        self._consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in partitions])
-        self.values: list[bytes] = []
-
-    def poll(self, seconds: float = 0.5) -> list[bytes]:
-        for message in self._consumer.consume(num_messages=1000, timeout=seconds):
-            if message.error() is None:
-                self.values.append(message.value())
-        return self.values
-
-    def close(self) -> None:
-        self._consumer.close()
 
 
 class StatusLog:

@@ -17,70 +17,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.conftest import kubectl
-from tests.helpers import pod_status_patch, wait_until
+from tests.helpers import wait_until
+from tests.kube_cluster import Cluster
 from vap_common.schema import Worker
 from vap_common.settings import KafkaSettings
 from vap_common.topics import Topic
-
-GROUP, VERSION, PLURAL = "vap.dev", "v1alpha1", "videoscenarios"
-
-
-class Cluster:
-    """The test's view of one namespace (admin credentials)."""
-
-    def __init__(self, api: client.ApiClient, namespace: str) -> None:
-        self.core = client.CoreV1Api(api)
-        self.custom = client.CustomObjectsApi(api)
-        self.namespace = namespace
-
-    def vs(self, scenario_uuid: uuid.UUID) -> dict[str, Any] | None:
-        try:
-            return dict(self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, f"vs-{scenario_uuid}"))
-        except client.exceptions.ApiException as error:
-            if error.status == 404:
-                return None
-            raise
-
-    def all_vs(self) -> list[dict[str, Any]]:
-        return list(self.custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL)["items"])
-
-    def pod(self, scenario_uuid: uuid.UUID) -> dict[str, Any] | None:
-        try:
-            response = self.core.read_namespaced_pod(f"vs-{scenario_uuid}-runner", self.namespace, _preload_content=False)
-        except client.exceptions.ApiException as error:
-            if error.status == 404:
-                return None
-            raise
-        return dict(json.loads(response.data))
-
-    def pods(self) -> list[dict[str, Any]]:
-        response = self.core.list_namespaced_pod(self.namespace, _preload_content=False)
-        return list(json.loads(response.data)["items"])
-
-    def phase(self, scenario_uuid: uuid.UUID) -> str | None:
-        body = self.vs(scenario_uuid)
-        return (body or {}).get("status", {}).get("phase")
-
-    def set_pod(self, scenario_uuid: uuid.UUID, phase: str, **kwargs: Any) -> None:
-        self.core.patch_namespaced_pod_status(f"vs-{scenario_uuid}-runner", self.namespace, pod_status_patch(phase, **kwargs))
-
-    def event_reasons(self, scenario_uuid: uuid.UUID) -> list[str]:
-        events = self.core.list_namespaced_event(self.namespace, field_selector=f"involvedObject.name=vs-{scenario_uuid}").items
-        return [event.reason for event in sorted(events, key=lambda e: e.metadata.creation_timestamp)]
-
-    def wait_pod(self, scenario_uuid: uuid.UUID, *, other_than: str | None = None, timeout_seconds: float = 30.0) -> dict[str, Any]:
-        def found() -> dict[str, Any] | None:
-            pod = self.pod(scenario_uuid)
-            return pod if pod is not None and pod["metadata"]["uid"] != other_than else None
-
-        return wait_until(found, timeout_seconds=timeout_seconds, what=f"runner Pod of {scenario_uuid}")
-
-    def wait_phase(self, scenario_uuid: uuid.UUID, phase: str, timeout_seconds: float = 30.0) -> dict[str, Any]:
-        wait_until(lambda: self.phase(scenario_uuid) == phase, timeout_seconds=timeout_seconds, what=f"phase {phase} of vs-{scenario_uuid} (now {self.phase(scenario_uuid)})")
-        body = self.vs(scenario_uuid)
-        assert body is not None
-        return body
-
+from vap_operator.kube.crd import GROUP, PLURAL, VERSION
 
 def worker(sessions: sessionmaker[Session], scenario_uuid: uuid.UUID) -> Worker | None:
     with sessions() as session:

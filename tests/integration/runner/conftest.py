@@ -5,25 +5,23 @@ from __future__ import annotations
 
 import functools
 import json
-import os
-import subprocess
-import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import cv2
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from tests.conftest import MEDIA, ROOT
-from tests.helpers import wait_until
+from runner_test_support import RunnerProcess
+
+from tests.conftest import MEDIA
+from tests.helpers import TopicReader
 from vap_common.contracts import FrameResult, StatusEvent, decode
 from vap_common.settings import KafkaSettings
-from vap_common.topics import Topic, topic_name
+from vap_common.topics import Topic
+
 
 class _CameraHandler(SimpleHTTPRequestHandler):
     """``/mjpeg``: an endless MJPEG camera (the person video as JPEG parts at 10 fps, looping); any
@@ -66,47 +64,6 @@ def http_camera() -> Iterator[str]:
     server.server_close()
 
 
-class RunnerProcess:
-    """``python -m vap_runner`` with a test's settings; its JSON log lines are collected as they come."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        self.lines: list[dict[str, Any]] = []
-        self.raw = ""
-        self._process = subprocess.Popen([sys.executable, "-m", "vap_runner"], env={**os.environ, **env}, cwd=ROOT, stderr=subprocess.PIPE, text=True)
-        self._collector = threading.Thread(target=self._collect, daemon=True)
-        self._collector.start()
-
-    def _collect(self) -> None:
-        assert self._process.stderr is not None
-        for raw in self._process.stderr:
-            self.raw += raw
-            try:
-                self.lines.append(json.loads(raw))
-            except json.JSONDecodeError:
-                self.lines.append({"message": f"NOT JSON: {raw.rstrip()}"})  # shows in messages() on failure
-
-    def messages(self) -> list[str]:
-        return [line["message"] for line in self.lines]
-
-    def wait_for_log(self, message: str, *, timeout_seconds: float) -> dict[str, Any]:
-        wait_until(lambda: message in self.messages() or self._process.poll() is not None, timeout_seconds=timeout_seconds, what=f"log {message!r}")
-        found = [line for line in self.lines if line["message"] == message]
-        assert found, f"runner exited ({self._process.returncode}) without logging {message!r}: {self.messages()}"
-        return found[-1]
-
-    def terminate(self) -> None:
-        self._process.terminate()
-
-    def wait(self, *, timeout_seconds: float) -> int:
-        try:
-            code = self._process.wait(timeout=timeout_seconds)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            raise AssertionError(f"runner still running after {timeout_seconds:g} s: {self.messages()[-5:]}") from None
-        self._collector.join(5)
-        return code
-
-
 @pytest.fixture
 def start_runner(kafka_settings: KafkaSettings) -> Iterator[Callable[..., RunnerProcess]]:
     """Start a runner for a fresh scenario on this test's Kafka topics: ``start_runner(camera_url, **settings)``."""
@@ -132,29 +89,6 @@ def start_runner(kafka_settings: KafkaSettings) -> Iterator[Callable[..., Runner
     for runner in started:
         runner._process.kill()  # noqa: SLF001 - no-op when it already exited
         runner._process.wait()  # noqa: SLF001
-
-
-class TopicReader:
-    """Reads a test's topic from its beginning (assigned partitions: no consumer group to join)."""
-
-    def __init__(self, settings: KafkaSettings, topic: Topic) -> None:
-        self.name = topic_name(topic, settings.topic_prefix)
-        self._consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": f"t-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False})
-        partitions = self._consumer.list_topics(self.name, timeout=10).topics[self.name].partitions
-        self._consumer.assign([TopicPartition(self.name, partition, OFFSET_BEGINNING) for partition in partitions])
-        self.values: list[bytes] = []
-
-    def read(self, *, until: Callable[[list[bytes]], bool] = lambda _: False, timeout_seconds: float = 10.0) -> list[bytes]:
-        """Everything so far, reading until ``until(values)`` holds or nothing new came for ``timeout_seconds``."""
-        deadline = time.monotonic() + timeout_seconds
-        while not until(self.values) and time.monotonic() < deadline:
-            for message in self._consumer.consume(num_messages=500, timeout=0.5):
-                assert message.error() is None, message.error()
-                self.values.append(message.value())
-        return self.values
-
-    def close(self) -> None:
-        self._consumer.close()
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Callable
 
 import cv2
-from conftest import RunnerProcess
+from runner_test_support import RunnerProcess
 from platform_stack import RtspCamera
 
 from tests.conftest import MEDIA, free_port
