@@ -83,6 +83,10 @@ class KubernetesSettings(BaseModel):
     memory_limit: str = "2Gi"
     # MiB of the emptyDir mounted at /tmp (the root filesystem is read-only).
     tmp_size_mib: int = Field(default=256, ge=16)
+    # MiB of the memory-backed emptyDir mounted at /dev/shm, where the runner keeps its frame slots
+    # (2 * max_workers + 6 frames, e.g. 6 MiB each at 1080p). Container runtimes give only 64 MiB by
+    # default; it counts against memory_limit.
+    shm_size_mib: int = Field(default=512, ge=64)
     # UID/GID the runner runs as: the `vap` user of runner-image/Dockerfile.
     run_as_user: int = Field(default=10001, ge=1)
     # ServiceAccount of runner Pods (None: the namespace default); runners never call the API.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
+import pickle
 import selectors
 import time
 from collections import deque
@@ -14,14 +15,12 @@ from datetime import datetime
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
+from uuid import UUID
 
-import numpy as np
-
-from vap_common.contracts import Detection
 from vap_common.lifecycle import FailureReason
 from vap_runner.detectors import DetectorConfig
 from vap_runner.failure import Failure
-from vap_runner.handoff import Frame
+from vap_runner.handoff import QUEUED_FILE_FRAMES, Frame
 from vap_runner.metrics import RunnerMetrics
 from vap_runner.ordering import FrameOrder
 from vap_runner.slots import FrameSlots, SlotRef
@@ -34,6 +33,9 @@ _CONTEXT = multiprocessing.get_context("spawn")
 # Frames queued per worker: the next one is already there when it finishes one, so it never waits for
 # the main loop; more would only make live frames staler.
 _FRAMES_PER_WORKER = 2
+# Frames in slots outside the pool: one being decoded, those queued in the hand-off, one waiting in the
+# main loop. With these, the reader always finds a free slot and never waits for one.
+_FRAMES_OUTSIDE_POOL = 1 + QUEUED_FILE_FRAMES + 1
 # A frame whose worker died is sent once more; if that one dies too, the frame is given up.
 _MAX_ATTEMPTS_PER_FRAME = 2
 
@@ -41,8 +43,7 @@ _MAX_ATTEMPTS_PER_FRAME = 2
 @dataclass(frozen=True)
 class Analysed:
     frame_number: int
-    captured_at: datetime
-    detections: list[Detection]
+    message: bytes  # the encoded FrameResult, ready to publish
 
 
 @dataclass
@@ -69,6 +70,8 @@ class DetectorPool:
         *,
         config: DetectorConfig,
         size: int,
+        scenario_uuid: UUID,
+        run_id: str,
         metrics: RunnerMetrics,
         log_level: str,
         inference_timeout_seconds: float,
@@ -76,11 +79,13 @@ class DetectorPool:
     ) -> None:
         self._config = config
         self._size = size
+        self._result_identity = (scenario_uuid, run_id)  # what each worker writes into its results
         self._metrics = metrics
         self._log_level = log_level
         self._inference_timeout_seconds = inference_timeout_seconds
         self._max_consecutive_failures = max_consecutive_failures
-        self._slots = FrameSlots(size * _FRAMES_PER_WORKER)
+        # The reader decodes into these; the pool releases a slot when its frame is done.
+        self.slots = FrameSlots(size * _FRAMES_PER_WORKER + _FRAMES_OUTSIDE_POOL)
         self._order: FrameOrder[Analysed] = FrameOrder()
         self._retry: deque[_Task] = deque()
         self._workers: list[_Worker] = []
@@ -115,12 +120,12 @@ class DetectorPool:
         """Frames submitted and not yet returned by :meth:`analysed`."""
         return len(self._order)
 
-    def can_accept(self, image: np.ndarray) -> bool:
-        return not self._retry and self._least_busy() is not None and self._slots.can_store(image)
+    def can_accept(self) -> bool:
+        return not self._retry and self._least_busy() is not None
 
     def submit(self, frame: Frame) -> None:
-        """Copy ``frame`` into a free slot and queue it on the least busy worker (check can_accept first)."""
-        task = _Task(frame_number=frame.number, slot=self._slots.store(frame.image), captured_at=frame.captured_at)
+        """Queue ``frame`` (already in a slot) on the least busy worker (check can_accept first)."""
+        task = _Task(frame_number=frame.number, slot=frame.slot, captured_at=frame.captured_at)
         self._order.expect(frame.number)
         self._send(task)
 
@@ -166,11 +171,13 @@ class DetectorPool:
             worker.conn.close()
         self._workers = []
         self._selector.close()
-        self._slots.close()
+        self.slots.close()
 
     def _spawn(self) -> _Worker:
         parent_conn, child_conn = _CONTEXT.Pipe()
-        process = _CONTEXT.Process(target=worker_main, args=(child_conn, self._config, self._log_level), name="vap-runner-worker", daemon=True)
+        process = _CONTEXT.Process(
+            target=worker_main, args=(child_conn, self._config, self._log_level, *self._result_identity), name="vap-runner-worker", daemon=True
+        )
         process.start()
         child_conn.close()  # so that the worker's death reads as EOF here
         worker = _Worker(process=process, conn=parent_conn)
@@ -189,7 +196,10 @@ class DetectorPool:
             task.started = time.monotonic()
         worker.in_flight.append(task)
         with contextlib.suppress(OSError):  # the worker just died: wait() sees it and re-sends its frames
-            worker.conn.send((task.frame_number, task.slot))
+            # Plain values, pickled directly: send() builds a ForkingPickler per call, and a named tuple or an
+            # aware datetime takes several times longer to pickle; all of it GIL time the reading thread waits for.
+            message = (task.frame_number, tuple(task.slot), task.captured_at.replace(tzinfo=None))
+            worker.conn.send_bytes(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
 
     def _receive(self, worker: _Worker) -> None:
         """Take in one message (the selector reports the pipe again while more are waiting)."""
@@ -216,9 +226,9 @@ class DetectorPool:
                 worker.in_flight[0].started = time.monotonic()
             if kind == "result":
                 self._consecutive_failures = 0
-                self._slots.release(task.slot.index)
+                self.slots.release(task.slot)
                 self._metrics.inference_seconds.observe(message[3])
-                self._order.complete(task.frame_number, Analysed(task.frame_number, task.captured_at, message[2]))
+                self._order.complete(task.frame_number, Analysed(task.frame_number, message[2]))
             else:
                 self._give_up(task, f"detector raised: {message[2]}")
                 self._count_failure(f"detector raised: {message[2]}")
@@ -258,7 +268,7 @@ class DetectorPool:
     def _give_up(self, task: _Task, why: str) -> None:
         log.error("frame not analysed", extra={"frame_number": task.frame_number, "why": why})
         self._metrics.frames_failed.inc()
-        self._slots.release(task.slot.index)
+        self.slots.release(task.slot)
         self._order.abandon(task.frame_number)
 
     def _count_failure(self, why: str) -> None:

@@ -9,7 +9,7 @@ from uuid import UUID
 
 from confluent_kafka import KafkaError, KafkaException, Message
 
-from vap_common.contracts import FrameResult, StatusEvent, encode
+from vap_common.contracts import StatusEvent, encode
 from vap_common.kafka import make_producer
 from vap_common.lifecycle import FailureReason, ScenarioStatus
 from vap_common.settings import KafkaSettings
@@ -38,13 +38,13 @@ class Publisher:
         self._on_wait = on_wait
         self._delivery_error: str | None = None
 
-    def publish_result(self, result: FrameResult) -> None:
-        """Queue ``result``; raise :class:`DownstreamBlocked` when Kafka has not taken results for too long."""
+    def publish_result(self, message: bytes) -> None:
+        """Queue an encoded FrameResult; raise :class:`DownstreamBlocked` when Kafka has not taken results for too long."""
         self._raise_if_failed()
         deadline = time.monotonic() + self._blocked_timeout_seconds
         while True:
             try:
-                self._producer.produce(self._results_topic, key=self._key, value=encode(result), on_delivery=self._on_delivery)
+                self._producer.produce(self._results_topic, key=self._key, value=message, on_delivery=self._on_delivery)
                 break
             except KafkaException as error:  # e.g. the topic does not exist
                 raise DownstreamBlocked(f"Kafka refused a result: {error}") from error
@@ -55,7 +55,6 @@ class Publisher:
                 self._on_wait()
                 self._producer.poll(_POLL_SECONDS)
                 self._raise_if_failed()
-        self._producer.poll(0)
 
     def send_status(self, status: ScenarioStatus) -> None:
         """Queue a status event without waiting (delivered with the results, or by the final flush)."""

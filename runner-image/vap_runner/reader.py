@@ -16,9 +16,15 @@ from vap_runner.handoff import Frame, FrameHandoff
 from vap_runner.metrics import RunnerMetrics
 from vap_runner.sampling import FrameSampler
 from vap_runner.settings import RunnerSettings
+from vap_runner.slots import FrameSlots, SlotRef
 from vap_runner.sources import OpenedSource, Source, SourceError, open_source
 
 log = logging.getLogger(__name__)
+
+# How often the reader looks again for a free slot when it has to wait for one (only for a frame
+# bigger than the slots, which are re-made once every frame in flight is done).
+_SLOT_POLL_SECONDS = 0.01
+
 
 class ReadOutcome(Enum):
     END_OF_STREAM = "end_of_stream"  # a file read to its end, or max_frames reached
@@ -30,11 +36,20 @@ class StreamReader:
     """Runs in its own thread so that a live stream is always drained while the main loop works."""
 
     def __init__(
-        self, *, source: Source, settings: RunnerSettings, handoff: FrameHandoff, metrics: RunnerMetrics, on_finish: Callable[[], None]
+        self,
+        *,
+        source: Source,
+        settings: RunnerSettings,
+        handoff: FrameHandoff,
+        slots: FrameSlots,
+        metrics: RunnerMetrics,
+        on_finish: Callable[[], None],
     ) -> None:
         self._source = source
         self._settings = settings
         self._handoff = handoff
+        self._slots = slots
+        self._shape: tuple[int, ...] | None = None  # of the last frame: the next one is decoded straight into a slot of it
         self._metrics = metrics
         self._on_finish = on_finish
         self._backoff = Backoff(initial_seconds=settings.reconnect_initial_delay_seconds, max_seconds=settings.reconnect_max_delay_seconds)
@@ -56,7 +71,8 @@ class StreamReader:
         self._handoff.close()
 
     def join(self, timeout_seconds: float) -> None:
-        self._thread.join(timeout_seconds)
+        if self._thread.ident is not None:  # started
+            self._thread.join(timeout_seconds)
 
     def _run(self) -> None:
         try:
@@ -117,8 +133,8 @@ class StreamReader:
         """Read frames until the stream ends, stalls (read timeout), stop() or max_frames; True if any came."""
         frame_index = 0  # in this connection: a file's frame number
         while not self._stop.is_set() and not self._max_frames_reached():
-            ok, image = opened.capture.read()
-            if not ok:
+            slot = self._decode(opened)
+            if slot is None:
                 break
             number = frame_index if not opened.live else self._frames_read
             frame_index += 1
@@ -130,9 +146,40 @@ class StreamReader:
                 # A file has no capture time: its frames are placed on the media clock from the run's start.
                 clock_seconds = opened.media_seconds(number)
                 captured_at = self._started_at + timedelta(seconds=clock_seconds)
-            if self._sampler.accept(clock_seconds) and not self._handoff.put(Frame(number=number, image=image, captured_at=captured_at)):
+            if not self._sampler.accept(clock_seconds):
+                self._slots.release(slot)
+            elif not self._handoff.put(Frame(number=number, slot=slot, captured_at=captured_at)):
                 break
         return frame_index > 0
+
+    def _decode(self, opened: OpenedSource) -> SlotRef | None:
+        """The next frame in a slot, or None at the end of the stream or on stop. OpenCV decodes it
+        straight into the slot when it has the last frame's size; otherwise (the first frame, a new
+        size) into a new array, which is then copied into a slot sized for it."""
+        slot = view = None
+        if self._shape:
+            if (slot := self._wait_for_slot(self._shape)) is None:
+                return None
+            view = self._slots.view(slot)
+        ok, image = opened.capture.read(view)
+        if ok and image is view:
+            return slot
+        if slot:
+            self._slots.release(slot)
+        if not ok:
+            return None
+        self._shape = image.shape
+        slot = self._wait_for_slot(image.shape)
+        if slot:
+            self._slots.view(slot)[...] = image
+        return slot
+
+    def _wait_for_slot(self, shape: tuple[int, ...]) -> SlotRef | None:
+        """A free slot for ``shape``; None on stop."""
+        while (slot := self._slots.acquire(shape)) is None:
+            if self._stop.wait(_SLOT_POLL_SECONDS):
+                return None
+        return slot
 
     def _max_frames_reached(self) -> bool:
         return self._settings.max_frames is not None and self._frames_read >= self._settings.max_frames

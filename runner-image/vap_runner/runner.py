@@ -8,7 +8,6 @@ import threading
 import time
 import uuid
 
-from vap_common.contracts import FrameResult
 from vap_common.lifecycle import FailureReason, ScenarioStatus
 from vap_common.redact import redact_text, redact_url
 from vap_common.runner_contract import RunnerExit
@@ -89,13 +88,17 @@ class Runner:
         pool = DetectorPool(
             config=detector_config,
             size=settings.max_workers,
+            scenario_uuid=settings.scenario_uuid,
+            run_id=self.run_id,
             metrics=self.metrics,
             log_level=settings.log_level,
             inference_timeout_seconds=settings.inference_timeout_seconds,
             max_consecutive_failures=settings.max_consecutive_detector_failures,
         )
-        handoff = FrameHandoff(wakeup=self._wakeup, on_drop=self.metrics.frames_dropped.inc)
-        self._reader = StreamReader(source=source, settings=settings, handoff=handoff, metrics=self.metrics, on_finish=self._wakeup.set)
+        handoff = FrameHandoff(wakeup=self._wakeup, on_drop=lambda frame: self._drop(pool, frame))
+        self._reader = StreamReader(
+            source=source, settings=settings, handoff=handoff, slots=pool.slots, metrics=self.metrics, on_finish=self._wakeup.set
+        )
         try:
             pool.watch(self._wakeup)
             pool.start()
@@ -137,7 +140,7 @@ class Runner:
                     continue
                 reader_done = reader.outcome is not None  # read before taking: its last frame is then in the handoff
                 pending = pending or handoff.take()
-                while pending is not None and pool.can_accept(pending.image):
+                while pending is not None and pool.can_accept():
                     pool.submit(pending)
                     pending = handoff.take()
                 if reader_done and pending is None and pool.pending == 0:
@@ -145,17 +148,14 @@ class Runner:
         except DownstreamBlocked as error:
             return self._report_failure(publisher, Failure(FailureReason.DOWNSTREAM_BLOCKED, str(error)))
 
+    def _drop(self, pool: DetectorPool, frame: Frame) -> None:
+        """A live frame replaced by a newer one before analysis."""
+        pool.slots.release(frame.slot)
+        self.metrics.frames_dropped.inc()
+
     def _publish(self, pool: DetectorPool, publisher: Publisher) -> None:
         for analysed in pool.analysed():
-            publisher.publish_result(
-                FrameResult(
-                    scenario_uuid=self._settings.scenario_uuid,
-                    run_id=self.run_id,
-                    frame_number=analysed.frame_number,
-                    detections=analysed.detections,
-                    timestamp=analysed.captured_at,
-                )
-            )
+            publisher.publish_result(analysed.message)
             if not self._announced_active:
                 publisher.send_status(ScenarioStatus.ACTIVE)
                 self._announced_active = True

@@ -1,8 +1,12 @@
 """An inference process: builds the detector once, then analyses the frames the main process sends.
 
-Protocol on its pipe (main -> worker): ``(frame_number, SlotRef)`` or ``None`` to stop. Worker -> main:
-``("ready",)``, ``("init_error", message)``, ``("result", frame_number, detections, seconds)``,
-``("error", frame_number, message)``.
+It returns each frame's result as the encoded Kafka message, so that the main process, whose GIL the
+reading thread shares, only orders and publishes bytes.
+
+Protocol on its pipe (main -> worker): ``(frame_number, SlotRef as a tuple, captured_at in UTC without
+its tzinfo)`` or ``None`` to stop.
+Worker -> main: ``("ready",)``, ``("init_error", message)``, ``("result", frame_number, message_bytes,
+seconds)``, ``("error", frame_number, message)``.
 """
 
 from __future__ import annotations
@@ -11,13 +15,16 @@ import logging
 import os
 import signal
 import time
+from datetime import UTC
 from multiprocessing.connection import Connection
+from uuid import UUID
 
 import cv2
 
+from vap_common.contracts import FrameResult, encode
 from vap_common.logs import configure_logging
 from vap_runner.detectors import DetectorConfig, build_detector
-from vap_runner.slots import SlotViews
+from vap_runner.slots import SlotRef, SlotViews
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +32,7 @@ log = logging.getLogger(__name__)
 _PARENT_CHECK_SECONDS = 1.0
 
 
-def worker_main(conn: Connection, config: DetectorConfig, log_level: str) -> None:
+def worker_main(conn: Connection, config: DetectorConfig, log_level: str, scenario_uuid: UUID, run_id: str) -> None:
     # Shutdown is the main process's decision: it finishes in-flight frames, then sends None. A
     # terminal's Ctrl-C or a process-group SIGTERM must not kill frames in flight.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -51,15 +58,17 @@ def worker_main(conn: Connection, config: DetectorConfig, log_level: str) -> Non
             task = conn.recv()
             if task is None:
                 return
-            frame_number, slot = task
+            frame_number, slot, captured_at = task[0], SlotRef(*task[1]), task[2].replace(tzinfo=UTC)
             started = time.perf_counter()
             try:
                 detections = detector.detect(slots.view(slot))
+                seconds = time.perf_counter() - started
+                result = FrameResult(scenario_uuid=scenario_uuid, run_id=run_id, frame_number=frame_number, detections=detections, timestamp=captured_at)
             except Exception as error:  # noqa: BLE001 - reported to the main process, which decides
                 log.exception("detector raised", extra={"frame_number": frame_number})
                 conn.send(("error", frame_number, f"{type(error).__name__}: {error}"))
                 continue
-            conn.send(("result", frame_number, detections, time.perf_counter() - started))
+            conn.send(("result", frame_number, encode(result), seconds))
     except (EOFError, BrokenPipeError):
         return  # the main process is gone
     finally:

@@ -144,10 +144,13 @@ def runner_pod(videoscenario: Mapping[str, Any], *, kubernetes: KubernetesSettin
                     "capabilities": {"drop": ["ALL"]},
                 },
                 "terminationMessagePolicy": "FallbackToLogsOnError",
-                "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+                "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, {"name": "shm", "mountPath": "/dev/shm"}],
             }
         ],
-        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": f"{kubernetes.tmp_size_mib}Mi"}}],
+        "volumes": [
+            {"name": "tmp", "emptyDir": {"sizeLimit": f"{kubernetes.tmp_size_mib}Mi"}},
+            {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": f"{kubernetes.shm_size_mib}Mi"}},
+        ],
     }
     if kubernetes.runner_service_account:
         pod_spec["serviceAccountName"] = kubernetes.runner_service_account

@@ -86,6 +86,9 @@ def test_runner_pod_spec() -> None:
     assert container["ports"][0]["containerPort"] == RUNNER_HTTP_PORT
     assert container["resources"]["limits"]["cpu"] == "3"
     assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+    # The frame slots live in /dev/shm: more than a container runtime's default 64 MiB, in memory.
+    assert {"name": "shm", "mountPath": "/dev/shm"} in container["volumeMounts"]
+    assert {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "512Mi"}} in spec["volumes"]
     env = {item["name"]: item.get("value") for item in container["env"]}
     assert env["VAP_SCENARIO_UUID"] == str(SCENARIO)
     assert env["VAP_WORKER_ID"] == f"w-{SCENARIO}"

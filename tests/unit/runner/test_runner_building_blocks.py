@@ -1,4 +1,4 @@
-"""The runner's small pure pieces: sampling, backoff, frame order, source URLs, frame handoff, settings."""
+"""The runner's small pieces: sampling, backoff, frame order, source URLs, frame handoff, frame slots, settings."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import threading
 import uuid
 from datetime import UTC, datetime
 
-import numpy as np
 import pytest
 
 from vap_common.contracts import DeployCommand, DetectorSpec
@@ -15,10 +14,11 @@ from vap_common.runner_contract import runner_environment
 from vap_common.settings import KafkaSettings
 from vap_runner.backoff import Backoff
 from vap_runner.cli import _overrides, _parser
-from vap_runner.handoff import Frame, FrameHandoff, Wakeup
+from vap_runner.handoff import QUEUED_FILE_FRAMES, Frame, FrameHandoff, Wakeup
 from vap_runner.ordering import FrameOrder
 from vap_runner.sampling import FrameSampler
 from vap_runner.settings import RunnerSettings
+from vap_runner.slots import FrameSlots, SlotRef, SlotViews
 from vap_runner.sources import InvalidSource, parse_source
 
 
@@ -93,39 +93,65 @@ def test_local_files_can_be_disabled() -> None:
 
 
 def _frame(number: int) -> Frame:
-    return Frame(number=number, image=np.zeros((2, 2, 3), np.uint8), captured_at=datetime.now(UTC))
+    return Frame(number=number, slot=SlotRef(position=number, name=f"slot-{number}", shape=(2, 2, 3)), captured_at=datetime.now(UTC))
 
 
 def test_live_handoff_keeps_the_newest_frame_and_counts_drops() -> None:
     drops: list[int] = []
     wakeup = Wakeup()
-    handoff = FrameHandoff(wakeup=wakeup, on_drop=lambda: drops.append(1))
+    handoff = FrameHandoff(wakeup=wakeup, on_drop=lambda frame: drops.append(frame.number))
     handoff.keep_latest = True
     for number in range(3):
         assert handoff.put(_frame(number))
     taken = handoff.take()
-    assert taken is not None and taken.number == 2 and len(drops) == 2 and handoff.take() is None
+    assert taken is not None and taken.number == 2 and drops == [0, 1] and handoff.take() is None
     wakeup.close()
 
 
-def test_file_handoff_waits_until_the_frame_is_taken_and_close_releases_the_writer() -> None:
+def test_file_handoff_queues_frames_then_waits_until_one_is_taken_and_close_releases_the_writer() -> None:
     wakeup = Wakeup()
-    handoff = FrameHandoff(wakeup=wakeup, on_drop=lambda: pytest.fail("a file frame was dropped"))
-    handoff.put(_frame(0))
+    handoff = FrameHandoff(wakeup=wakeup, on_drop=lambda _: pytest.fail("a file frame was dropped"))
+    for number in range(QUEUED_FILE_FRAMES):
+        assert handoff.put(_frame(number))
     results: list[bool] = []
-    writer = threading.Thread(target=lambda: results.append(handoff.put(_frame(1))))
+    writer = threading.Thread(target=lambda: results.append(handoff.put(_frame(QUEUED_FILE_FRAMES))))
     writer.start()
     writer.join(0.2)
-    assert writer.is_alive(), "the second frame waits for the first to be taken"
+    assert writer.is_alive(), "a frame waits while the queue is full"
     taken = handoff.take()
     writer.join(2)
     assert taken is not None and taken.number == 0 and results == [True]
-    blocked = threading.Thread(target=lambda: results.append(handoff.put(_frame(2))))
+    blocked = threading.Thread(target=lambda: results.append(handoff.put(_frame(99))))
     blocked.start()
     handoff.close()
     blocked.join(2)
     assert results == [True, False] and handoff.take() is None
     wakeup.close()
+
+
+def test_frame_slots_are_shared_with_workers_handed_out_once_and_remade_for_bigger_frames() -> None:
+    slots, workers_side = FrameSlots(2), SlotViews()
+    try:
+        small = (4, 6, 3)
+        first, second = slots.acquire(small), slots.acquire(small)
+        assert first is not None and second is not None and first.position != second.position
+        assert slots.acquire(small) is None, "two slots, both in use"
+        slots.view(first)[...] = 7  # what the reader's decoder writes...
+        assert workers_side.view(first).shape == small and (workers_side.view(first) == 7).all()  # ...a worker sees
+        bigger = (8, 6, 3)
+        assert slots.acquire(bigger) is None, "bigger slots are made only when no frame is in flight"
+        slots.release(first)
+        assert slots.acquire(bigger) is None
+        slots.release(second)
+        remade = slots.acquire(bigger)
+        assert remade is not None and remade.name not in {first.name, second.name}
+        slots.view(remade)[...] = 9
+        assert (workers_side.view(remade) == 9).all(), "a worker re-maps a slot that was re-made"
+        slots.release(first)  # a slot of the old size released late changes nothing
+        assert slots.acquire(small) is not None and slots.acquire(small) is None
+    finally:
+        workers_side.close()
+        slots.close()
 
 
 def test_settings_read_exactly_what_the_runtime_writes(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import MEDIA
+from vap_common.contracts import FrameResult, decode
 from vap_common.lifecycle import FailureReason
 from vap_runner.detectors import build_detector, validate_config
 from vap_runner.handoff import Frame
@@ -32,10 +34,15 @@ def process_alive(pid: int) -> bool:
     return state not in {"Z", "X"}
 
 
+SCENARIO, RUN = uuid.uuid4(), "run-1"
+
+
 def make_pool(detector: str, *, size: int, metrics: RunnerMetrics, inference_timeout_seconds: float = 30, max_consecutive_failures: int = 5, **settings: object) -> DetectorPool:
     pool = DetectorPool(
         config=validate_config(detector, settings),
         size=size,
+        scenario_uuid=SCENARIO,
+        run_id=RUN,
         metrics=metrics,
         log_level="WARNING",
         inference_timeout_seconds=inference_timeout_seconds,
@@ -45,23 +52,26 @@ def make_pool(detector: str, *, size: int, metrics: RunnerMetrics, inference_tim
     return pool
 
 
-def run_frames(pool: DetectorPool, frames: list[Frame], *, timeout_seconds: float = 30, on_tick: Callable[[], None] = lambda: None) -> list[Analysed]:
-    """Feed ``frames`` as the runner's main loop does and collect what comes out, in output order."""
-    queue = list(frames)
+def run_frames(
+    pool: DetectorPool, images: dict[int, np.ndarray], *, timeout_seconds: float = 30, on_tick: Callable[[], None] = lambda: None
+) -> list[Analysed]:
+    """Feed ``images`` as the runner's reader and main loop do (each in a slot of the pool, then submitted)
+    and collect what comes out, in output order."""
+    queue = sorted(images.items())
     out: list[Analysed] = []
     deadline = time.monotonic() + timeout_seconds
     while (queue or pool.pending) and pool.failure is None:
         assert time.monotonic() < deadline, f"pool stuck with {pool.pending} frames pending"
-        while queue and pool.can_accept(queue[0].image):
-            pool.submit(queue.pop(0))
+        while queue and pool.can_accept():
+            number, image = queue.pop(0)
+            slot = pool.slots.acquire(image.shape)
+            assert slot is not None, "the pool has a slot for every frame it can accept"
+            pool.slots.view(slot)[...] = image
+            pool.submit(Frame(number=number, slot=slot, captured_at=datetime.now(UTC)))
         on_tick()
         pool.wait(timeout_seconds=0.1)
         out.extend(pool.analysed())
     return out
-
-
-def to_frames(images: dict[int, np.ndarray]) -> list[Frame]:
-    return [Frame(number=number, image=image, captured_at=datetime.now(UTC)) for number, image in sorted(images.items())]
 
 
 def test_results_come_out_in_frame_order_with_two_workers(media_frames: Frames) -> None:
@@ -71,12 +81,15 @@ def test_results_come_out_in_frame_order_with_two_workers(media_frames: Frames) 
     pool = make_pool("mock", size=2, metrics=metrics, delay_ms=150)
     try:
         assert pool.wait_ready(timeout_seconds=30, stopping=lambda: False)
-        out = run_frames(pool, to_frames(images))
+        out = run_frames(pool, images)
     finally:
         pool.close(timeout_seconds=5)
     reference = build_detector(validate_config("mock", {}))
     assert [item.frame_number for item in out] == sorted(images)
-    assert all(item.detections == reference.detect(images[item.frame_number]) for item in out)
+    for item in out:
+        result = decode(FrameResult, item.message)
+        assert (result.scenario_uuid, result.run_id, result.frame_number) == (SCENARIO, RUN, item.frame_number)
+        assert result.detections == reference.detect(images[item.frame_number])
     assert metrics.registry.get_sample_value("vap_runner_inference_seconds_count") == len(images)
 
 
@@ -93,7 +106,7 @@ def test_a_killed_worker_is_replaced_and_its_frames_are_analysed_again(media_fra
 
     try:
         assert pool.wait_ready(timeout_seconds=30, stopping=lambda: False)
-        out = run_frames(pool, to_frames(images), on_tick=kill_first_worker_once)
+        out = run_frames(pool, images, on_tick=kill_first_worker_once)
         assert killed and killed[0] not in pool.pids and len(pool.pids) == 2
     finally:
         pool.close(timeout_seconds=5)
@@ -108,7 +121,7 @@ def test_a_frame_that_hangs_twice_is_given_up_and_repeated_failures_fail_the_poo
     pool = make_pool("hog_person", size=1, metrics=metrics, inference_timeout_seconds=0.05, max_consecutive_failures=3)
     try:
         assert pool.wait_ready(timeout_seconds=30, stopping=lambda: False)
-        out = run_frames(pool, to_frames({0: big, 1: big}))
+        out = run_frames(pool, {0: big, 1: big})
     finally:
         pool.close(timeout_seconds=5)
     assert out == []

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from vap_common.contracts import FrameResult
+from vap_common.contracts import FrameResult, encode
 from vap_common.lifecycle import FailureReason, ScenarioStatus
 from vap_common.settings import KafkaSettings
 from vap_runner.publisher import DownstreamBlocked, Publisher
@@ -21,7 +21,7 @@ def test_results_kafka_never_acknowledges_raise_downstream_blocked() -> None:
         blocked_timeout_seconds=0.5,
         on_wait=lambda: None,
     )
-    result = FrameResult(scenario_uuid=uuid.uuid4(), run_id="r1", frame_number=0, detections=[], timestamp=datetime.now(UTC))
+    result = encode(FrameResult(scenario_uuid=uuid.uuid4(), run_id="r1", frame_number=0, detections=[], timestamp=datetime.now(UTC)))
     publisher.publish_result(result)  # queued: Kafka's answer comes later
     deadline = time.monotonic() + 10
     with pytest.raises(DownstreamBlocked, match="did not acknowledge"):
