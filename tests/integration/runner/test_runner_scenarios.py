@@ -120,6 +120,18 @@ def test_invalid_detector_settings_fail_with_invalid_config(start_runner: Start,
     assert termination_log.read_text().startswith("InvalidConfig: ")
 
 
+def test_a_detector_that_cannot_start_in_its_worker_fails_with_invalid_config(start_runner: Start, results_and_statuses: Readers, tmp_path: Path) -> None:
+    # Valid settings, but the model file is not a model: only the inference process finds out.
+    model = tmp_path / "broken.onnx"
+    model.write_bytes(b"not a model")
+    _, statuses = results_and_statuses
+    runner = start_runner(str(CAR_VIDEO), detector__name="onnx", detector__settings={"model_path": str(model)})
+    assert runner.wait(timeout_seconds=60) == RunnerExit.FAILED, runner.messages()
+    [event] = statuses(until=lambda got: len(got) >= 1)
+    assert (event.status, event.reason) == (ScenarioStatus.FAILED, FailureReason.INVALID_CONFIG)
+    assert event.message and "could not start" in event.message
+
+
 def test_sigterm_publishes_every_frame_in_flight_and_no_status(start_runner: Start, results_and_statuses: Readers) -> None:
     results, statuses = results_and_statuses
     scenario = uuid.uuid4()
