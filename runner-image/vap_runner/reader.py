@@ -164,13 +164,13 @@ class StreamReader:
         ok, image = opened.capture.read(view)
         if ok and image is view:
             return slot
-        if slot:
+        if slot is not None:
             self._slots.release(slot)
         if not ok:
             return None
         self._shape = image.shape
         slot = self._wait_for_slot(image.shape)
-        if slot:
+        if slot is not None:
             self._slots.view(slot)[...] = image
         return slot
 
