@@ -76,6 +76,7 @@ class DetectorPool:
         log_level: str,
         inference_timeout_seconds: float,
         max_consecutive_failures: int,
+        frame_memory_bytes: int | None = None,
     ) -> None:
         self._config = config
         self._size = size
@@ -85,7 +86,7 @@ class DetectorPool:
         self._inference_timeout_seconds = inference_timeout_seconds
         self._max_consecutive_failures = max_consecutive_failures
         # The reader decodes into these; the pool releases a slot when its frame is done.
-        self.slots = FrameSlots(size * _FRAMES_PER_WORKER + _FRAMES_OUTSIDE_POOL)
+        self.slots = FrameSlots(size * _FRAMES_PER_WORKER + _FRAMES_OUTSIDE_POOL, max_bytes=frame_memory_bytes)
         self._order: FrameOrder[Analysed] = FrameOrder()
         self._retry: deque[_Task] = deque()
         self._workers: list[_Worker] = []

@@ -26,10 +26,13 @@ class DownstreamBlocked(Exception):
 
 
 class Publisher:
-    def __init__(self, *, kafka: KafkaSettings, scenario_uuid: UUID, blocked_timeout_seconds: float, on_wait: Callable[[], None]) -> None:
+    def __init__(self, *, kafka: KafkaSettings, scenario_uuid: UUID, blocked_timeout_seconds: float, linger_ms: int, on_wait: Callable[[], None]) -> None:
         # librdkafka gives up on a message after message.timeout.ms and reports it: that is our limit.
         # Its own log lines go through logging too, so they are JSON like ours (served by poll()).
-        self._producer = make_producer(kafka, **{"message.timeout.ms": int(blocked_timeout_seconds * 1000), "logger": logging.getLogger("librdkafka")})
+        # linger.ms: results wait that long to go in one request; a flush() sends at once (status events).
+        self._producer = make_producer(
+            kafka, **{"message.timeout.ms": int(blocked_timeout_seconds * 1000), "linger.ms": linger_ms, "logger": logging.getLogger("librdkafka")}
+        )
         self._results_topic = topic_name(Topic.RESULTS, kafka.topic_prefix)
         self._status_topic = topic_name(Topic.SCENARIO_STATUS, kafka.topic_prefix)
         self._scenario_uuid = scenario_uuid

@@ -20,6 +20,7 @@ from vap_runner.probes import Health, serve
 from vap_runner.publisher import DownstreamBlocked, Publisher
 from vap_runner.reader import ReadOutcome, StreamReader
 from vap_runner.settings import RunnerSettings
+from vap_runner.slots import shared_memory_budget
 from vap_runner.sources import InvalidSource, parse_source
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,7 @@ class Runner:
             kafka=settings.kafka,
             scenario_uuid=settings.scenario_uuid,
             blocked_timeout_seconds=settings.downstream_blocked_timeout_seconds,
+            linger_ms=settings.results_linger_ms,
             on_wait=self.health.beat,
         )
         try:
@@ -94,6 +96,7 @@ class Runner:
             log_level=settings.log_level,
             inference_timeout_seconds=settings.inference_timeout_seconds,
             max_consecutive_failures=settings.max_consecutive_detector_failures,
+            frame_memory_bytes=shared_memory_budget(settings.frame_memory_mib * 2**20),
         )
         handoff = FrameHandoff(wakeup=self._wakeup, on_drop=lambda frame: self._drop(pool, frame))
         self._reader = StreamReader(

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import threading
-from collections import deque
 from multiprocessing.shared_memory import SharedMemory
 from typing import NamedTuple
 
@@ -25,15 +25,19 @@ class SlotRef(NamedTuple):
 
 
 class FrameSlots:
-    """The main process's side: ``count`` buffers sized for the current frame size, free or in use.
+    """The main process's side: up to ``count`` buffers of the current frame size, free or in use,
+    together at most ``max_bytes``. A buffer is made when a frame finds none free, so memory follows
+    what the pipeline holds (a live stream holds far fewer frames than a file read at full speed).
 
     The reading thread acquires slots and the main loop releases them: every method is thread-safe.
     """
 
-    def __init__(self, count: int) -> None:
+    def __init__(self, count: int, *, max_bytes: int | None = None) -> None:
         self._count = count
+        self._max_bytes = max_bytes
         self._blocks: list[SharedMemory] = []
-        self._free: deque[int] = deque()
+        self._block_size = 0
+        self._free: list[int] = []
         self._lock = threading.Lock()
 
     def acquire(self, shape: tuple[int, ...]) -> SlotRef | None:
@@ -41,13 +45,20 @@ class FrameSlots:
         slots (a camera back with a higher resolution) gets one only when all are free to be re-made."""
         nbytes = math.prod(shape)
         with self._lock:
-            if not self._blocks or nbytes > self._blocks[0].size:
+            if nbytes > self._block_size:
                 if len(self._free) < len(self._blocks):
                     return None
-                self._allocate(nbytes)
-            if not self._free:
+                self._discard_all()
+                self._block_size = nbytes
+            if self._free:
+                # The slot released last: its memory is the likeliest to still be in the CPU's caches, which
+                # makes decoding into it cheaper than into one untouched for a while.
+                index = self._free.pop()
+            elif self._room_for_another():
+                index = len(self._blocks)
+                self._blocks.append(SharedMemory(create=True, size=self._block_size))
+            else:
                 return None
-            index = self._free.popleft()
             return SlotRef(index, self._blocks[index].name, shape)
 
     def view(self, slot: SlotRef) -> np.ndarray:
@@ -61,17 +72,20 @@ class FrameSlots:
 
     def close(self) -> None:
         with self._lock:
-            for block in self._blocks:
-                _discard(block)
-            self._blocks = []
-            self._free.clear()
+            self._discard_all()
 
-    def _allocate(self, size: int) -> None:
+    def _room_for_another(self) -> bool:
+        if len(self._blocks) >= self._count:
+            return False
+        # Always one slot, whatever its size: a frame must be readable at all.
+        return not self._blocks or self._max_bytes is None or (len(self._blocks) + 1) * self._block_size <= self._max_bytes
+
+    def _discard_all(self) -> None:
         # Workers re-map a slot whose name changed (see SlotViews).
-        self._blocks, old = [SharedMemory(create=True, size=size) for _ in range(self._count)], self._blocks
-        for block in old:
+        for block in self._blocks:
             _discard(block)
-        self._free = deque(range(self._count))
+        self._blocks = []
+        self._free = []
 
 
 class SlotViews:
@@ -92,6 +106,17 @@ class SlotViews:
         for block in self._mapped.values():
             block.close()
         self._mapped.clear()
+
+
+def shared_memory_budget(wanted_bytes: int, *, directory: str = "/dev/shm") -> int:
+    """``wanted_bytes``, or 3/4 of the free space in ``directory`` (where SharedMemory lives) if that is less:
+    a write to shared memory the file system has no room for kills the process (SIGBUS), and container
+    runtimes give a small /dev/shm (64 MiB) unless the Pod mounts its own."""
+    try:
+        stats = os.statvfs(directory)
+    except OSError:
+        return wanted_bytes
+    return min(wanted_bytes, stats.f_bavail * stats.f_frsize * 3 // 4)
 
 
 def _discard(block: SharedMemory) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -18,7 +20,7 @@ from vap_runner.handoff import QUEUED_FILE_FRAMES, Frame, FrameHandoff, Wakeup
 from vap_runner.ordering import FrameOrder
 from vap_runner.sampling import FrameSampler
 from vap_runner.settings import RunnerSettings
-from vap_runner.slots import FrameSlots, SlotRef, SlotViews
+from vap_runner.slots import FrameSlots, SlotRef, SlotViews, shared_memory_budget
 from vap_runner.sources import InvalidSource, parse_source
 
 
@@ -152,6 +154,33 @@ def test_frame_slots_are_shared_with_workers_handed_out_once_and_remade_for_bigg
     finally:
         workers_side.close()
         slots.close()
+
+
+def test_frame_slots_are_made_as_frames_need_them_within_their_memory_budget() -> None:
+    frame = (10, 10, 3)  # 300 bytes
+    slots = FrameSlots(8, max_bytes=1000)
+    try:
+        first = slots.acquire(frame)
+        assert first is not None
+        slots.release(first)
+        again = slots.acquire(frame)
+        assert again == first, "the slot released last is handed out again before another is made"
+        held = [again, slots.acquire(frame), slots.acquire(frame)]
+        assert all(held) and slots.acquire(frame) is None, "a fourth 300-byte slot would exceed 1000 bytes"
+        assert len({slot.name for slot in held if slot}) == 3
+        huge = FrameSlots(8, max_bytes=10)
+        assert huge.acquire(frame) is not None and huge.acquire(frame) is None, "one slot, whatever the budget"
+        huge.close()
+    finally:
+        slots.close()
+
+
+def test_the_shared_memory_budget_leaves_room_in_a_small_dev_shm(tmp_path: Path) -> None:
+    stats = os.statvfs(tmp_path)
+    free = stats.f_bavail * stats.f_frsize
+    assert shared_memory_budget(1024, directory=str(tmp_path)) == 1024
+    assert shared_memory_budget(free * 2, directory=str(tmp_path)) == free * 3 // 4
+    assert shared_memory_budget(1024, directory=str(tmp_path / "missing")) == 1024
 
 
 def test_settings_read_exactly_what_the_runtime_writes(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -19,6 +19,7 @@ def test_results_kafka_never_acknowledges_raise_downstream_blocked() -> None:
         kafka=KafkaSettings(bootstrap_servers="127.0.0.1:1"),  # nobody listens
         scenario_uuid=uuid.uuid4(),
         blocked_timeout_seconds=0.5,
+        linger_ms=5,
         on_wait=lambda: None,
     )
     result = encode(FrameResult(scenario_uuid=uuid.uuid4(), run_id="r1", frame_number=0, detections=[], timestamp=datetime.now(UTC)))
