@@ -109,7 +109,10 @@ class StreamReader:
         when it ended normally: a file's end after at least one frame, or max_frames)."""
         try:
             opened = open_source(
-                self._source, open_timeout_seconds=self._settings.open_timeout_seconds, read_timeout_seconds=self._settings.read_timeout_seconds
+                self._source,
+                open_timeout_seconds=self._settings.open_timeout_seconds,
+                read_timeout_seconds=self._settings.read_timeout_seconds,
+                decode_threads=self._settings.decode_threads,
             )
         except SourceError as error:
             return False, Failure(error.reason, str(error))

@@ -67,17 +67,18 @@ def parse_source(url: str, *, allow_files: bool) -> Source:
     raise InvalidSource(f"unsupported camera URL scheme {scheme!r}: use rtsp://, rtsps://, http(s):// or a file")
 
 
-def open_source(source: Source, *, open_timeout_seconds: float, read_timeout_seconds: float) -> OpenedSource:
-    """Open ``source`` or raise :class:`SourceError`."""
+def open_source(source: Source, *, open_timeout_seconds: float, read_timeout_seconds: float, decode_threads: int) -> OpenedSource:
+    """Open ``source`` with ``decode_threads`` FFmpeg decoding threads (0: one per core) or raise :class:`SourceError`."""
     if source.local_file and not Path(source.target).is_file():
         raise SourceError(FailureReason.SOURCE_UNREACHABLE, f"no such file: {source.safe_name}")
     if source.rtsp:
         # TCP: UDP packets get lost or blocked between clusters and cameras. Read by OpenCV at each
         # open; an operator's own value wins.
         os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
-    timeouts = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(open_timeout_seconds * 1000), cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(read_timeout_seconds * 1000)]
+    params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(open_timeout_seconds * 1000), cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(read_timeout_seconds * 1000)]
+    params += [cv2.CAP_PROP_N_THREADS, decode_threads]
     # FFmpeg only: other backends (e.g. the image-sequence one) would print the URL on failure.
-    capture = cv2.VideoCapture(source.target, cv2.CAP_FFMPEG, timeouts)
+    capture = cv2.VideoCapture(source.target, cv2.CAP_FFMPEG, params)
     if not capture.isOpened():
         capture.release()
         raise SourceError(FailureReason.SOURCE_UNREACHABLE, f"cannot open {source.safe_name}")

@@ -9,8 +9,10 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+import cv2
 import pytest
 
+from tests.conftest import MEDIA
 from vap_common.contracts import DeployCommand, DetectorSpec
 from vap_common.runner_contract import runner_environment
 from vap_common.settings import KafkaSettings
@@ -21,7 +23,7 @@ from vap_runner.ordering import FrameOrder
 from vap_runner.sampling import FrameSampler
 from vap_runner.settings import RunnerSettings
 from vap_runner.slots import FrameSlots, SlotRef, SlotViews, shared_memory_budget
-from vap_runner.sources import InvalidSource, parse_source
+from vap_runner.sources import InvalidSource, open_source, parse_source
 
 
 def test_sampling_a_10fps_file_at_2_5fps_keeps_every_4th_frame() -> None:
@@ -92,6 +94,18 @@ def test_other_ffmpeg_protocols_are_refused(url: str) -> None:
 def test_local_files_can_be_disabled() -> None:
     with pytest.raises(InvalidSource, match="disabled"):
         parse_source("/data/clip.mp4", allow_files=False)
+
+
+@pytest.mark.parametrize(("decode_threads", "expected"), [(1, 1), (3, 3), (0, os.cpu_count())])
+def test_a_source_is_decoded_with_the_threads_asked_for(decode_threads: int, expected: int) -> None:
+    opened = open_source(
+        parse_source(str(MEDIA / "one-by-one-person-detection.mp4"), allow_files=True), open_timeout_seconds=5, read_timeout_seconds=5, decode_threads=decode_threads
+    )
+    try:
+        assert opened.capture.get(cv2.CAP_PROP_N_THREADS) == expected
+        assert opened.capture.read()[0]
+    finally:
+        opened.release()
 
 
 def _frame(number: int) -> Frame:
