@@ -141,9 +141,8 @@ def main() -> None:
         copy_text = "".join(_copy_lines(records))
 
         def raw_copy() -> None:
-            with engine.begin() as connection:
-                with connection.connection.dbapi_connection.cursor() as cursor:  # type: ignore[union-attr]
-                    cursor.copy_expert(f"COPY scenario_results ({COLUMNS}) FROM STDIN", io.StringIO(copy_text))
+            with engine.begin() as connection, connection.connection.dbapi_connection.cursor() as cursor:  # type: ignore[union-attr]
+                cursor.copy_expert(f"COPY scenario_results ({COLUMNS}) FROM STDIN", io.StringIO(copy_text))
 
         def store() -> None:
             for start in range(0, total, BATCH):
@@ -156,15 +155,14 @@ def main() -> None:
                     (str(r["scenario_uuid"]), r["run_id"], r["frame_number"], to_json(r["detections"]).decode(), r["timestamp"])
                     for r in records[start : start + BATCH]
                 ]
-                with engine.begin() as connection:
-                    with connection.connection.dbapi_connection.cursor() as cursor:  # type: ignore[union-attr]
-                        execute_values(
-                            cursor,
-                            f"INSERT INTO scenario_results ({COLUMNS}) VALUES %s ON CONFLICT ON CONSTRAINT uq_scenario_results_dedupe DO NOTHING",
-                            rows,
-                            template="(%s::uuid, %s, %s, %s::jsonb, %s)",
-                            page_size=BATCH,
-                        )
+                with engine.begin() as connection, connection.connection.dbapi_connection.cursor() as cursor:  # type: ignore[union-attr]
+                    execute_values(
+                        cursor,
+                        f"INSERT INTO scenario_results ({COLUMNS}) VALUES %s ON CONFLICT ON CONSTRAINT uq_scenario_results_dedupe DO NOTHING",
+                        rows,
+                        template="(%s::uuid, %s, %s, %s::jsonb, %s)",
+                        page_size=BATCH,
+                    )
 
         rates = {"copy": _timed(engine, raw_copy, total), "store": _timed(engine, store, total)}
         started = time.perf_counter()

@@ -28,10 +28,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from confluent_kafka import ConsumerGroupState
 from kubernetes import client, config, watch
 from sqlalchemy import text
-
-from confluent_kafka import ConsumerGroupState
 
 from vap_common.contracts import DeployCommand, encode
 from vap_common.db import make_engine, migrate

@@ -17,7 +17,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-
 from platform_stack import ROOT, PlatformStack, RtspCamera
 
 MEDIA = ROOT.parent / "shared" / "media"

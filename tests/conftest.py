@@ -147,7 +147,7 @@ def kafka_settings(kafka_admin: AdminClient, stack_settings: DatabaseServiceSett
 @pytest.fixture(scope="session")
 def kubeconfig() -> str:
     path = os.environ.get("KUBECONFIG", str(ROOT / ".vap" / "kube" / "kubeconfig"))
-    result = subprocess.run(["kubectl", "--kubeconfig", path, "get", "--raw", "/readyz"], capture_output=True, text=True, timeout=30)
+    result = subprocess.run(["kubectl", "--kubeconfig", path, "get", "--raw", "/readyz"], capture_output=True, text=True, timeout=30, check=False)
     if result.returncode != 0 or result.stdout.strip() != "ok":
         pytest.fail(f"Kubernetes API server unreachable (KUBECONFIG={path}): {result.stderr.strip() or result.stdout.strip()}. Run ./dev/infra up")
     return path

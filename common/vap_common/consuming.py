@@ -12,10 +12,10 @@ A handler error is retried on the same batch with backoff (order is kept: nothin
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
-import collections
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any

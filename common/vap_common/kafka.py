@@ -55,7 +55,7 @@ def ensure_topics(admin: AdminClient, names: list[str], *, partitions: int = 3, 
     if not missing:
         return []
     futures = admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1) for name in missing])
-    for name, future in futures.items():
+    for future in futures.values():
         try:
             future.result(timeout=timeout_seconds)
         except KafkaException as error:

@@ -47,7 +47,7 @@ class DatabaseServiceSettings(CommonSettings):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
 
     @model_validator(mode="after")
-    def _refuse_local_password_in_production(self) -> "DatabaseServiceSettings":
+    def _refuse_local_password_in_production(self) -> DatabaseServiceSettings:
         if self.environment == "production" and "vap-local-only" in self.database.url:
             raise ValueError("VAP_DATABASE__URL still has the local development password; set a real one")
         return self

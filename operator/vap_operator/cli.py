@@ -18,7 +18,6 @@ from sqlalchemy import Engine
 
 from vap_common.consuming import ConsumerLoop
 from vap_common.db import make_engine, make_session_factory
-
 from vap_operator.logs import setup_logging
 from vap_operator.orchestrator import build_loop
 from vap_operator.settings import OperatorSettings

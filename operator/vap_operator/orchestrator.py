@@ -21,7 +21,6 @@ from vap_common.kafka import make_consumer, make_producer
 from vap_common.redact import redact_url
 from vap_common.settings import KafkaSettings
 from vap_common.topics import Topic, topic_name
-
 from vap_operator import workers
 from vap_operator.decisions import decide_command
 from vap_operator.publishing import Outgoing, Publisher, status_event

@@ -13,7 +13,6 @@ from typing import Literal
 from pydantic import BaseModel, Field, model_validator
 
 from vap_common.settings import DatabaseServiceSettings
-
 from vap_operator.decisions import RestartPolicy
 
 _IN_CLUSTER_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")

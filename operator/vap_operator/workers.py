@@ -14,7 +14,6 @@ from sqlalchemy.orm import Session
 from vap_common.contracts import DetectorSpec, ScenarioCommand, utc_now
 from vap_common.lifecycle import ScenarioStatus, is_terminal
 from vap_common.schema import Worker
-
 from vap_operator.decisions import CommandEffect, DesiredState, WorkerState, next_worker_status, worker_id_for
 
 

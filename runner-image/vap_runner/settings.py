@@ -4,7 +4,6 @@ the runner's own knobs (timeouts, reconnects, shutdown), each with its unit in i
 from __future__ import annotations
 
 from pathlib import Path
-
 from typing import Any
 from uuid import UUID
 

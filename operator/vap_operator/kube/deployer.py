@@ -20,9 +20,14 @@ from vap_common.consuming import Accepted, Rejected
 from vap_common.contracts import DeployCommand
 from vap_common.db import transaction
 from vap_common.lifecycle import FailureReason, ScenarioStatus
-
 from vap_operator import workers
-from vap_operator.decisions import DesiredState, camera_secret_name_for, camera_url_problem, pod_name_for, resource_name_for
+from vap_operator.decisions import (
+    DesiredState,
+    camera_secret_name_for,
+    camera_url_problem,
+    pod_name_for,
+    resource_name_for,
+)
 from vap_operator.kube import manifests
 from vap_operator.kube.api import KubeApi
 from vap_operator.publishing import Publisher, status_event

@@ -28,9 +28,16 @@ from sqlalchemy.orm import Session, sessionmaker
 from vap_common.db import transaction
 from vap_common.lifecycle import ScenarioStatus
 from vap_common.settings import KafkaSettings
-
 from vap_operator import workers
-from vap_operator.decisions import Action, DesiredState, Plan, RestartPolicy, crashes_after, plan_reconcile, pod_name_for
+from vap_operator.decisions import (
+    Action,
+    DesiredState,
+    Plan,
+    RestartPolicy,
+    crashes_after,
+    plan_reconcile,
+    pod_name_for,
+)
 from vap_operator.kube import manifests
 from vap_operator.kube.api import KubeApi
 from vap_operator.kube.crd import GROUP, PLURAL, VERSION

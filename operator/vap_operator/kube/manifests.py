@@ -13,7 +13,6 @@ from vap_common.contracts import DeployCommand, DetectorSpec
 from vap_common.redact import has_credentials
 from vap_common.runner_contract import RUNNER_HTTP_PORT, runner_environment
 from vap_common.settings import KafkaSettings
-
 from vap_operator.decisions import DesiredState, camera_secret_name_for, pod_name_for, resource_name_for
 from vap_operator.kube.crd import API_VERSION, KIND
 from vap_operator.settings import KubernetesSettings, RunnerSettings

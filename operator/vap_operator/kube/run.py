@@ -14,7 +14,6 @@ from vap_common.contracts import DeployCommand
 from vap_common.db import make_session_factory
 from vap_common.kafka import make_consumer, make_producer
 from vap_common.topics import Topic, topic_name
-
 from vap_operator.kube import handlers  # importing it registers the kopf handlers
 from vap_operator.kube.api import KubeApi, load_config
 from vap_operator.kube.crd import GROUP, PLURAL, VERSION

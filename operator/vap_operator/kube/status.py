@@ -24,7 +24,7 @@ def to_timestamp(moment: datetime) -> str:
 
 
 def from_timestamp(text: str) -> float:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    return datetime.fromisoformat(text).timestamp()
 
 
 def observe_pod(pod: Mapping[str, Any] | None, *, owner_uid: str) -> ObservedPod | None:

@@ -15,7 +15,6 @@ from vap_common.contracts import DeployCommand
 from vap_common.db import make_session_factory
 from vap_common.kafka import make_consumer, make_producer
 from vap_common.topics import Topic, topic_name
-
 from vap_operator.local.supervisor import Supervisor, runner_base_environment
 from vap_operator.publishing import Publisher
 from vap_operator.settings import OperatorSettings

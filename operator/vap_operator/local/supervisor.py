@@ -29,9 +29,16 @@ from vap_common.lifecycle import FailureReason, ScenarioStatus, is_terminal
 from vap_common.runner_contract import runner_environment
 from vap_common.schema import Worker
 from vap_common.settings import KafkaSettings
-
 from vap_operator import workers
-from vap_operator.decisions import DesiredState, ExitKind, RestartPolicy, classify_exit, is_crash_loop, keep_crashes, restart_wait_seconds
+from vap_operator.decisions import (
+    DesiredState,
+    ExitKind,
+    RestartPolicy,
+    classify_exit,
+    is_crash_loop,
+    keep_crashes,
+    restart_wait_seconds,
+)
 from vap_operator.local import processes
 from vap_operator.publishing import Publisher, status_event
 from vap_operator.settings import LocalSettings, RunnerSettings

@@ -14,8 +14,8 @@ from typing import Any
 from sqlalchemy import insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from vap_common.consuming import ConsumerLoop
 from tests.helpers import wait_until
+from vap_common.consuming import ConsumerLoop
 from vap_common.contracts import Detection, FrameResult, encode
 from vap_common.kafka import make_producer
 from vap_common.lifecycle import ScenarioStatus

@@ -98,7 +98,7 @@ def test_prediction_pages_with_after_frame_and_a_bounded_limit(api_settings: Api
 
 def test_prediction_returns_each_frame_once_across_runner_restarts(client: TestClient, db_engine: Engine, session_factory: sessionmaker[Session]) -> None:
     scenario_uuid = add_scenario(session_factory, status=ScenarioStatus.ACTIVE)
-    _store(db_engine, scenario_uuid, range(0, 6), run_id="run-1", label="first-run")
+    _store(db_engine, scenario_uuid, range(6), run_id="run-1", label="first-run")
     _store(db_engine, scenario_uuid, range(4, 10), run_id="run-2", label="second-run")  # restarted, re-analysed 4 and 5
 
     results = client.get(f"/api/v1/prediction/{scenario_uuid}").json()["results"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import uuid
 
-from vap_common.contracts import StatusEvent, decode, encode
 from tests.helpers import consume
+from vap_common.contracts import StatusEvent, decode, encode
 from vap_common.kafka import make_producer
 from vap_common.lifecycle import ScenarioStatus
 from vap_common.settings import KafkaSettings

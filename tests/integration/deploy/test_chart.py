@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 import yaml
-from vap_common.runner_contract import RUNNER_HTTP_PORT
-from vap_operator.kube.manifests import RUNNER_LABELS
-from vap_operator.settings import OperatorSettings
 
 from tests.conftest import kubectl
 from tests.unit.deploy.deploy_support import ROOT, SETTINGS_BY_COMMAND, console_scripts, load_settings, unknown_setting
+from vap_common.runner_contract import RUNNER_HTTP_PORT
+from vap_operator.kube.manifests import RUNNER_LABELS
+from vap_operator.settings import OperatorSettings
 
 CHART = ROOT / "charts" / "vap"
 DATABASE_URL = "postgresql+psycopg2://vap:chart-test-password@postgres.example:5432/vap"

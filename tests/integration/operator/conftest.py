@@ -12,7 +12,15 @@ from pathlib import Path
 import pytest
 import yaml
 from kubernetes import client
-from operator_test_support import ROOT, Process, StatusLog, kube_client, rendered_manifests, token_kubeconfig, wait_http_ok
+from operator_test_support import (
+    ROOT,
+    Process,
+    StatusLog,
+    kube_client,
+    rendered_manifests,
+    token_kubeconfig,
+    wait_http_ok,
+)
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 

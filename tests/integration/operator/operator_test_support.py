@@ -15,7 +15,6 @@ from typing import Any
 import yaml
 from kubernetes import client, config
 
-
 from tests.helpers import TopicReader, wait_until
 from vap_common.contracts import Contract, DetectorSpec, ScenarioCommand, StatusEvent, decode, encode
 from vap_common.kafka import make_producer

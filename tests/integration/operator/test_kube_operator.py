@@ -24,6 +24,7 @@ from vap_common.settings import KafkaSettings
 from vap_common.topics import Topic
 from vap_operator.kube.crd import GROUP, PLURAL, VERSION
 
+
 def worker(sessions: sessionmaker[Session], scenario_uuid: uuid.UUID) -> Worker | None:
     with sessions() as session:
         return session.scalars(select(Worker).where(Worker.scenario_uuid == scenario_uuid)).one_or_none()

@@ -13,7 +13,6 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import cv2
 import pytest
-
 from runner_test_support import RunnerProcess
 
 from tests.conftest import MEDIA

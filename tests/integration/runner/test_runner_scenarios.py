@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import urllib.request
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import cv2
-from runner_test_support import RunnerProcess
 from platform_stack import RtspCamera
+from runner_test_support import RunnerProcess
 
 from tests.conftest import MEDIA, free_port
 from vap_common.contracts import FrameResult, StatusEvent

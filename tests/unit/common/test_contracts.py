@@ -6,7 +6,17 @@ from datetime import UTC, datetime
 
 import pytest
 
-from vap_common.contracts import FRAME_RESULT_RECORD, Detection, FrameResult, FrameResultRecord, InvalidMessage, ScenarioCommand, StatusEvent, decode, encode
+from vap_common.contracts import (
+    FRAME_RESULT_RECORD,
+    Detection,
+    FrameResult,
+    FrameResultRecord,
+    InvalidMessage,
+    ScenarioCommand,
+    StatusEvent,
+    decode,
+    encode,
+)
 from vap_common.lifecycle import FailureReason, ScenarioStatus
 
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
 
 from vap_common.lifecycle import TRANSITIONS, ScenarioStatus, can_transition, is_terminal
@@ -12,7 +14,7 @@ def test_every_state_has_a_row() -> None:
     assert set(TRANSITIONS) == set(ScenarioStatus)
 
 
-@pytest.mark.parametrize(("current", "new"), list(zip(HAPPY_PATH, HAPPY_PATH[1:])))
+@pytest.mark.parametrize(("current", "new"), list(pairwise(HAPPY_PATH)))
 def test_happy_path_steps_are_allowed(current: ScenarioStatus, new: ScenarioStatus) -> None:
     assert can_transition(current, new)
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 from pydantic_settings import BaseSettings
+
 from vap_api.settings import ApiSettings, InboxSettings, RelaySettings
 from vap_common.settings import DatabaseServiceSettings
 from vap_operator.settings import OperatorSettings

@@ -18,6 +18,7 @@ from deploy_support import (
     stage,
     unknown_setting,
 )
+
 from vap_operator.settings import OperatorSettings
 
 # Dockerfile -> the package it installs.
