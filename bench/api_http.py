@@ -19,7 +19,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
-import httpx
+import httpx2
 from sqlalchemy import insert, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -95,14 +95,14 @@ def main() -> None:
         base = f"http://127.0.0.1:{port}"
         try:
             wait_for(lambda: _ready(base), timeout_seconds=60, what="the API")
-            body = httpx.get(f"{base}/api/v1/prediction/{scenario_uuid}", timeout=10).json()
+            body = httpx2.get(f"{base}/api/v1/prediction/{scenario_uuid}", timeout=10).json()
             assert len(body["results"]) == 100, "the GET must return 100 results"
             prediction_url = f"{base}/api/v1/prediction/{scenario_uuid}"
             init_url = f"{base}/api/v1/scenario/init"
             _wrk(prediction_url, "", 2)
             _wrk(init_url, _POST, 2)
             figures = {"get_prediction_100": _wrk(prediction_url, "", SECONDS), "post_init": _wrk(init_url, _POST, SECONDS)}
-            figures["response_bytes_get_prediction_100"] = len(httpx.get(prediction_url, timeout=10).content)
+            figures["response_bytes_get_prediction_100"] = len(httpx2.get(prediction_url, timeout=10).content)
         finally:
             api.stop()
             engine.dispose()
@@ -111,8 +111,8 @@ def main() -> None:
 
 def _ready(base: str) -> bool:
     try:
-        return httpx.get(f"{base}/readyz", timeout=2).status_code == 200
-    except httpx.TransportError:
+        return httpx2.get(f"{base}/readyz", timeout=2).status_code == 200
+    except httpx2.TransportError:
         return False
 
 

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
+import httpx2
 from platform_stack import ROOT, PlatformStack, RtspCamera
 
 MEDIA = ROOT.parent / "shared" / "media"
@@ -28,7 +28,7 @@ def say(message: str) -> None:
     print(f"==> {message}", flush=True)
 
 
-def wait_for_status(client: httpx.Client, scenario: str, wanted: set[str], timeout_seconds: float, check: Callable[[], None]) -> str:
+def wait_for_status(client: httpx2.Client, scenario: str, wanted: set[str], timeout_seconds: float, check: Callable[[], None]) -> str:
     """Poll the scenario until its status is in ``wanted``; print each change."""
     deadline, last = time.monotonic() + timeout_seconds, None
     while time.monotonic() < deadline:
@@ -45,7 +45,7 @@ def wait_for_status(client: httpx.Client, scenario: str, wanted: set[str], timeo
     raise SystemExit(f"scenario still {last!r} after {timeout_seconds:.0f}s; logs in {STATE / 'logs' / 'demo'}")
 
 
-def follow_predictions(client: httpx.Client, scenario: str, seconds: float, check: Callable[[], None]) -> int:
+def follow_predictions(client: httpx2.Client, scenario: str, seconds: float, check: Callable[[], None]) -> int:
     """Print, once a second, the people counted in each frame that arrived; returns frames seen."""
     after, frames, people_total = -1, 0, 0
     deadline = time.monotonic() + seconds
@@ -88,7 +88,7 @@ def main() -> int:
     say(f"starting api, relay, inbox and operator (local runtime); logs in {stack.log_dir}")
     stack.start_all()
     try:
-        with httpx.Client(base_url=stack.api_url, timeout=10) as client:
+        with httpx2.Client(base_url=stack.api_url, timeout=10) as client:
             say(f"POST /api/v1/scenario/init  camera={camera.url} detector={args.detector}")
             created = client.post("/api/v1/scenario/init", json={"camera_url": camera.url, "detector": {"name": args.detector}, "name": "demo"})
             created.raise_for_status()

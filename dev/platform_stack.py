@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
+import httpx2
 
 # Module run by each service (`python -m <module>`).
 SERVICES = {
@@ -71,9 +71,9 @@ class PlatformStack:
         while time.monotonic() < deadline:
             self.check_alive()
             try:
-                if httpx.get(f"{self.api_url}/readyz", timeout=2).status_code == 200:
+                if httpx2.get(f"{self.api_url}/readyz", timeout=2).status_code == 200:
                     return
-            except httpx.TransportError:
+            except httpx2.TransportError:
                 pass
             time.sleep(0.2)
         raise TimeoutError(f"API not ready after {timeout_seconds}s; see {self.log_dir / 'api.log'}")

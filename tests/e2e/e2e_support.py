@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import httpx2
 from sqlalchemy import Engine, text
 
 from tests.conftest import MEDIA
@@ -38,7 +38,7 @@ class Api:
     """The platform's REST API over HTTP, as a user calls it."""
 
     def __init__(self, base_url: str, *, check_alive: Callable[[], None] = lambda: None) -> None:
-        self.http = httpx.Client(base_url=base_url, timeout=15)
+        self.http = httpx2.Client(base_url=base_url, timeout=15)
         self._check_alive = check_alive  # raises if a platform process died on its own
 
     def close(self) -> None:

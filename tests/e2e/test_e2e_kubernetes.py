@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from e2e_support import CAR_SAMPLED, CAR_URL, Api, ResultsTopic, check_stored_equals_published
 from kubernetes import config
@@ -63,8 +63,8 @@ class StandInKubelet:
     def _runner_ready(self) -> bool:
         assert self.process.poll() is None, f"the runner exited with {self.process.returncode}"
         try:
-            return httpx.get(f"http://127.0.0.1:{self.http_port}/readyz", timeout=2).status_code == 200
-        except httpx.TransportError:
+            return httpx2.get(f"http://127.0.0.1:{self.http_port}/readyz", timeout=2).status_code == 200
+        except httpx2.TransportError:
             return False
 
     def probe_until_ready(self) -> None:

@@ -7,7 +7,7 @@ import signal
 import uuid
 from collections.abc import Callable
 
-import httpx
+import httpx2
 from api_test_support import Process, encoded_frames, produce
 
 from tests.conftest import free_port
@@ -30,13 +30,13 @@ def test_scenario_round_trip_through_api_relay_and_inbox_processes(start_process
 
     def api_up() -> bool:
         try:
-            return httpx.get(f"{base}/readyz", timeout=2).status_code == 200
-        except httpx.TransportError:
+            return httpx2.get(f"{base}/readyz", timeout=2).status_code == 200
+        except httpx2.TransportError:
             return False
 
     wait_until(api_up, timeout_seconds=60, interval_seconds=0.2, what="the API to be ready")
     url = f"rtsp://viewer:{SECRET}@cam.example:554/live"
-    created = httpx.post(f"{base}/api/v1/scenario/init", json={"camera_url": url, "detector": {"name": "mock"}}, timeout=10)
+    created = httpx2.post(f"{base}/api/v1/scenario/init", json={"camera_url": url, "detector": {"name": "mock"}}, timeout=10)
     assert created.status_code == 201
     scenario_uuid = uuid.UUID(created.json()["scenario_uuid"])
 
@@ -50,22 +50,22 @@ def test_scenario_round_trip_through_api_relay_and_inbox_processes(start_process
     produce(kafka_settings, topic_name(Topic.RESULTS, prefix), encoded_frames(scenario_uuid, range(5)))
 
     def prediction() -> dict[str, object] | None:
-        body: dict[str, object] = httpx.get(f"{base}/api/v1/prediction/{scenario_uuid}", timeout=5).json()
+        body: dict[str, object] = httpx2.get(f"{base}/api/v1/prediction/{scenario_uuid}", timeout=5).json()
         return body if body["status"] == "active" and len(body["results"]) == 5 else None  # type: ignore[arg-type]
 
     assert wait_until(prediction, timeout_seconds=60, interval_seconds=0.2, what="results and status through the inbox")
-    shutdown = httpx.post(f"{base}/api/v1/scenario/{scenario_uuid}/shutdown", timeout=10)
+    shutdown = httpx2.post(f"{base}/api/v1/scenario/{scenario_uuid}/shutdown", timeout=10)
     assert shutdown.status_code == 202 and shutdown.json()["status"] == "init_shutdown"
     commands = consume(kafka_settings, topic_name(Topic.INIT_SCENARIO, prefix), expected=2, timeout_seconds=30)
     assert [decode(ScenarioCommand, message.value()).command for message in commands] == ["start", "shutdown"]
     produce(kafka_settings, status_topic, [(str(scenario_uuid), encode(StatusEvent(scenario_uuid=scenario_uuid, status=ScenarioStatus.INACTIVE)))])
     wait_until(
-        lambda: httpx.get(f"{base}/api/v1/scenario/{scenario_uuid}", timeout=5).json()["status"] == "inactive",
+        lambda: httpx2.get(f"{base}/api/v1/scenario/{scenario_uuid}", timeout=5).json()["status"] == "inactive",
         timeout_seconds=30,
         what="the inactive status",
     )
-    shown = httpx.get(f"{base}/api/v1/scenario/{scenario_uuid}", timeout=5).json()
-    metrics = httpx.get(f"{base}/metrics", timeout=5).text
+    shown = httpx2.get(f"{base}/api/v1/scenario/{scenario_uuid}", timeout=5).json()
+    metrics = httpx2.get(f"{base}/metrics", timeout=5).text
 
     assert shown["camera_url"] == "rtsp://viewer:***@cam.example:554/live"
     assert "vap_http_request_seconds_count" in metrics
