@@ -8,9 +8,9 @@ Overhead: the machine is shared and its speed drifts within seconds, so each run
 runs and is compared with their mean; the figure is the median of OVERHEAD_PAIRS such ratios, printed with the
 CPU time the hypervisor took away meanwhile (steal). The bare loop is OpenCV's default, which decodes with one
 FFmpeg thread per core; the runner decodes with one (VAP_DECODE_THREADS), so a bare loop with one decoding
-thread is timed too and the ratio against it printed alongside: the runner's own cost, decoder choice aside. The runner's fps is its own figure ("stream finished" log
-line: frames analysed and published / time from opening the source to the last result acknowledged), so
-process start-up is not counted.
+thread is timed too and the ratio against it printed alongside: the runner's own cost, decoder choice aside.
+The runner's fps is its own figure ("stream finished" log line: frames analysed and published / time from
+opening the source to the last result acknowledged), so process start-up is not counted.
 Prints the figures and writes bench/results/runner.json. Run: .venv/bin/python bench/runner_bench.py
 """
 

@@ -96,13 +96,14 @@ def test_local_files_can_be_disabled() -> None:
         parse_source("/data/clip.mp4", allow_files=False)
 
 
-@pytest.mark.parametrize(("decode_threads", "expected"), [(1, 1), (3, 3), (0, os.cpu_count())])
-def test_a_source_is_decoded_with_the_threads_asked_for(decode_threads: int, expected: int) -> None:
-    opened = open_source(
-        parse_source(str(MEDIA / "one-by-one-person-detection.mp4"), allow_files=True), open_timeout_seconds=5, read_timeout_seconds=5, decode_threads=decode_threads
-    )
+@pytest.mark.parametrize("decode_threads", [1, 3, 0])
+def test_a_source_is_decoded_with_the_threads_asked_for(decode_threads: int) -> None:
+    source = parse_source(str(MEDIA / "one-by-one-person-detection.mp4"), allow_files=True)
+    opened = open_source(source, open_timeout_seconds=5, read_timeout_seconds=5, decode_threads=decode_threads)
     try:
-        assert opened.capture.get(cv2.CAP_PROP_N_THREADS) == expected
+        threads = opened.capture.get(cv2.CAP_PROP_N_THREADS)
+        # 0 is FFmpeg's choice: one per core OpenCV sees.
+        assert threads == decode_threads if decode_threads else threads >= 1
         assert opened.capture.read()[0]
     finally:
         opened.release()
