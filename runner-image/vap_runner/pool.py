@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
-import pickle
 import selectors
 import time
 from collections import deque
@@ -24,7 +23,7 @@ from vap_runner.handoff import QUEUED_FILE_FRAMES, Frame
 from vap_runner.metrics import RunnerMetrics
 from vap_runner.ordering import FrameOrder
 from vap_runner.slots import FrameSlots, SlotRef
-from vap_runner.worker import worker_main
+from vap_runner.worker import send_message, worker_main
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +160,7 @@ class DetectorPool:
         """Ask every worker to stop, kill those that do not in time, free the slots: no orphans."""
         for worker in self._workers:
             with contextlib.suppress(OSError):  # already gone
-                worker.conn.send(None)
+                send_message(worker.conn, None)
         deadline = time.monotonic() + timeout_seconds
         for worker in self._workers:
             worker.process.join(max(0.0, deadline - time.monotonic()))
@@ -197,10 +196,8 @@ class DetectorPool:
             task.started = time.monotonic()
         worker.in_flight.append(task)
         with contextlib.suppress(OSError):  # the worker just died: wait() sees it and re-sends its frames
-            # Plain values, pickled directly: send() builds a ForkingPickler per call, and a named tuple or an
-            # aware datetime takes several times longer to pickle; all of it GIL time the reading thread waits for.
-            message = (task.frame_number, tuple(task.slot), task.captured_at.replace(tzinfo=None))
-            worker.conn.send_bytes(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
+            # Plain values: a named tuple or an aware datetime takes several times longer to pickle.
+            send_message(worker.conn, (task.frame_number, tuple(task.slot), task.captured_at.replace(tzinfo=None)))
 
     def _receive(self, worker: _Worker) -> None:
         """Take in one message (the selector reports the pipe again while more are waiting)."""

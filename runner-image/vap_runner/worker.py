@@ -18,6 +18,7 @@ import signal
 import time
 from datetime import UTC
 from multiprocessing.connection import Connection
+from typing import Any
 from uuid import UUID
 
 import cv2
@@ -33,6 +34,12 @@ log = logging.getLogger(__name__)
 _PARENT_CHECK_SECONDS = 1.0
 
 
+def send_message(conn: Connection, message: tuple[Any, ...] | None) -> None:
+    """Send one message of the protocol above, either way. Pickled directly: ``Connection.send`` builds a
+    ForkingPickler per call, GIL time the main process's reading thread would wait for."""
+    conn.send_bytes(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
+
+
 def worker_main(conn: Connection, config: DetectorConfig, log_level: str, scenario_uuid: UUID, run_id: str) -> None:
     # Shutdown is the main process's decision: it finishes in-flight frames, then sends None. A
     # terminal's Ctrl-C or a process-group SIGTERM must not kill frames in flight.
@@ -46,9 +53,9 @@ def worker_main(conn: Connection, config: DetectorConfig, log_level: str, scenar
     try:
         detector = build_detector(config)
     except Exception as error:  # noqa: BLE001 - any failure to build is a configuration problem to report
-        conn.send(("init_error", f"detector {config.type!r} could not start: {error}"))
+        send_message(conn, ("init_error", f"detector {config.type!r} could not start: {error}"))
         return
-    conn.send(("ready",))
+    send_message(conn, ("ready",))
     slots = SlotViews()
     try:
         while True:
@@ -67,10 +74,9 @@ def worker_main(conn: Connection, config: DetectorConfig, log_level: str, scenar
                 result = FrameResult(scenario_uuid=scenario_uuid, run_id=run_id, frame_number=frame_number, detections=detections, timestamp=captured_at)
             except Exception as error:  # noqa: BLE001 - reported to the main process, which decides
                 log.exception("detector raised", extra={"frame_number": frame_number})
-                conn.send(("error", frame_number, f"{type(error).__name__}: {error}"))
+                send_message(conn, ("error", frame_number, f"{type(error).__name__}: {error}"))
                 continue
-            # As the main process sends tasks: pickled directly, without send()'s ForkingPickler per call.
-            conn.send_bytes(pickle.dumps(("result", frame_number, encode(result), seconds), pickle.HIGHEST_PROTOCOL))
+            send_message(conn, ("result", frame_number, encode(result), seconds))
     except (EOFError, BrokenPipeError):
         return  # the main process is gone
     finally:
