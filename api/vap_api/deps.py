@@ -22,4 +22,7 @@ def get_session(request: Request) -> Iterator[Session]:
 
 
 SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
-SessionDep = Annotated[Session, Depends(get_session)]
+# Closed when the route function returns, before the response is sent: closing rolls back a read's
+# transaction, and a database lost at that moment must still be answered (503), not break the
+# client's connection after a response was started.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]

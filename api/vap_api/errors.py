@@ -1,4 +1,5 @@
-"""JSON errors everywhere: domain errors, validation errors without echoed input, and a bare 500."""
+"""JSON errors everywhere: domain errors, validation errors without echoed input, 503 while the
+database is unreachable, and a bare 500."""
 
 from __future__ import annotations
 
@@ -8,10 +9,14 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from vap_common.redact import redact_text
 
 log = logging.getLogger(__name__)
+
+DATABASE_UNAVAILABLE = "database unavailable; retry later"
 
 
 class ApiError(Exception):
@@ -23,9 +28,26 @@ class ApiError(Exception):
         super().__init__(detail)
         self.detail = detail
 
+    def headers(self) -> dict[str, str]:
+        """Response headers that belong to this error."""
+        return {}
+
 
 class NotFound(ApiError):
     status_code = 404
+
+
+class TooManyRequests(ApiError):
+    """A limit on work in progress is reached; the same request may succeed after ``retry_after_seconds``."""
+
+    status_code = 429
+
+    def __init__(self, detail: str, *, retry_after_seconds: int) -> None:
+        super().__init__(detail)
+        self.retry_after_seconds = retry_after_seconds
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_seconds)}
 
 
 class InvalidRequest(ApiError):
@@ -44,6 +66,14 @@ class IdempotencyKeyReused(ApiError):
     status_code = 422
 
 
+def is_database_unavailable(error: BaseException, *, driver_errors: tuple[type[Exception], ...] = ()) -> bool:
+    """Is ``error`` the database being out of reach (refused, lost, timed out, no free connection),
+    as opposed to a statement it refused? ``driver_errors``: the DBAPI driver's own such classes."""
+    if isinstance(error, (OperationalError, InterfaceError, PoolTimeoutError, *driver_errors)):
+        return True
+    return isinstance(error, DBAPIError) and error.connection_invalidated
+
+
 def _error_item(location: tuple[str | int, ...] | list[str | int], message: str, kind: str) -> dict[str, Any]:
     return {"loc": list(location), "msg": redact_text(message), "type": kind}
 
@@ -52,7 +82,7 @@ async def _api_error(_request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, ApiError)
     if isinstance(error, InvalidRequest):
         return JSONResponse({"detail": [_error_item(error.location, error.detail, "value_error")]}, status_code=422)
-    return JSONResponse({"detail": error.detail}, status_code=error.status_code)
+    return JSONResponse({"detail": error.detail}, status_code=error.status_code, headers=error.headers())
 
 
 async def _validation_error(_request: Request, error: Exception) -> JSONResponse:
@@ -67,7 +97,22 @@ async def _unexpected_error(request: Request, error: Exception) -> JSONResponse:
     return JSONResponse({"detail": "internal server error"}, status_code=500)
 
 
-def install_error_handlers(app: FastAPI) -> None:
+def install_error_handlers(app: FastAPI, *, db_unavailable_retry_after_seconds: int, driver_errors: tuple[type[Exception], ...]) -> None:
+    """Register the handlers; ``driver_errors`` are the DBAPI driver's connection-level error classes."""
+
+    async def database_error(request: Request, error: Exception) -> JSONResponse:
+        if not is_database_unavailable(error, driver_errors=driver_errors):
+            return await _unexpected_error(request, error)
+        # One line, no traceback: an outage would otherwise flood the log with identical stacks.
+        first_line = (str(error).splitlines() or [type(error).__name__])[0]
+        log.warning("database unavailable", extra={"method": request.method, "path": request.url.path, "error": redact_text(first_line)})
+        headers = {"Retry-After": str(db_unavailable_retry_after_seconds)}
+        return JSONResponse({"detail": DATABASE_UNAVAILABLE}, status_code=503, headers=headers)
+
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    # Handled here rather than by the catch-all below: Starlette re-raises what reaches the catch-all,
+    # and uvicorn then logs a traceback and closes the client's connection.
+    for error_class in (DBAPIError, PoolTimeoutError, *driver_errors):
+        app.add_exception_handler(error_class, database_error)
     app.add_exception_handler(Exception, _unexpected_error)

@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 import uvicorn
 from fastapi import FastAPI
+from sqlalchemy import Engine, event
 
 from vap_api.errors import install_error_handlers
 from vap_api.middleware import BodySizeLimit, RequestMetrics
@@ -21,8 +22,7 @@ from vap_common.logs import configure_logging
 def create_app(settings: ApiSettings | None = None) -> FastAPI:
     """Build the application; the database engine is created here and disposed at shutdown."""
     settings = settings or ApiSettings()
-    # hide_parameters: a failed statement's error (logged) must not carry a camera URL with its password.
-    engine = make_engine(settings.database, hide_parameters=True)
+    engine = _make_api_engine(settings)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -38,13 +38,31 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.session_factory = make_session_factory(engine)
-    install_error_handlers(app)
+    install_error_handlers(
+        app,
+        db_unavailable_retry_after_seconds=settings.db_unavailable_retry_after_seconds,
+        driver_errors=(engine.dialect.loaded_dbapi.OperationalError, engine.dialect.loaded_dbapi.InterfaceError),
+    )
     app.add_middleware(BodySizeLimit, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMetrics)
     app.include_router(scenarios_router)
     app.include_router(predictions_router)
     app.include_router(system_router)
     return app
+
+
+def _make_api_engine(settings: ApiSettings) -> Engine:
+    """The API's engine: while PostgreSQL is unreachable a request fails within a couple of seconds
+    (and answers 503) instead of waiting on a connection attempt or a free pooled connection."""
+    # hide_parameters: a failed statement's error (logged) must not carry a camera URL with its password.
+    engine = make_engine(settings.database, hide_parameters=True, pool_timeout=settings.db_pool_timeout_seconds)
+
+    @event.listens_for(engine, "do_connect")
+    def _connect_timeout(_dialect: object, _record: object, _args: object, params: dict[str, object]) -> None:
+        # make_engine owns connect_args; added here so a connect_timeout in the URL still wins.
+        params.setdefault("connect_timeout", settings.db_connect_timeout_seconds)
+
+    return engine
 
 
 app = create_app()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field, field_validator
 
+from vap_common.contracts import MAX_CAMERA_URL_LENGTH
 from vap_common.settings import DatabaseServiceSettings
 
 # Detector plug-ins the runner ships (DESIGN.md "Runner"); the runner validates their settings.
@@ -26,15 +27,31 @@ class ApiSettings(DatabaseServiceSettings):
     detectors: list[str] = Field(default_factory=lambda: list(DEFAULT_DETECTORS))
     # Limits on what a client may send. 64 KiB is far above any real scenario request.
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
-    max_camera_url_length: int = Field(default=2048, ge=16)
+    max_camera_url_length: int = Field(default=2048, ge=16, le=MAX_CAMERA_URL_LENGTH)  # the contracts carry at most that
     max_detector_settings_bytes: int = Field(default=16 * 1024, ge=2)
     max_idempotency_key_length: int = 200
+    # Nesting of detector.settings: real settings need a few levels, and the response serialiser
+    # (pydantic) refuses beyond about 255, which would make a stored scenario unreadable.
+    max_detector_settings_depth: int = Field(default=32, ge=1, le=200)
     # GET /prediction page size: default and ceiling, so a response never grows without bound.
     prediction_default_limit: int = Field(default=100, ge=1)
     prediction_max_limit: int = Field(default=1000, ge=1)
     # GET /scenarios page size.
     list_default_limit: int = Field(default=50, ge=1)
     list_max_limit: int = Field(default=500, ge=1)
+    # PostgreSQL unreachable: the longest a request waits for a new connection (libpq connect_timeout,
+    # whole seconds; libpq treats 1 as 2) and for a free pooled one, before it answers 503.
+    db_connect_timeout_seconds: int = Field(default=2, ge=2)
+    db_pool_timeout_seconds: float = Field(default=2.0, gt=0)
+    # Retry-After of those 503s: about how long a restarted database takes to accept connections.
+    db_unavailable_retry_after_seconds: int = Field(default=2, ge=1)
+    # Admission: POST /scenario/init answers 429 while this many scenarios are still starting
+    # (init_startup or in_startup_processing), so a burst cannot queue without bound for the runtimes.
+    max_starting_scenarios: int = Field(default=1000, ge=1)
+    start_queue_retry_after_seconds: int = Field(default=5, ge=1)
+    # GET /scenario shows an active (or in_shutdown_processing) scenario as stale when the runtime
+    # has not renewed its lease (workers.heartbeat_at) for this long; the runtime renews every few seconds.
+    runtime_stale_after_seconds: float = Field(default=30.0, gt=0)
 
     @field_validator("detectors")
     @classmethod
@@ -86,6 +103,12 @@ class InboxOptions(BaseModel):
     # How long the broker waits for a crashed inbox before its partitions go to another instance
     # (Kafka's default; the broker accepts 6 to 1800 seconds).
     session_timeout_seconds: float = Field(default=45.0, ge=6, le=1800)
+    # Results of a scenario that ended (inactive or failed) are still stored for this long after its
+    # end (results and status travel on different topics, so a runner's last results may arrive
+    # after its `inactive`); later ones are refused (dead-lettered): nothing runs to produce them.
+    late_result_grace_seconds: float = Field(default=300.0, ge=0)
+    # Seconds the inbox may see results waiting while it takes none before it exits to be restarted.
+    stall_timeout_seconds: float = Field(default=120.0, gt=0)
 
 
 class InboxSettings(DatabaseServiceSettings):

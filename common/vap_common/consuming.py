@@ -7,7 +7,21 @@ Guarantees, in this order, for each batch polled from Kafka:
    reject more messages, which also go to the DLQ;
 3. only then are the batch's offsets committed. A crash anywhere before 3 redelivers the batch, so
    handlers must be idempotent.
-A handler error is retried on the same batch with backoff (order is kept: nothing is skipped).
+
+Bad messages and bad luck are told apart (arroyo's line):
+- a handler error that ``is_permanent`` calls permanent (the database refuses the value for good) is
+  narrowed down by handling the batch in halves until the one message it is about goes to the DLQ;
+  the rest of the batch is stored as usual;
+- any other error is transient: nothing is committed, the consumer seeks back to the batch's first
+  offsets and tries again after a backoff. It keeps polling meanwhile (a wait never outlasts the
+  group's poll interval), so it keeps its partitions, and order is kept: nothing is skipped.
+Offset commits are never retried forever: a commit that fails (partitions lost to a rebalance, the
+group's coordinator gone, a lost assignment after a long broker outage) is logged and dropped. The
+effect is already durable, so the worst case is a redelivery, which the handlers absorb.
+
+A consumer that sees messages waiting on its partitions while it takes none for
+``stall_timeout_seconds`` raises :class:`ConsumerStalled`: the process exits and its supervisor
+(supervisord, Kubernetes) restarts it, instead of the process looping silently.
 """
 
 from __future__ import annotations
@@ -20,7 +34,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from prometheus_client import Counter
 from pydantic import TypeAdapter
 
@@ -31,6 +45,8 @@ log = logging.getLogger(__name__)
 
 MESSAGES_REJECTED = Counter("vap_messages_rejected_total", "Messages sent to a dead-letter topic", ["topic"])
 MESSAGES_CONSUMED = Counter("vap_messages_consumed_total", "Messages consumed and handled", ["topic"])
+BATCHES_RETRIED = Counter("vap_consumer_batches_retried_total", "Batches whose handling failed and is retried", ["topic"])
+COMMITS_DROPPED = Counter("vap_consumer_commits_dropped_total", "Offset commits that failed and were given up (redelivery follows)")
 
 
 @dataclass(frozen=True)
@@ -49,11 +65,29 @@ class Rejected:
     error: str
 
 
-_COMMIT_LOST_TO_REBALANCE = frozenset(
-    {KafkaError.REBALANCE_IN_PROGRESS, KafkaError.ILLEGAL_GENERATION, KafkaError.UNKNOWN_MEMBER_ID, KafkaError._STATE}
-)
+class ConsumerStalled(RuntimeError):
+    """Messages wait on the consumer's partitions but it has taken none for too long."""
+
 
 Handler = Callable[[Sequence[Accepted]], Sequence[Rejected]]
+
+# Commit errors after which retrying cannot help: the partitions belong to someone else now.
+_COMMIT_LOST = frozenset(
+    {
+        KafkaError.REBALANCE_IN_PROGRESS,
+        KafkaError.ILLEGAL_GENERATION,
+        KafkaError.UNKNOWN_MEMBER_ID,
+        KafkaError._STATE,
+        KafkaError._ASSIGNMENT_LOST,
+        KafkaError._NO_OFFSET,
+    }
+)
+_COMMIT_ATTEMPTS = 3
+_BROKER_QUERY_SECONDS = 5.0
+
+
+def never_permanent(_error: BaseException) -> bool:
+    return False
 
 
 @dataclass
@@ -68,6 +102,18 @@ class ConsumerLoop:
     batch_size: int = 500
     poll_timeout_seconds: float = 0.5
     max_backoff_seconds: float = 30.0
+    # Which handler errors are about the message, not the moment (e.g. vap_common.db.is_permanent_error).
+    is_permanent: Callable[[BaseException], bool] = never_permanent
+    stall_timeout_seconds: float = 120.0
+    # How often an idle consumer asks the broker whether messages wait for it.
+    progress_check_seconds: float = 5.0
+    clock: Callable[[], float] = time.monotonic
+    _retry_at: float = 0.0
+    _failures: int = 0
+    _took_since_check: bool = False
+    _next_check: float = 0.0
+    _stuck: dict[tuple[str, int], int] = field(default_factory=dict)  # partition -> committed offset seen waiting
+    _stuck_since: float | None = None
 
     def run(self) -> None:
         self.consumer.subscribe(list(self.contracts))
@@ -75,10 +121,21 @@ class ConsumerLoop:
             self.run_once()
 
     def run_once(self) -> int:
-        """Poll one batch and process it completely; returns how many messages it held."""
+        """Poll one batch and process it completely; returns how many messages it held (0 when the
+        batch failed and will be read again).
+
+        While backing off after a failed batch it only waits (at most ``poll_timeout_seconds``), so a
+        caller that runs other work between calls (the local runtime) is never blocked for long.
+        """
+        wait = self._retry_at - self.clock()
+        if wait > 0:
+            self.stop.wait(min(wait, self.poll_timeout_seconds))
+            return 0
         messages = [message for message in self.consumer.consume(self.batch_size, self.poll_timeout_seconds) if self._usable(message)]
         if not messages:
+            self._check_progress()
             return 0
+        self._took_since_check = True
         accepted: list[Accepted] = []
         rejected: list[Rejected] = []
         for message in messages:
@@ -86,10 +143,17 @@ class ConsumerLoop:
                 accepted.append(Accepted(message, decode(self.contracts[message.topic() or ""], message.value())))
             except InvalidMessage as error:
                 rejected.append(Rejected(message, str(error)))
-        if accepted:
-            rejected.extend(self._handle_with_retry(accepted))
-        self._dead_letter(rejected)
-        self._commit()
+        try:
+            if accepted:
+                rejected.extend(self._handle(accepted))
+            self._dead_letter(rejected)
+        except Exception:
+            if self.stop.is_set():
+                raise
+            self._retry_later(messages)
+            return 0
+        self._failures = 0
+        self._commit(messages)
         for topic, count in collections.Counter(item.message.topic() for item in accepted).items():
             MESSAGES_CONSUMED.labels(topic).inc(count)
         return len(messages)
@@ -99,22 +163,39 @@ class ConsumerLoop:
         if error is None:
             return True
         if error.code() != KafkaError._PARTITION_EOF:
-            log.error("kafka consumer error", extra={"error": str(error)})
+            log.warning("kafka consumer error", extra={"error": str(error)})
             if error.fatal():
                 raise RuntimeError(f"fatal Kafka consumer error: {error}")
         return False
 
-    def _handle_with_retry(self, accepted: Sequence[Accepted]) -> Sequence[Rejected]:
-        delay = 0.1
-        while True:
+    def _handle(self, accepted: Sequence[Accepted]) -> list[Rejected]:
+        """The handler's rejections; a permanent error is narrowed down to its message by halving."""
+        try:
+            return list(self.handler(accepted))
+        except Exception as error:
+            if not self.is_permanent(error):
+                raise
+            if len(accepted) == 1:
+                reason = f"refused for good: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+                log.warning("message refused for good by its handler", extra={"topic": accepted[0].message.topic(), "error": reason})
+                return [Rejected(accepted[0].message, reason)]
+            middle = len(accepted) // 2
+            return self._handle(accepted[:middle]) + self._handle(accepted[middle:])
+
+    def _retry_later(self, messages: Sequence[Message]) -> None:
+        """Seek back to the batch's first offsets and wait before reading it again."""
+        self._failures += 1
+        delay = min(0.1 * 2 ** (self._failures - 1), self.max_backoff_seconds)
+        log.exception("batch failed; it will be read again", extra={"retry_in_seconds": round(delay, 3), "failures": self._failures})
+        for topic in {message.topic() for message in messages}:
+            BATCHES_RETRIED.labels(topic).inc()
+        for (topic, partition), offset in _first_offsets(messages).items():
             try:
-                return self.handler(accepted)
-            except Exception:
-                if self.stop.is_set():
-                    raise
-                log.exception("handler failed; retrying the same batch", extra={"retry_in_seconds": delay})
-                time.sleep(delay)
-                delay = min(delay * 2, self.max_backoff_seconds)
+                self.consumer.seek(TopicPartition(topic, partition, offset))
+            except KafkaException as error:
+                # Not ours any more (a rebalance): its new owner starts from the last committed offset.
+                log.warning("cannot seek back; the partition was reassigned", extra={"topic": topic, "partition": partition, "error": str(error)})
+        self._retry_at = self.clock() + delay
 
     def _dead_letter(self, rejected: Sequence[Rejected]) -> None:
         if not rejected:
@@ -125,18 +206,77 @@ class ConsumerLoop:
         if self.dlq_producer.flush(30) != 0:
             raise RuntimeError("dead-letter records not acknowledged; not committing the batch")
 
-    def _commit(self) -> None:
-        delay = 0.1
-        while True:
+    def _commit(self, messages: Sequence[Message]) -> None:
+        offsets = [TopicPartition(topic, partition, offset + 1) for (topic, partition), offset in _last_offsets(messages).items()]
+        for attempt in range(1, _COMMIT_ATTEMPTS + 1):
             try:
-                self.consumer.commit(asynchronous=False)
+                self.consumer.commit(offsets=offsets, asynchronous=False)
                 return
             except KafkaException as error:
-                # Partitions lost to a rebalance: the batch is redelivered to their new owner, which is
-                # harmless because handlers are idempotent. Anything else is retried.
-                if error.args[0].code() in _COMMIT_LOST_TO_REBALANCE or self.stop.is_set():
+                code = error.args[0].code()
+                if code in _COMMIT_LOST or attempt == _COMMIT_ATTEMPTS or self.stop.is_set():
+                    COMMITS_DROPPED.inc()
                     log.warning("offset commit failed; the batch may be redelivered", extra={"error": str(error)})
                     return
-                log.exception("offset commit failed; retrying")
-                time.sleep(delay)
-                delay = min(delay * 2, self.max_backoff_seconds)
+                self.stop.wait(0.1 * attempt)
+
+    # --- liveness ---------------------------------------------------------------------------------
+
+    def _check_progress(self) -> None:
+        """Raise ConsumerStalled when messages wait, unmoved, while this consumer takes none."""
+        now = self.clock()
+        if now < self._next_check:
+            return
+        self._next_check = now + self.progress_check_seconds
+        took, self._took_since_check = self._took_since_check, False
+        waiting = None if took else self._waiting_partitions()
+        if not waiting:  # took something, nothing waits, or the broker cannot tell: not stalled
+            self._stuck, self._stuck_since = {}, None
+            return
+        unmoved = {partition: offset for partition, offset in waiting.items() if self._stuck.get(partition) == offset}
+        if not unmoved:
+            self._stuck, self._stuck_since = waiting, now
+            return
+        self._stuck = unmoved
+        assert self._stuck_since is not None
+        if now - self._stuck_since >= self.stall_timeout_seconds:
+            shown = {f"{topic}[{partition}]": offset for (topic, partition), offset in sorted(unmoved.items())}
+            raise ConsumerStalled(
+                f"messages have waited {now - self._stuck_since:.0f}s at committed offsets {shown} while this consumer took none"
+            )
+
+    def _waiting_partitions(self) -> dict[tuple[str, int], int] | None:
+        """Partitions of the subscribed topics whose committed offset is below their end (None: unknown)."""
+        try:
+            partitions = [
+                TopicPartition(topic, partition)
+                for topic in self.contracts
+                for partition in self.consumer.list_topics(topic, timeout=_BROKER_QUERY_SECONDS).topics[topic].partitions
+            ]
+            committed = self.consumer.committed(partitions, timeout=_BROKER_QUERY_SECONDS)
+            waiting: dict[tuple[str, int], int] = {}
+            for partition in committed:
+                low, high = self.consumer.get_watermark_offsets(partition, timeout=_BROKER_QUERY_SECONDS, cached=False)
+                start = partition.offset if partition.offset >= 0 else low
+                if start < high:
+                    waiting[(partition.topic, partition.partition)] = start
+        except (KafkaException, KeyError) as error:
+            log.debug("cannot tell whether messages wait", extra={"error": str(error)})
+            return None
+        return waiting
+
+
+def _first_offsets(messages: Sequence[Message]) -> dict[tuple[str, int], int]:
+    first: dict[tuple[str, int], int] = {}
+    for message in messages:
+        key = (message.topic() or "", message.partition() or 0)
+        first[key] = min(first.get(key, message.offset() or 0), message.offset() or 0)
+    return first
+
+
+def _last_offsets(messages: Sequence[Message]) -> dict[tuple[str, int], int]:
+    last: dict[tuple[str, int], int] = {}
+    for message in messages:
+        key = (message.topic() or "", message.partition() or 0)
+        last[key] = max(last.get(key, -1), message.offset() or 0)
+    return last

@@ -11,14 +11,38 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar, overload
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from typing_extensions import TypedDict
 
 from vap_common.lifecycle import FailureReason, ScenarioStatus
+from vap_common.storable import json_problem
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+# What PostgreSQL can store: a contract that lets through a value the database refuses would stall
+# its consumer on that message, so every bound the database has is checked here first.
+BIGINT_MAX = 2**63 - 1
+# Text without NUL (vap_common.storable's rule as a pattern, checked in Rust on the hot path; lone
+# surrogates are already invalid JSON).
+Text = Annotated[str, Field(pattern=r"^[^\x00]*$")]
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+# Detections one frame result may carry: bounds a result's size (far above any real detector's).
+MAX_DETECTIONS_PER_FRAME = 1000
+MAX_CLASS_NAME_LENGTH = 100
+MAX_CAMERA_URL_LENGTH = 8192
+
+
+def storable_json(value: dict[str, Any]) -> dict[str, Any]:
+    """``value`` unchanged if PostgreSQL's jsonb can store it (vap_common.storable), else ValueError."""
+    if problem := json_problem(value):
+        raise ValueError(problem)
+    return value
+
+
+StorableJson = Annotated[dict[str, Any], AfterValidator(storable_json)]
 
 
 class Contract(BaseModel):
@@ -30,8 +54,8 @@ class Contract(BaseModel):
 class DetectorSpec(Contract):
     """Which detector plug-in a scenario uses and its settings (validated by the runner's registry)."""
 
-    name: str = "mock"
-    settings: dict[str, Any] = Field(default_factory=dict)
+    name: Text = Field(default="mock", min_length=1, max_length=64)
+    settings: StorableJson = Field(default_factory=dict)
 
 
 class ScenarioCommand(Contract):
@@ -39,7 +63,7 @@ class ScenarioCommand(Contract):
 
     scenario_uuid: UUID
     command: Literal["start", "shutdown"]
-    camera_url: str
+    camera_url: Text = Field(max_length=MAX_CAMERA_URL_LENGTH)
     detector: DetectorSpec = Field(default_factory=DetectorSpec)
     issued_at: datetime = Field(default_factory=utc_now)
 
@@ -48,17 +72,17 @@ class DeployCommand(Contract):
     """`to_deploy`: the orchestrator asks the runtime to run or stop one runner."""
 
     scenario_uuid: UUID
-    worker_id: str
+    worker_id: Text = Field(min_length=1, max_length=64)
     action: Literal["deploy", "stop"]
-    camera_url: str
+    camera_url: Text = Field(max_length=MAX_CAMERA_URL_LENGTH)
     detector: DetectorSpec = Field(default_factory=DetectorSpec)
     issued_at: datetime = Field(default_factory=utc_now)
 
 
 class Detection(Contract):
-    class_name: str = Field(alias="class")
+    class_name: Text = Field(alias="class", min_length=1, max_length=MAX_CLASS_NAME_LENGTH)
     confidence: float = Field(ge=0.0, le=1.0)
-    bbox: tuple[float, float, float, float]  # x1, y1, x2, y2 in pixels of the original frame
+    bbox: tuple[FiniteFloat, FiniteFloat, FiniteFloat, FiniteFloat]  # x1, y1, x2, y2 in pixels of the original frame
 
 
 class FrameResult(Contract):
@@ -69,9 +93,9 @@ class FrameResult(Contract):
     """
 
     scenario_uuid: UUID
-    run_id: str = Field(min_length=1, max_length=64)
-    frame_number: int = Field(ge=0)
-    detections: list[Detection]
+    run_id: Text = Field(min_length=1, max_length=64)
+    frame_number: int = Field(ge=0, le=BIGINT_MAX)
+    detections: list[Detection] = Field(max_length=MAX_DETECTIONS_PER_FRAME)
     timestamp: datetime
 
 
@@ -80,7 +104,11 @@ class FrameResult(Contract):
 # about 2.5x faster than the models. tests/unit/common/test_contracts.py keeps the two in step.
 DetectionRecord = TypedDict(
     "DetectionRecord",
-    {"class": str, "confidence": Annotated[float, Field(ge=0.0, le=1.0)], "bbox": tuple[float, float, float, float]},
+    {
+        "class": Annotated[Text, Field(min_length=1, max_length=MAX_CLASS_NAME_LENGTH)],
+        "confidence": Annotated[float, Field(ge=0.0, le=1.0)],
+        "bbox": tuple[FiniteFloat, FiniteFloat, FiniteFloat, FiniteFloat],
+    },
 )
 DetectionRecord.__pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[attr-defined]
 
@@ -89,9 +117,9 @@ class FrameResultRecord(TypedDict):
     __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
 
     scenario_uuid: UUID
-    run_id: Annotated[str, Field(min_length=1, max_length=64)]
-    frame_number: Annotated[int, Field(ge=0)]
-    detections: list[DetectionRecord]
+    run_id: Annotated[Text, Field(min_length=1, max_length=64)]
+    frame_number: Annotated[int, Field(ge=0, le=BIGINT_MAX)]
+    detections: Annotated[list[DetectionRecord], Field(max_length=MAX_DETECTIONS_PER_FRAME)]
     timestamp: datetime
 
 
@@ -104,7 +132,7 @@ class StatusEvent(Contract):
     scenario_uuid: UUID
     status: ScenarioStatus
     reason: FailureReason | None = None
-    message: str | None = Field(default=None, max_length=2000)
+    message: Text | None = Field(default=None, max_length=2000)
     occurred_at: datetime = Field(default_factory=utc_now)
 
 

@@ -55,3 +55,28 @@ def migrate(settings: DatabaseSettings, revision: str = "head", *, down: bool = 
             (command.downgrade if down else command.upgrade)(config, revision)
     finally:
         engine.dispose()
+
+
+# SQLSTATE classes of errors about the data, not the moment: 22 data exception (e.g. a NUL in text,
+# a number out of range), 23 integrity constraint violation, 54 program limit exceeded (e.g. an
+# index row too large). Retrying such a statement gives the same answer.
+_PERMANENT_SQLSTATE_CLASSES = ("22", "23", "54")
+
+
+def is_permanent_error(error: BaseException) -> bool:
+    """True when PostgreSQL (or the driver, before sending) refuses the data for good.
+
+    Connection-level failures (server down, connection reset, timeouts) are transient: False.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        pgcode = getattr(current, "pgcode", None)
+        if isinstance(pgcode, str) and pgcode[:2] in _PERMANENT_SQLSTATE_CLASSES:
+            return True
+        # psycopg2 refuses some values before sending them: NUL in a string, text it cannot encode.
+        if isinstance(current, UnicodeError) or (isinstance(current, ValueError) and "NUL" in str(current)):
+            return True
+        current = getattr(current, "orig", None) or current.__cause__
+    return False

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from vap_common.consuming import Accepted, ConsumerLoop, Rejected
 from vap_common.contracts import DeployCommand, ScenarioCommand
-from vap_common.db import transaction
+from vap_common.db import is_permanent_error, transaction
 from vap_common.kafka import make_consumer, make_producer
 from vap_common.redact import redact_url
 from vap_common.settings import KafkaSettings
@@ -86,6 +86,7 @@ def build_loop(
     group_id: str,
     poll_timeout_seconds: float,
     stop: threading.Event,
+    stall_timeout_seconds: float,
     consumer_overrides: dict[str, int] | None = None,
 ) -> ConsumerLoop:
     """The orchestrator's consumer loop (call ``.run()``; set ``stop`` to end it)."""
@@ -97,4 +98,6 @@ def build_loop(
         handler=Orchestrator(sessions=sessions, publisher=Publisher(producer, topic_prefix=kafka.topic_prefix)),
         stop=stop,
         poll_timeout_seconds=poll_timeout_seconds,
+        is_permanent=is_permanent_error,
+        stall_timeout_seconds=stall_timeout_seconds,
     )

@@ -13,7 +13,11 @@ the retries and the commit-after-effect). One batch is one PostgreSQL transactio
   what costs; the result is the same either way);
 * status events move ``scenarios.status`` only along the lifecycle transition table; a stale or
   repeated one is ignored, counted and logged;
-* messages about a scenario that does not exist are rejected (they go to the dead-letter topic).
+* messages about a scenario that does not exist are rejected (they go to the dead-letter topic), and
+  so are results of a scenario that ended (inactive or failed) longer than ``late_result_grace_seconds``
+  ago: no runner is left to produce them;
+* a value PostgreSQL refuses for good is narrowed down to its message by the ConsumerLoop and
+  dead-lettered (``vap_common.db.is_permanent_error``); connection errors are retried.
 """
 
 from __future__ import annotations
@@ -34,9 +38,9 @@ from pydantic_core import to_json
 from sqlalchemy import Connection, Engine, text
 
 from vap_api.settings import InboxSettings
-from vap_common.consuming import Accepted, ConsumerLoop, Rejected
+from vap_common.consuming import Accepted, ConsumerLoop, ConsumerStalled, Rejected
 from vap_common.contracts import FRAME_RESULT_RECORD, Contract, FrameResultRecord, StatusEvent
-from vap_common.db import make_engine
+from vap_common.db import is_permanent_error, make_engine
 from vap_common.kafka import make_consumer, make_producer
 from vap_common.lifecycle import FailureReason, ScenarioStatus, can_transition
 from vap_common.logs import configure_logging
@@ -50,6 +54,7 @@ RESULTS_DUPLICATE = Counter("vap_inbox_results_duplicate_total", "Frame results 
 STATUS_APPLIED = Counter("vap_inbox_status_applied_total", "Status events that moved a scenario", ["status"])
 STATUS_IGNORED = Counter("vap_inbox_status_ignored_total", "Stale or repeated status events ignored", ["current", "event"])
 UNKNOWN_SCENARIO = Counter("vap_inbox_unknown_scenario_total", "Messages for a scenario that does not exist", ["kind"])
+LATE_RESULTS = Counter("vap_inbox_late_results_total", "Results of a scenario that ended before the grace period, refused")
 BATCH_SECONDS = Histogram("vap_inbox_batch_seconds", "Time to store one consumed batch in PostgreSQL")
 
 _STAGING = text(
@@ -65,10 +70,12 @@ _MOVE = text(
     "SELECT scenario_uuid, run_id, frame_number, detections, timestamp FROM inbox_results_staging "
     "ON CONFLICT ON CONSTRAINT uq_scenario_results_dedupe DO NOTHING"
 )
-_EXISTING = text("SELECT scenario_uuid FROM scenarios WHERE scenario_uuid = ANY(CAST(:ids AS uuid[]))")
+# `ended`: terminal for longer than the grace period, so results of it are refused.
+_ENDED = "(status IN ('inactive', 'failed') AND updated_at < now() - make_interval(secs => :grace_seconds)) AS ended"
+_EXISTING = text(f"SELECT scenario_uuid, {_ENDED} FROM scenarios WHERE scenario_uuid = ANY(CAST(:ids AS uuid[]))")
 # Locked in a fixed order so two inbox instances (or the API's shutdown) never deadlock.
 _LOCK_FOR_STATUS = text(
-    "SELECT scenario_uuid, status FROM scenarios WHERE scenario_uuid = ANY(CAST(:ids AS uuid[])) "
+    f"SELECT scenario_uuid, status, {_ENDED} FROM scenarios WHERE scenario_uuid = ANY(CAST(:ids AS uuid[])) "
     "ORDER BY scenario_uuid FOR UPDATE"
 )
 _SET_STATUS = text(
@@ -92,10 +99,11 @@ class _StatusChange:
 class Inbox:
     """Batch handler for the results and status topics of one topic prefix."""
 
-    def __init__(self, *, engine: Engine, results_topic: str, status_topic: str) -> None:
+    def __init__(self, *, engine: Engine, results_topic: str, status_topic: str, late_result_grace_seconds: float = 300.0) -> None:
         self._engine = engine
         self.results_topic = results_topic
         self.status_topic = status_topic
+        self._grace_seconds = late_result_grace_seconds
 
     @property
     def contracts(self) -> dict[str, type[Contract] | TypeAdapter[Any]]:
@@ -104,22 +112,24 @@ class Inbox:
         return {self.results_topic: FRAME_RESULT_RECORD, self.status_topic: StatusEvent}
 
     def handle(self, batch: Sequence[Accepted]) -> Sequence[Rejected]:
-        """Store one batch in one transaction; returns the messages about unknown scenarios."""
+        """Store one batch in one transaction; returns the messages about unknown scenarios and the
+        results of ended ones."""
         results: list[FrameResultRecord] = [item.value for item in batch if not isinstance(item.value, StatusEvent)]
         events = [item.value for item in batch if isinstance(item.value, StatusEvent)]
         result_ids = {result["scenario_uuid"] for result in results}
         with BATCH_SECONDS.time(), self._engine.begin() as connection:
-            statuses = self._lock_for_status(connection, {event.scenario_uuid for event in events})
-            existing = self._existing(connection, result_ids, statuses)
+            statuses, ended = self._lock_for_status(connection, {event.scenario_uuid for event in events})
+            existing = self._existing(connection, result_ids, set(statuses), ended)
             unknown = (result_ids | {event.scenario_uuid for event in events}) - existing
             if unknown:  # rare: filter row by row only then
-                results = [result for result in results if result["scenario_uuid"] not in unknown]
                 events = [event for event in events if event.scenario_uuid not in unknown]
+            if unknown or ended & result_ids:
+                results = [result for result in results if result["scenario_uuid"] not in unknown and result["scenario_uuid"] not in ended]
             self._store_results(connection, results)
             self._apply_statuses(connection, events, statuses)
-        return self._reject_unknown(batch, unknown) if unknown else []
+        return self._reject(batch, unknown, ended & result_ids) if unknown or ended & result_ids else []
 
-    def _reject_unknown(self, batch: Sequence[Accepted], unknown: set[UUID]) -> list[Rejected]:
+    def _reject(self, batch: Sequence[Accepted], unknown: set[UUID], ended: set[UUID]) -> list[Rejected]:
         rejected: list[Rejected] = []
         for item in batch:
             is_status = isinstance(item.value, StatusEvent)
@@ -127,23 +137,33 @@ class Inbox:
             if scenario_uuid in unknown:
                 UNKNOWN_SCENARIO.labels("status" if is_status else "result").inc()
                 error = f"unknown scenario_uuid {scenario_uuid}: no such scenario"
-                log.warning("message for an unknown scenario rejected", extra={"topic": item.message.topic(), "error": error})
-                rejected.append(Rejected(item.message, error))
+            elif not is_status and scenario_uuid in ended:
+                LATE_RESULTS.inc()
+                error = f"scenario {scenario_uuid} ended more than {self._grace_seconds:g}s ago; its results are no longer accepted"
+            else:
+                continue
+            log.warning("message rejected", extra={"topic": item.message.topic(), "error": error})
+            rejected.append(Rejected(item.message, error))
         return rejected
 
     # --- lookups ----------------------------------------------------------------------------------
 
-    def _lock_for_status(self, connection: Connection, ids: set[UUID]) -> dict[UUID, ScenarioStatus]:
+    def _lock_for_status(self, connection: Connection, ids: set[UUID]) -> tuple[dict[UUID, ScenarioStatus], set[UUID]]:
+        """The locked scenarios' statuses, and which of them ended longer than the grace ago."""
         if not ids:
-            return {}
-        rows = connection.execute(_LOCK_FOR_STATUS, {"ids": sorted(str(uuid) for uuid in ids)})
-        return {row.scenario_uuid: ScenarioStatus(row.status) for row in rows}
+            return {}, set()
+        rows = connection.execute(_LOCK_FOR_STATUS, {"ids": sorted(str(uuid) for uuid in ids), "grace_seconds": self._grace_seconds}).all()
+        return {row.scenario_uuid: ScenarioStatus(row.status) for row in rows}, {row.scenario_uuid for row in rows if row.ended}
 
-    def _existing(self, connection: Connection, ids: set[UUID], locked: dict[UUID, ScenarioStatus]) -> set[UUID]:
+    def _existing(self, connection: Connection, ids: set[UUID], locked: set[UUID], ended: set[UUID]) -> set[UUID]:
+        """The scenarios among ``ids`` and ``locked`` that exist; adds the ended ones to ``ended``."""
         found = set(locked)
         missing = sorted(str(uuid) for uuid in ids - found)
         if missing:
-            found.update(row.scenario_uuid for row in connection.execute(_EXISTING, {"ids": missing}))
+            for row in connection.execute(_EXISTING, {"ids": missing, "grace_seconds": self._grace_seconds}):
+                found.add(row.scenario_uuid)
+                if row.ended:
+                    ended.add(row.scenario_uuid)
         return found
 
     # --- effects ----------------------------------------------------------------------------------
@@ -227,6 +247,7 @@ def main() -> None:
         engine=engine,
         results_topic=topic_name(Topic.RESULTS, prefix),
         status_topic=topic_name(Topic.SCENARIO_STATUS, prefix),
+        late_result_grace_seconds=settings.inbox.late_result_grace_seconds,
     )
     producer = make_producer(settings.kafka)
     loop = ConsumerLoop(
@@ -241,6 +262,8 @@ def main() -> None:
         batch_size=settings.inbox.batch_size,
         poll_timeout_seconds=settings.inbox.poll_timeout_seconds,
         max_backoff_seconds=settings.inbox.max_backoff_seconds,
+        is_permanent=is_permanent_error,
+        stall_timeout_seconds=settings.inbox.stall_timeout_seconds,
     )
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -252,6 +275,9 @@ def main() -> None:
     log.info("inbox started", extra={"metrics_port": server.server_port, "topics": list(inbox.contracts)})
     try:
         loop.run()
+    except ConsumerStalled as error:
+        log.error("inbox stalled; exiting for the supervisor to restart it", extra={"error": str(error)})
+        raise SystemExit(1) from None
     finally:
         loop.consumer.close()
         producer.flush(30)

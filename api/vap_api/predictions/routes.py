@@ -17,7 +17,11 @@ router = APIRouter(prefix="/api/v1", tags=["predictions"])
 @router.get(
     "/prediction/{scenario_uuid}",
     response_model=PredictionOut,  # documents the shape; the body is assembled from PostgreSQL's JSON
-    responses={404: {"description": "No such scenario"}, 422: {"description": "Invalid request"}},
+    responses={
+        404: {"description": "No such scenario"},
+        422: {"description": "Invalid request"},
+        503: {"description": "The database is unreachable; retry after Retry-After seconds"},
+    },
 )
 def get_prediction(
     scenario_uuid: UUID,

@@ -2,29 +2,34 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Header, Query, Response, status
 
 from vap_api.deps import SessionDep, SettingsDep
 from vap_api.scenarios import rules, service
-from vap_api.scenarios.schemas import DetectorOut, ScenarioInit, ScenarioOut, ScenarioPage, ScenarioState
+from vap_api.scenarios.schemas import DetectorOut, RuntimeOut, ScenarioInit, ScenarioOut, ScenarioPage, ScenarioState
 from vap_common.contracts import DetectorSpec
 from vap_common.lifecycle import FailureReason, ScenarioStatus
 from vap_common.redact import redact_text, redact_url
-from vap_common.schema import Scenario
 
 router = APIRouter(prefix="/api/v1", tags=["scenarios"])
 
-_ERRORS = {404: {"description": "No such scenario"}, 422: {"description": "Invalid request"}}
+_ERRORS: dict[int | str, dict[str, Any]] = {404: {"description": "No such scenario"}, 422: {"description": "Invalid request"}}
+_DB_UNAVAILABLE: dict[int | str, dict[str, Any]] = {503: {"description": "The database is unreachable; retry after Retry-After seconds"}}
 
 
 @router.post(
     "/scenario/init",
     status_code=status.HTTP_201_CREATED,
     response_model=ScenarioState,
-    responses={200: {"model": ScenarioState, "description": "Same Idempotency-Key as an earlier request: that scenario"}, **_ERRORS},
+    responses={
+        200: {"model": ScenarioState, "description": "Same Idempotency-Key as an earlier request: that scenario"},
+        429: {"description": "Too many scenarios are starting; retry after Retry-After seconds"},
+        **_ERRORS,
+        **_DB_UNAVAILABLE,
+    },
 )
 def init_scenario(
     body: ScenarioInit,
@@ -40,6 +45,7 @@ def init_scenario(
         session=session,
         camera_url=body.camera_url,
         detector=DetectorSpec(name=body.detector.name, settings=body.detector.settings),
+        start_queue=service.StartQueue(max_starting=settings.max_starting_scenarios, retry_after_seconds=settings.start_queue_retry_after_seconds),
         name=body.name,
         idempotency_key=idempotency_key,
     )
@@ -48,13 +54,13 @@ def init_scenario(
     return ScenarioState(scenario_uuid=outcome.scenario_uuid, status=outcome.status)
 
 
-@router.get("/scenario/{scenario_uuid}", response_model=ScenarioOut, responses=_ERRORS)
-def get_scenario(scenario_uuid: UUID, session: SessionDep) -> ScenarioOut:
-    """One scenario; any password in its camera URL is masked."""
-    return _scenario_out(service.get_scenario(session=session, scenario_uuid=scenario_uuid))
+@router.get("/scenario/{scenario_uuid}", response_model=ScenarioOut, responses={**_ERRORS, **_DB_UNAVAILABLE})
+def get_scenario(scenario_uuid: UUID, session: SessionDep, settings: SettingsDep) -> ScenarioOut:
+    """One scenario and its runtime view; any password in its camera URL is masked."""
+    return _scenario_out(service.get_scenario(session=session, scenario_uuid=scenario_uuid, stale_after_seconds=settings.runtime_stale_after_seconds))
 
 
-@router.get("/scenarios", response_model=ScenarioPage, responses={422: _ERRORS[422]})
+@router.get("/scenarios", response_model=ScenarioPage, responses={422: _ERRORS[422], **_DB_UNAVAILABLE})
 def list_scenarios(
     session: SessionDep,
     settings: SettingsDep,
@@ -64,15 +70,17 @@ def list_scenarios(
 ) -> ScenarioPage:
     """Scenarios, newest first, optionally of one status; follow `next_cursor` for the next page."""
     size = min(limit or settings.list_default_limit, settings.list_max_limit)
-    rows, next_cursor = service.list_scenarios(session=session, status=status_filter, limit=size, cursor=cursor)
-    return ScenarioPage(items=[_scenario_out(row) for row in rows], next_cursor=next_cursor)
+    views, next_cursor = service.list_scenarios(
+        session=session, status=status_filter, limit=size, cursor=cursor, stale_after_seconds=settings.runtime_stale_after_seconds
+    )
+    return ScenarioPage(items=[_scenario_out(view) for view in views], next_cursor=next_cursor)
 
 
 @router.post(
     "/scenario/{scenario_uuid}/shutdown",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=ScenarioState,
-    responses={200: {"model": ScenarioState, "description": "Already stopping or stopped: its current state, nothing done"}, **_ERRORS},
+    responses={200: {"model": ScenarioState, "description": "Already stopping or stopped: its current state, nothing done"}, **_ERRORS, **_DB_UNAVAILABLE},
 )
 def shutdown_scenario(scenario_uuid: UUID, session: SessionDep, response: Response) -> ScenarioState:
     """Ask the scenario to stop (status `init_shutdown`); a no-op when it is already stopping or stopped."""
@@ -82,7 +90,8 @@ def shutdown_scenario(scenario_uuid: UUID, session: SessionDep, response: Respon
     return ScenarioState(scenario_uuid=outcome.scenario_uuid, status=outcome.status)
 
 
-def _scenario_out(scenario: Scenario) -> ScenarioOut:
+def _scenario_out(view: service.ScenarioView) -> ScenarioOut:
+    scenario, runtime = view.scenario, view.runtime
     return ScenarioOut(
         scenario_uuid=scenario.scenario_uuid,
         name=scenario.name,
@@ -93,4 +102,10 @@ def _scenario_out(scenario: Scenario) -> ScenarioOut:
         error_message=redact_text(scenario.error_message) if scenario.error_message else None,
         created_at=scenario.created_at,
         updated_at=scenario.updated_at,
+        runtime=RuntimeOut(
+            heartbeat_at=runtime.heartbeat_at,
+            stale=runtime.stale,
+            wait_reason=redact_text(runtime.wait_reason) if runtime.wait_reason else None,
+            restarts=runtime.restarts,
+        ),
     )

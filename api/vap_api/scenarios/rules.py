@@ -1,6 +1,7 @@
-"""Rules on a new scenario that depend on settings: camera URL schemes and limits, detectors.
+"""Rules on a new scenario: camera URL schemes and limits, detectors, and what PostgreSQL can store.
 
-Messages never repeat the URL itself: it may carry a password.
+Messages never repeat the URL itself: it may carry a password. Input PostgreSQL cannot store
+(vap_common.storable) is a 422 naming its field, never a failed INSERT.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from urllib.parse import urlsplit
 from vap_api.errors import InvalidRequest
 from vap_api.scenarios.schemas import ScenarioInit
 from vap_api.settings import ApiSettings
+from vap_common.storable import json_problem, text_problem
 
 NETWORK_SCHEMES = ("rtsp", "rtsps", "http", "https")
 FILE_SCHEME = "file"
@@ -51,8 +53,15 @@ def check_camera_url(url: str, *, allow_file_urls: bool, max_length: int) -> Non
 def check_init(body: ScenarioInit, *, settings: ApiSettings) -> None:
     """Raise InvalidRequest unless a scenario may be created from ``body``."""
     check_camera_url(body.camera_url, allow_file_urls=settings.allow_file_urls, max_length=settings.max_camera_url_length)
+    if body.name is not None and (problem := text_problem(body.name)):
+        raise InvalidRequest(("body", "name"), f"name {problem}")
+    # Before the list of detectors: that message repeats the name, which must be printable first.
+    if problem := text_problem(body.detector.name):
+        raise InvalidRequest(("body", "detector", "name"), f"detector.name {problem}")
     if body.detector.name not in settings.detectors:
         raise InvalidRequest(("body", "detector", "name"), f"unknown detector '{body.detector.name}'; use one of: {', '.join(settings.detectors)}")
+    if problem := json_problem(body.detector.settings, max_depth=settings.max_detector_settings_depth):
+        raise InvalidRequest(("body", "detector", "settings"), f"detector.settings {problem}")
     size = len(json.dumps(body.detector.settings, separators=(",", ":")).encode())
     if size > settings.max_detector_settings_bytes:
         raise InvalidRequest(("body", "detector", "settings"), f"detector.settings is {size} bytes as JSON; the limit is {settings.max_detector_settings_bytes}")

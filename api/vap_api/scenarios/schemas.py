@@ -40,6 +40,15 @@ class DetectorOut(BaseModel):
     settings: dict[str, Any]
 
 
+class RuntimeOut(BaseModel):
+    """What the runtime reports of the scenario's runner; defaults before it has a runner record."""
+
+    heartbeat_at: datetime | None = Field(description="Last renewal of the runtime's lease on the running runner")
+    stale: bool = Field(description="Active (or shutting down) but the lease lapsed: the runner may not be running")
+    wait_reason: str | None = Field(description="Why a runner that should run is not running yet (e.g. the runtime is at capacity)")
+    restarts: int = Field(description="Times the runtime restarted the runner")
+
+
 class ScenarioOut(BaseModel):
     scenario_uuid: UUID
     name: str | None
@@ -50,6 +59,7 @@ class ScenarioOut(BaseModel):
     error_message: str | None
     created_at: datetime
     updated_at: datetime
+    runtime: RuntimeOut
 
 
 class ScenarioPage(BaseModel):

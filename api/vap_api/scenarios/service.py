@@ -7,24 +7,29 @@ import binascii
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import cast
 
-from sqlalchemy import Table, func, select, tuple_, update
+from sqlalchemy import Row, Select, Table, func, literal, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from vap_api.errors import IdempotencyKeyReused, InvalidRequest, NotFound
+from vap_api.errors import IdempotencyKeyReused, InvalidRequest, NotFound, TooManyRequests
 from vap_api.outbox.service import enqueue
 from vap_common.contracts import DetectorSpec, ScenarioCommand
 from vap_common.lifecycle import SHUTDOWN_NOOP_STATES, ScenarioStatus, can_transition
 from vap_common.redact import redact_url
-from vap_common.schema import Scenario
+from vap_common.schema import Scenario, Worker
 
 log = logging.getLogger(__name__)
 
 # The table, not the ORM entity, for the INSERT of the hot path: the ORM's bulk machinery adds only cost.
 _SCENARIOS = cast(Table, Scenario.__table__)
+
+# Scenarios waiting for a runner: what the start queue limit counts.
+STARTING_STATES = (ScenarioStatus.INIT_STARTUP, ScenarioStatus.IN_STARTUP_PROCESSING)
+# Scenarios whose runner should be running, so the runtime renews its lease (workers.heartbeat_at).
+LEASED_STATES = frozenset({ScenarioStatus.ACTIVE, ScenarioStatus.IN_SHUTDOWN_PROCESSING})
 
 
 @dataclass(frozen=True)
@@ -41,11 +46,51 @@ class ShutdownOutcome:
     requested: bool  # False: it was already stopping or stopped, nothing was written
 
 
+@dataclass(frozen=True)
+class Runtime:
+    """What the runtime reports of a scenario's runner (workers row); defaults when it has none yet."""
+
+    heartbeat_at: datetime | None
+    stale: bool  # its runner should be running but its lease lapsed: `active` may not be true
+    wait_reason: str | None
+    restarts: int
+
+
+@dataclass(frozen=True)
+class ScenarioView:
+    scenario: Scenario
+    runtime: Runtime
+
+
+@dataclass(frozen=True)
+class StartQueue:
+    """The admission limit of new scenarios (ApiSettings.max_starting_scenarios and its Retry-After)."""
+
+    max_starting: int
+    retry_after_seconds: int
+
+
 def create_scenario(
-    *, session: Session, camera_url: str, detector: DetectorSpec, name: str | None = None, idempotency_key: str | None = None
+    *,
+    session: Session,
+    camera_url: str,
+    detector: DetectorSpec,
+    start_queue: StartQueue,
+    name: str | None = None,
+    idempotency_key: str | None = None,
 ) -> Created:
-    """Insert a scenario in init_startup and its start command, in one transaction."""
+    """Insert a scenario in init_startup and its start command, in one transaction; TooManyRequests
+    when the start queue is full, unless ``idempotency_key`` names an existing scenario (a replay)."""
     with session.begin():
+        # A soft limit: concurrent requests may pass the count together and overshoot it a little,
+        # which is harmless; serialising every insert to make it exact would cost more than it saves.
+        if _starting_count(session, at_most=start_queue.max_starting) >= start_queue.max_starting:
+            if idempotency_key is not None and (replay := _replay(session, camera_url, detector, name, idempotency_key)):
+                return replay
+            raise TooManyRequests(
+                f"{start_queue.max_starting} or more scenarios are still starting; retry later",
+                retry_after_seconds=start_queue.retry_after_seconds,
+            )
         # ON CONFLICT waits for a concurrent insert of the same key, so a race yields one scenario.
         statement = (
             insert(_SCENARIOS)
@@ -63,41 +108,83 @@ def create_scenario(
         )
         scenario_uuid = session.execute(statement).scalar_one_or_none()
         if scenario_uuid is None:
-            existing = session.execute(
-                select(Scenario.scenario_uuid, Scenario.status, Scenario.camera_url, Scenario.detector, Scenario.detector_settings, Scenario.name)
-                .where(Scenario.idempotency_key == idempotency_key)
-            ).one()
-            if tuple(existing[2:]) != (camera_url, detector.name, detector.settings, name):
-                raise IdempotencyKeyReused("this Idempotency-Key was already used with a different request")
-            return Created(existing.scenario_uuid, ScenarioStatus(existing.status), created=False)
+            assert idempotency_key is not None  # only the idempotency key's unique index can conflict
+            replay = _replay(session, camera_url, detector, name, idempotency_key)
+            assert replay is not None  # the conflicting row is committed: ON CONFLICT waited for it
+            return replay
         enqueue(session=session, command=ScenarioCommand(scenario_uuid=scenario_uuid, command="start", camera_url=camera_url, detector=detector))
     log.info("scenario created", extra={"scenario_uuid": str(scenario_uuid), "camera_url": redact_url(camera_url), "detector": detector.name})
     return Created(scenario_uuid, ScenarioStatus.INIT_STARTUP, created=True)
 
 
-def get_scenario(*, session: Session, scenario_uuid: uuid.UUID) -> Scenario:
-    """The scenario, or NotFound."""
-    scenario = session.get(Scenario, scenario_uuid)
-    if scenario is None:
+def _starting_count(session: Session, *, at_most: int) -> int:
+    """How many scenarios are starting, counted up to ``at_most`` (an index-only scan of
+    ix_scenarios_status_created that stops there, however long the queue)."""
+    starting = select(literal(1)).where(Scenario.status.in_([state.value for state in STARTING_STATES])).limit(at_most).subquery()
+    return int(session.scalar(select(func.count()).select_from(starting)) or 0)
+
+
+def _replay(session: Session, camera_url: str, detector: DetectorSpec, name: str | None, idempotency_key: str) -> Created | None:
+    """The scenario an earlier request with ``idempotency_key`` made, if any; IdempotencyKeyReused if that request differed."""
+    existing = session.execute(
+        select(Scenario.scenario_uuid, Scenario.status, Scenario.camera_url, Scenario.detector, Scenario.detector_settings, Scenario.name)
+        .where(Scenario.idempotency_key == idempotency_key)
+    ).one_or_none()
+    if existing is None:
+        return None
+    if tuple(existing[2:]) != (camera_url, detector.name, detector.settings, name):
+        raise IdempotencyKeyReused("this Idempotency-Key was already used with a different request")
+    return Created(existing.scenario_uuid, ScenarioStatus(existing.status), created=False)
+
+
+def is_stale(*, status: ScenarioStatus, heartbeat_at: datetime | None, now: datetime, stale_after_seconds: float) -> bool:
+    """Should the scenario's runner be running (LEASED_STATES) while its lease is missing or lapsed?"""
+    if status not in LEASED_STATES:
+        return False
+    return heartbeat_at is None or now - heartbeat_at > timedelta(seconds=stale_after_seconds)
+
+
+# A scenario with its runner's lease, wait reason and restarts (NULLs without a workers row) and now().
+_RuntimeRow = tuple[Scenario, datetime | None, str | None, int, datetime]
+
+
+def _with_runtime() -> Select[*_RuntimeRow]:
+    # The database's clock, not ours: the runtime renews heartbeat_at with now() too.
+    return select(Scenario, Worker.heartbeat_at, Worker.wait_reason, Worker.restart_count, func.now()).outerjoin(
+        Worker, Worker.scenario_uuid == Scenario.scenario_uuid
+    )
+
+
+def _view(row: Row[*_RuntimeRow], *, stale_after_seconds: float) -> ScenarioView:
+    scenario, heartbeat_at, wait_reason, restart_count, now = row
+    stale = is_stale(status=ScenarioStatus(scenario.status), heartbeat_at=heartbeat_at, now=now, stale_after_seconds=stale_after_seconds)
+    return ScenarioView(scenario, Runtime(heartbeat_at=heartbeat_at, stale=stale, wait_reason=wait_reason, restarts=restart_count or 0))
+
+
+def get_scenario(*, session: Session, scenario_uuid: uuid.UUID, stale_after_seconds: float) -> ScenarioView:
+    """The scenario with its runtime view, or NotFound."""
+    row = session.execute(_with_runtime().where(Scenario.scenario_uuid == scenario_uuid)).one_or_none()
+    if row is None:
         raise NotFound(f"scenario {scenario_uuid} not found")
-    return scenario
+    return _view(row, stale_after_seconds=stale_after_seconds)
 
 
 def list_scenarios(
-    *, session: Session, status: ScenarioStatus | None, limit: int, cursor: str | None
-) -> tuple[list[Scenario], str | None]:
-    """Newest first, optionally of one status; returns the page and the cursor of the next one."""
-    query = select(Scenario).order_by(Scenario.created_at.desc(), Scenario.scenario_uuid.desc()).limit(limit + 1)
+    *, session: Session, status: ScenarioStatus | None, limit: int, cursor: str | None, stale_after_seconds: float
+) -> tuple[list[ScenarioView], str | None]:
+    """Newest first, optionally of one status, with their runtime views; returns the page and the cursor of the next one."""
+    query = _with_runtime().order_by(Scenario.created_at.desc(), Scenario.scenario_uuid.desc()).limit(limit + 1)
     if status is not None:
         query = query.where(Scenario.status == status.value)
     if cursor is not None:
         created_at, last_uuid = decode_cursor(cursor)
         query = query.where(tuple_(Scenario.created_at, Scenario.scenario_uuid) < tuple_(created_at, last_uuid))
-    rows = list(session.scalars(query))
-    if len(rows) <= limit:
-        return rows, None
-    page = rows[:limit]
-    return page, encode_cursor(page[-1].created_at, page[-1].scenario_uuid)
+    views = [_view(row, stale_after_seconds=stale_after_seconds) for row in session.execute(query)]
+    if len(views) <= limit:
+        return views, None
+    page = views[:limit]
+    last = page[-1].scenario
+    return page, encode_cursor(last.created_at, last.scenario_uuid)
 
 
 def request_shutdown(*, session: Session, scenario_uuid: uuid.UUID) -> ShutdownOutcome:

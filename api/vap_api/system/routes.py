@@ -10,7 +10,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from vap_api.deps import SessionDep
+from vap_api.deps import SessionDep, SettingsDep
+from vap_common.redact import redact_text
 
 log = logging.getLogger(__name__)
 
@@ -24,13 +25,14 @@ def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", responses={503: {"description": "The database is unreachable"}})
-def readyz(session: SessionDep) -> JSONResponse:
+def readyz(session: SessionDep, settings: SettingsDep) -> JSONResponse:
     """Readiness: the database answers."""
     try:
         session.execute(text("SELECT 1"))
     except SQLAlchemyError as error:
-        log.warning("not ready: database unreachable", extra={"error": str(error).splitlines()[0]})
-        return JSONResponse({"status": "unavailable", "detail": "database unreachable"}, status_code=503)
+        log.warning("not ready: database unreachable", extra={"error": redact_text(str(error).splitlines()[0])})
+        headers = {"Retry-After": str(settings.db_unavailable_retry_after_seconds)}
+        return JSONResponse({"status": "unavailable", "detail": "database unreachable"}, status_code=503, headers=headers)
     return JSONResponse({"status": "ready"})
 
 

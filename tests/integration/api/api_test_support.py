@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
+import threading
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import uvicorn
+from fastapi import FastAPI
 from sqlalchemy import insert
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -58,6 +63,24 @@ def run_loop_until(loop: ConsumerLoop, total: int, *, attempts: int = 60) -> int
         if seen >= total:
             return seen
     raise AssertionError(f"only {seen} of {total} messages consumed")
+
+
+@contextmanager
+def serve(app: FastAPI) -> Iterator[int]:
+    """``app`` served by a real uvicorn on a free loopback port (in a thread); yields the port."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False))
+    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: server.started or not thread.is_alive(), timeout_seconds=30, what="uvicorn started")
+        assert server.started, "uvicorn exited at start"
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(30)
 
 
 class Process:

@@ -69,6 +69,7 @@ def test_readyz_is_503_when_the_database_is_unreachable(db_settings: DatabaseSet
         assert client.get("/healthz").status_code == 200
         response = client.get("/readyz")
     assert response.status_code == 503 and response.json() == {"status": "unavailable", "detail": "database unreachable"}
+    assert response.headers["retry-after"] == "2"
 
 
 def test_openapi_docs_describe_every_endpoint(client: TestClient) -> None:

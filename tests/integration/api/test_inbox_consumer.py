@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable
 
@@ -10,9 +11,10 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.helpers import consume, wait_until
-from vap_api.inbox.consumer import RESULTS_DUPLICATE, STATUS_IGNORED
+from vap_api.inbox.consumer import RESULTS_DUPLICATE, STATUS_IGNORED, Inbox
 from vap_common.consuming import ConsumerLoop
 from vap_common.contracts import Detection, StatusEvent, encode
+from vap_common.kafka import make_consumer, make_producer
 from vap_common.lifecycle import FailureReason, ScenarioStatus
 from vap_common.settings import KafkaSettings
 from vap_common.topics import Topic, dlq_name, topic_name
@@ -114,6 +116,80 @@ def test_poison_and_unknown_scenario_messages_go_to_the_dlq_and_the_consumer_goe
     produce(kafka_settings, results_topic, encoded_frames(known, [2]))
     run_loop_until(loop, 1)
     assert ("run-1", 2) in _stored(db_engine, known)
+
+
+def _raw_result(scenario_uuid: uuid.UUID, frame_number: int, *, detection_class: str = "person", detections: int = 1) -> tuple[str, bytes]:
+    """A result as a forger or a broken producer could put it on the topic (no model checks)."""
+    value = {
+        "scenario_uuid": str(scenario_uuid),
+        "run_id": "run-1",
+        "frame_number": frame_number,
+        "detections": [{"class": detection_class, "confidence": 0.5, "bbox": [0, 0, 1, 1]}] * detections,
+        "timestamp": "2026-11-25T12:00:00Z",
+    }
+    return str(scenario_uuid), json.dumps(value).encode()
+
+
+def test_values_postgresql_cannot_store_and_oversized_results_go_to_the_dlq_and_the_rest_is_stored(
+    make_inbox_loop: Callable[..., ConsumerLoop], kafka_settings: KafkaSettings, session_factory: sessionmaker[Session], db_engine: Engine
+) -> None:
+    """Each of these stopped the inbox for every scenario before: they passed the contracts and
+    PostgreSQL refused them, so the batch was retried forever."""
+    results_topic, status_topic = _topics(kafka_settings)
+    scenario = add_scenario(session_factory, status=S.ACTIVE)
+    key = str(scenario)
+    poison_results = [
+        _raw_result(scenario, 1, detection_class="per\u0000son"),  # NUL: text and jsonb refuse it
+        _raw_result(scenario, 10**19),  # beyond bigint
+    ]
+    oversized = _raw_result(scenario, 2, detection_class="x" * 60, detections=7_500)  # 0.8 MB: 7,500 boxes
+    nul_status = json.dumps({"scenario_uuid": key, "status": "failed", "reason": "DecodeError", "message": "bad\u0000frame"}).encode()
+    produce(kafka_settings, results_topic, [*encoded_frames(scenario, [0]), *poison_results, *encoded_frames(scenario, [3])])
+    produce(kafka_settings, status_topic, [(key, nul_status)])
+    produce(kafka_settings, results_topic, [oversized])
+    assert len(oversized[1]) > 800_000
+
+    run_loop_until(make_inbox_loop(), 6)
+
+    assert _stored(db_engine, scenario) == [("run-1", 0), ("run-1", 3)]
+    assert _scenario(db_engine, scenario) == ("active", None, None)
+    dead = consume(kafka_settings, dlq_name(results_topic), expected=3) + consume(kafka_settings, dlq_name(status_topic), expected=1)
+    errors = [dict(message.headers() or [])["dlq.error"].decode() for message in dead]
+    assert len(errors) == 4 and all(errors), errors
+    assert any("pattern" in error for error in errors) and any("less than or equal to 9223372036854775807" in error for error in errors)
+    assert any("at most 1000 items" in error for error in errors)
+
+
+def test_results_of_a_scenario_that_ended_before_the_grace_period_are_refused(
+    kafka_settings: KafkaSettings, session_factory: sessionmaker[Session], db_engine: Engine
+) -> None:
+    results_topic, status_topic = _topics(kafka_settings)
+    ended_long_ago, just_ended, running = (add_scenario(session_factory, status=status) for status in (S.INACTIVE, S.FAILED, S.ACTIVE))
+    with db_engine.begin() as connection:
+        connection.execute(text("UPDATE scenarios SET updated_at = now() - interval '1 hour' WHERE scenario_uuid = :u"), {"u": ended_long_ago})
+    inbox = Inbox(engine=db_engine, results_topic=results_topic, status_topic=status_topic, late_result_grace_seconds=600)
+    loop = ConsumerLoop(
+        consumer=make_consumer(kafka_settings, group_id=f"inbox-{uuid.uuid4().hex[:8]}"),
+        dlq_producer=make_producer(kafka_settings),
+        contracts=inbox.contracts,
+        handler=inbox.handle,
+        poll_timeout_seconds=0.5,
+    )
+    loop.consumer.subscribe(list(inbox.contracts))
+    forged = [(str(ended_long_ago), encode(frame(ended_long_ago, 7).model_copy(update={"detections": [Detection(class_name="x" * 100, confidence=1.0, bbox=(0, 0, 1, 1))] * 900})))]
+    try:
+        produce(kafka_settings, results_topic, [*forged, *encoded_frames(just_ended, [0]), *encoded_frames(running, [0])])
+        produce(kafka_settings, status_topic, _events(ended_long_ago, S.ACTIVE))  # ignored (terminal), not refused
+        run_loop_until(loop, 4)
+    finally:
+        loop.consumer.close()
+
+    assert _stored(db_engine, ended_long_ago) == [] and _stored(db_engine, just_ended) == [("run-1", 0)] and _stored(db_engine, running) == [("run-1", 0)]
+    dead = consume(kafka_settings, dlq_name(results_topic), expected=1)
+    assert [dict(message.headers() or [])["dlq.error"].decode() for message in dead] == [
+        f"scenario {ended_long_ago} ended more than 600s ago; its results are no longer accepted"
+    ]
+    assert consume(kafka_settings, dlq_name(status_topic), expected=1, timeout_seconds=3) == []
 
 
 def test_status_events_out_of_order_never_move_a_scenario_backwards(

@@ -172,7 +172,7 @@ def test_get_returns_the_scenario_with_its_failure(client: TestClient, db_engine
 
     scenario = client.get(f"/api/v1/scenario/{scenario_uuid}").json()
 
-    assert set(scenario) == {"scenario_uuid", "name", "status", "camera_url", "detector", "error_reason", "error_message", "created_at", "updated_at"}
+    assert set(scenario) == {"scenario_uuid", "name", "status", "camera_url", "detector", "error_reason", "error_message", "created_at", "updated_at", "runtime"}
     assert (scenario["status"], scenario["error_reason"], scenario["error_message"]) == ("failed", "SourceUnreachable", "no route")
 
 

@@ -6,9 +6,12 @@ import threading
 import uuid
 from collections.abc import Sequence
 
+from sqlalchemy import Engine, text
+
 from tests.helpers import consume
 from vap_common.consuming import Accepted, ConsumerLoop, Rejected
 from vap_common.contracts import StatusEvent, encode
+from vap_common.db import is_permanent_error
 from vap_common.kafka import make_consumer, make_producer
 from vap_common.lifecycle import ScenarioStatus
 from vap_common.settings import KafkaSettings
@@ -67,3 +70,45 @@ def test_poison_to_dlq_handler_retried_and_offsets_committed_after_effect(kafka_
     assert headers["dlq.original.topic"] == topic.encode() and headers["dlq.error"]
     # Everything was committed after the effect: the same group has nothing left to read.
     assert consume(kafka_settings, topic, expected=1, timeout_seconds=4, group=group) == []
+
+
+def test_a_value_postgresql_refuses_for_good_goes_to_the_dlq_and_the_rest_of_its_batch_is_stored(
+    kafka_settings: KafkaSettings, db_engine: Engine
+) -> None:
+    """The database's refusal (here a CHECK constraint) is not retried: halving the batch finds the one
+    message it is about; a connection error in the same place would be retried instead."""
+    with db_engine.begin() as connection:
+        connection.execute(text("CREATE TABLE probe (message text CHECK (length(message) < 20))"))
+    topic = topic_name(Topic.SCENARIO_STATUS, kafka_settings.topic_prefix)
+    scenario = uuid.uuid4()
+    messages = [f"event {index}" for index in range(9)]
+    messages[6] = "far too long for the probe table"
+    producer = make_producer(kafka_settings)
+    for message in messages:
+        producer.produce(topic, key=str(scenario), value=encode(StatusEvent(scenario_uuid=scenario, status=ScenarioStatus.ACTIVE, message=message)))
+    assert producer.flush(30) == 0
+
+    def handler(batch: Sequence[Accepted]) -> Sequence[Rejected]:
+        with db_engine.begin() as connection:
+            for item in batch:
+                connection.execute(text("INSERT INTO probe VALUES (:m)"), {"m": item.value.message})
+        return []
+
+    loop = ConsumerLoop(
+        consumer=make_consumer(kafka_settings, group_id=f"loop-{uuid.uuid4().hex[:8]}"),
+        dlq_producer=producer,
+        contracts={topic: StatusEvent},
+        handler=handler,
+        is_permanent=is_permanent_error,
+    )
+    loop.consumer.subscribe([topic])
+    try:
+        _run_until(loop, total=9)
+    finally:
+        loop.consumer.close()
+
+    with db_engine.connect() as connection:
+        assert sorted(connection.execute(text("SELECT message FROM probe")).scalars()) == sorted(m for m in messages if len(m) < 20)
+    dead = consume(kafka_settings, dlq_name(topic), expected=1)
+    assert len(dead) == 1 and b"far too long" in dead[0].value()
+    assert "refused for good: IntegrityError" in dict(dead[0].headers() or [])["dlq.error"].decode()

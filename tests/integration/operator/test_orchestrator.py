@@ -23,7 +23,8 @@ from vap_operator.orchestrator import build_loop
 @pytest.fixture
 def orchestrator(kafka_settings: KafkaSettings, sessions: sessionmaker[Session]) -> Iterator[ConsumerLoop]:
     loop = build_loop(
-        kafka=kafka_settings, sessions=sessions, group_id=f"{kafka_settings.topic_prefix}orch", poll_timeout_seconds=0.5, stop=threading.Event()
+        kafka=kafka_settings, sessions=sessions, group_id=f"{kafka_settings.topic_prefix}orch", poll_timeout_seconds=0.5, stop=threading.Event(),
+        stall_timeout_seconds=120,
     )
     loop.consumer.subscribe(list(loop.contracts))
     yield loop

@@ -1,4 +1,4 @@
-"""Camera URL, detector and Idempotency-Key rules (vap_api.scenarios.rules), no servers."""
+"""Camera URL, detector, Idempotency-Key and storable-input rules (vap_api.scenarios.rules), no servers."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def test_detector_must_be_allowed_and_its_settings_small() -> None:
         check_init(ScenarioInit(camera_url="rtsp://c/s", detector=DetectorIn(settings={"padding": "x" * 32})), settings=settings)
 
 
-@pytest.mark.parametrize("key", ["", "k" * 201, "tab\tkey", "clé"])
+@pytest.mark.parametrize("key", ["", "k" * 201, "tab\tkey", "clé", "nul\x00key", "\ud800"])
 def test_idempotency_keys_must_be_short_printable_ascii(key: str) -> None:
     with pytest.raises(InvalidRequest) as raised:
         check_idempotency_key(key, max_length=200)
@@ -79,3 +79,24 @@ def test_idempotency_keys_must_be_short_printable_ascii(key: str) -> None:
 def test_absent_or_ordinary_idempotency_key_is_fine() -> None:
     check_idempotency_key(None, max_length=200)
     check_idempotency_key("9b1f6a3e-order-42", max_length=200)
+
+
+@pytest.mark.parametrize(
+    ("body", "location"),
+    [
+        (ScenarioInit(camera_url="rtsp://c/s", name="a\x00"), ("body", "name")),
+        (ScenarioInit(camera_url="rtsp://c/s\x00"), ("body", "camera_url")),
+        (ScenarioInit(camera_url="rtsp://c/s", detector=DetectorIn(name="mock\x00")), ("body", "detector", "name")),
+        (ScenarioInit(camera_url="rtsp://c/s", detector=DetectorIn(settings={"k": "\x00"})), ("body", "detector", "settings")),
+        (ScenarioInit(camera_url="rtsp://c/s", detector=DetectorIn(settings={"k": float("nan")})), ("body", "detector", "settings")),
+    ],
+)
+def test_init_refuses_unstorable_input_naming_its_field(body: ScenarioInit, location: tuple[str, ...]) -> None:
+    with pytest.raises(InvalidRequest) as raised:
+        check_init(body, settings=ApiSettings())
+    assert raised.value.location == location
+
+
+def test_an_unknown_detector_name_that_cannot_be_shown_is_refused_for_that_first() -> None:
+    with pytest.raises(InvalidRequest, match="unpaired UTF-16 surrogates"):
+        check_init(ScenarioInit.model_construct(camera_url="rtsp://c/s", name=None, detector=DetectorIn.model_construct(name="\ud800", settings={})), settings=ApiSettings())
