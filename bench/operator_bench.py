@@ -30,11 +30,12 @@ from typing import Any
 
 from confluent_kafka import ConsumerGroupState
 from kubernetes import client, config, watch
-from sqlalchemy import text
+from sqlalchemy import insert, text
 
 from vap_common.contracts import DeployCommand, encode
 from vap_common.db import make_engine, migrate
 from vap_common.kafka import ensure_topics, make_admin, make_producer
+from vap_common.schema import Worker
 from vap_common.settings import DatabaseServiceSettings, DatabaseSettings, KafkaSettings
 from vap_common.topics import Topic, all_topic_names, dlq_name, topic_name
 
@@ -126,9 +127,24 @@ def operator_env(db: DatabaseSettings, kafka: KafkaSettings, **extra: str) -> di
     return env
 
 
-def deploy_commands(count: int, camera_url: str) -> list[DeployCommand]:
+def deploy_commands(db: DatabaseSettings, count: int, camera_url: str) -> list[DeployCommand]:
+    """``count`` deploys, each with the workers row the orchestrator writes before it publishes one
+    (the runtimes refuse a deploy for a scenario the orchestrator never accepted)."""
     scenarios = [uuid.uuid4() for _ in range(count)]
-    return [DeployCommand(scenario_uuid=s, worker_id=f"w-{s}", action="deploy", camera_url=camera_url) for s in scenarios]
+    commands = [DeployCommand(scenario_uuid=s, worker_id=f"w-{s}", action="deploy", camera_url=camera_url) for s in scenarios]
+    engine = make_engine(db, pool_size=1)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                insert(Worker),
+                [
+                    {"worker_id": c.worker_id, "scenario_uuid": c.scenario_uuid, "camera_url": c.camera_url, "status": "in_startup_processing"}
+                    for c in commands
+                ],
+            )
+    finally:
+        engine.dispose()
+    return commands
 
 
 def produce_burst(kafka: KafkaSettings, commands: list[DeployCommand]) -> dict[uuid.UUID, float]:
@@ -218,7 +234,7 @@ def bench_kubernetes(size: int, workdir: Path) -> dict[str, float]:
         operator = start_process(env, workdir / f"kubernetes-{size}.log")
         try:
             wait_for_group(kafka, env["VAP_KUBERNETES__CONSUMER_GROUP"])
-            commands = deploy_commands(size, "rtsp://cam.example/stream")
+            commands = deploy_commands(db, size, "rtsp://cam.example/stream")
             started = time.time()
             sent = produce_burst(kafka, commands)
             names = {deploy.scenario_uuid: f"vs-{deploy.scenario_uuid}-runner" for deploy in commands}
@@ -251,11 +267,14 @@ def bench_local(size: int, workdir: Path) -> dict[str, float]:
             VAP_LOCAL__RUNNER_COMMAND=json.dumps(runner),
             VAP_LOCAL__CONSUMER_GROUP=f"{kafka.topic_prefix}bench",
             VAP_RUNNER__STOP_GRACE_SECONDS="5",
+            # The control plane's own latency: no admission limit or start rate in the way.
+            VAP_LOCAL__CAPACITY=str(size),
+            VAP_LOCAL__STARTS_PER_SECOND="100000",
         )
         runtime = start_process(env, workdir / f"local-{size}.log")
         try:
             wait_for_group(kafka, env["VAP_LOCAL__CONSUMER_GROUP"])
-            commands = deploy_commands(size, "file:///dev/null")
+            commands = deploy_commands(db, size, "file:///dev/null")
             started = time.time()
             sent = produce_burst(kafka, commands)
 

@@ -8,7 +8,9 @@ with :func:`runner_environment`; the runner reads the same names through its set
 from __future__ import annotations
 
 import json
+import os
 from enum import IntEnum
+from pathlib import Path
 
 from vap_common.contracts import DeployCommand
 from vap_common.settings import KafkaSettings
@@ -32,10 +34,12 @@ def runner_environment(
     target_fps: float | None = None,
     http_port: int = RUNNER_HTTP_PORT,
     include_camera_url: bool = True,
+    exit_code_file: Path | None = None,
 ) -> dict[str, str]:
     """Environment variables for the runner of ``command``.
 
-    ``include_camera_url=False`` leaves VAP_CAMERA_URL out, for runtimes that inject it from a Secret.
+    ``include_camera_url=False`` leaves VAP_CAMERA_URL out, for runtimes that inject it from a Secret;
+    ``exit_code_file`` asks the runner to write its exit code there (see :func:`write_exit_code`).
     """
     env = {
         "VAP_SCENARIO_UUID": str(command.scenario_uuid),
@@ -51,4 +55,21 @@ def runner_environment(
         env["VAP_TARGET_FPS"] = str(target_fps)
     if include_camera_url:
         env["VAP_CAMERA_URL"] = command.camera_url
+    if exit_code_file is not None:
+        env["VAP_EXIT_CODE_FILE"] = str(exit_code_file)
     return env
+
+
+def write_exit_code(path: Path, code: int) -> None:
+    """Record a runner's exit code atomically (a runtime that did not start the process reads it)."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    temporary.write_text(f"{int(code)}\n")
+    temporary.replace(path)
+
+
+def read_exit_code(path: Path) -> int | None:
+    """The exit code a runner wrote to ``path``; None when it wrote none (it was killed, or runs)."""
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None

@@ -123,3 +123,7 @@ class Worker(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     stopped_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The runtime's lease on a running runner (renewed every few seconds; migration 0003).
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Why a desired-active runner is not running yet (e.g. the runtime is at capacity); NULL once it runs.
+    wait_reason: Mapped[str | None] = mapped_column(Text)

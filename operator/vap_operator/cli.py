@@ -43,6 +43,7 @@ def _orchestrator_loop(settings: OperatorSettings, engine: Engine, stop: threadi
         group_id=settings.orchestrator.consumer_group,
         poll_timeout_seconds=settings.orchestrator.poll_timeout_seconds,
         stop=stop,
+        stall_timeout_seconds=settings.consumer_stall_timeout_seconds,
         consumer_overrides=settings.consumer_overrides(),
     )
 
@@ -55,12 +56,20 @@ def main() -> None:
         start_http_server(settings.metrics_port)
     engine = make_engine(settings.database)
     stop = threading.Event()
+    # Set when the process stops because something broke (not on request): local runners then keep
+    # running for the restarted runtime to adopt, and the exit code is non-zero for the supervisor.
+    crashed = threading.Event()
     if settings.runtime == "local":
         _stop_on_signals(stop)  # kopf installs its own handlers in the kubernetes runtime
+
+    def on_crash() -> None:
+        crashed.set()
+        stop_process(stop)
+
     orchestrator_thread = None
     if settings.orchestrator.enabled:
         loop = _orchestrator_loop(settings, engine, stop)
-        orchestrator_thread = start_loop_thread("orchestrator", loop, on_crash=lambda: stop_process(stop))
+        orchestrator_thread = start_loop_thread("orchestrator", loop, on_crash=on_crash)
     try:
         if settings.runtime == "kubernetes":
             from vap_operator.kube.run import run_kubernetes
@@ -69,12 +78,14 @@ def main() -> None:
         else:
             from vap_operator.local.run import run_local
 
-            run_local(settings, engine, stop)
+            run_local(settings, engine, stop, crashed)
     finally:
         stop.set()
         if orchestrator_thread is not None:
             orchestrator_thread.join(timeout=30)
         engine.dispose()
+    if crashed.is_set():
+        raise SystemExit(1)
 
 
 def orchestrator_main() -> None:

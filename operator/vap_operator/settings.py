@@ -95,6 +95,9 @@ class KubernetesSettings(BaseModel):
     readiness_period_seconds: int = 5
     liveness_period_seconds: int = 10
     liveness_failure_threshold: int = 3
+    # Runner Pods that may exist at once (None: no limit). Past it, scenarios wait in
+    # in_startup_processing with the reason in workers.wait_reason and the VideoScenario's conditions.
+    capacity: int | None = Field(default=None, ge=1)
     # Kafka consumer group of the to_deploy consumer (shared by replicas: VideoScenario writes are idempotent).
     consumer_group: str = "vap-runtime-kubernetes"
     poll_timeout_seconds: float = Field(default=0.1, gt=0)
@@ -133,6 +136,29 @@ class LocalSettings(BaseModel):
     tick_seconds: float = Field(default=0.1, gt=0)
     # First HTTP port (/healthz, /readyz, /metrics) handed to local runners; 0: a free port each.
     http_port_base: int = Field(default=0, ge=0)
+    # Runners that may run at once (None: derived from the machine, see resolved_capacity()). Past it, scenarios
+    # wait in in_startup_processing, oldest first, with the reason in workers.wait_reason.
+    capacity: int | None = Field(default=None, ge=1)
+    # With capacity None: runners per CPU core (a 5 fps camera with a light detector uses a fraction
+    # of a core) ...
+    runners_per_core: float = Field(default=5.0, gt=0)
+    # ... and MiB of memory each runner may take (runner ~100 MiB + ~80 MiB per inference process),
+    # of at most half the machine's memory.
+    memory_per_runner_mib: int = Field(default=400, ge=50)
+    # Runners started per second at most (resumed after a restart, or leaving the wait queue), so a
+    # restart with hundreds of scenarios does not start them all at once.
+    starts_per_second: float = Field(default=4.0, gt=0)
+    # Where runner exit codes are written (one file per runner), so a restarted runtime that adopts
+    # still-running runners learns how they ended. None: a folder under the system temp dir.
+    state_dir: Path | None = None
+
+    def resolved_capacity(self, *, cpu_count: int, memory_bytes: int) -> int:
+        """The capacity as set, or derived from the machine's cores and memory (at least 1)."""
+        if self.capacity is not None:
+            return self.capacity
+        by_cpu = int(cpu_count * self.runners_per_core)
+        by_memory = int(memory_bytes / 2 / (self.memory_per_runner_mib * 2**20))
+        return max(1, min(by_cpu, by_memory))
 
 
 class OperatorSettings(DatabaseServiceSettings):
@@ -145,6 +171,12 @@ class OperatorSettings(DatabaseServiceSettings):
     # Seconds before Kafka gives a dead replica's partitions to a live one (its 45 s default would
     # stall every scenario of a killed replica that long); the broker's minimum is 6 s.
     consumer_session_timeout_seconds: float = Field(default=10.0, ge=6)
+    # Seconds between renewals of the runtime's lease on its running runners (workers.heartbeat_at);
+    # the API shows a scenario whose lease is older than a few of these as stale.
+    heartbeat_seconds: float = Field(default=5.0, gt=0)
+    # Seconds a consumer may see messages waiting on its partitions without taking any before it
+    # exits for its supervisor to restart it (a wedged consumer; see vap_common.consuming).
+    consumer_stall_timeout_seconds: float = Field(default=120.0, gt=0)
     orchestrator: OrchestratorSettings = Field(default_factory=OrchestratorSettings)
     restart: RestartSettings = Field(default_factory=RestartSettings)
     runner: RunnerSettings = Field(default_factory=RunnerSettings)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -76,6 +77,8 @@ class RunnerRecord:
     last_error: str | None = None
     started: bool = False
     stopped: bool = False
+    wait_reason: str | None = None  # why it is not running yet (e.g. capacity)
+    clear_wait_reason: bool = False
 
 
 def record(session: Session, scenario_uuid: UUID, report: RunnerRecord) -> None:
@@ -96,6 +99,10 @@ def record(session: Session, scenario_uuid: UUID, report: RunnerRecord) -> None:
         values["restart_count"] = report.restart_count
     if report.last_error is not None:
         values["last_error"] = report.last_error[:2000]
+    if report.wait_reason is not None:
+        values["wait_reason"] = report.wait_reason[:2000]
+    elif report.clear_wait_reason:
+        values["wait_reason"] = None
     now: datetime = utc_now()
     if report.started and row.started_at is None:
         values["started_at"] = now
@@ -104,6 +111,12 @@ def record(session: Session, scenario_uuid: UUID, report: RunnerRecord) -> None:
     if values:
         values["updated_at"] = func.now()
         session.execute(update(Worker).where(Worker.scenario_uuid == scenario_uuid).values(**values))
+
+
+def renew_leases(session: Session, scenario_uuids: Collection[UUID]) -> None:
+    """Renew the runtime's lease (heartbeat_at) on the runners it knows to be running."""
+    if scenario_uuids:
+        session.execute(update(Worker).where(Worker.scenario_uuid.in_(list(scenario_uuids))).values(heartbeat_at=func.now()))
 
 
 def runnable(session: Session) -> list[Worker]:

@@ -13,7 +13,8 @@ import cv2
 from pydantic import ValidationError
 
 from vap_common.logs import configure_logging
-from vap_runner.runner import Runner
+from vap_common.runner_contract import write_exit_code
+from vap_runner.runner import FAILURE_NOT_REPORTED, Runner
 from vap_runner.settings import RunnerSettings
 
 log = logging.getLogger(__name__)
@@ -75,4 +76,13 @@ def main(argv: list[str] | None = None) -> int:
     runner = Runner(settings)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: runner.request_stop())
-    return runner.run()
+    code = FAILURE_NOT_REPORTED
+    try:
+        code = runner.run()
+    finally:
+        if settings.exit_code_file is not None:
+            try:
+                write_exit_code(settings.exit_code_file, code)
+            except OSError as error:  # the runtime then sees an exit without a code: a crash
+                log.error("cannot write the exit code file", extra={"error": str(error)})
+    return code

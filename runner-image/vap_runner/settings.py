@@ -69,5 +69,8 @@ class RunnerSettings(CommonSettings):
     # Where the reason of a `failed` run is written for Kubernetes (the container's termination message).
     # Written only when the file already exists, i.e. Kubernetes mounted it: never created elsewhere.
     termination_log_path: Path = Path("/dev/termination-log")
+    # Where the exit code is written as the process ends (set by the local runtime, which may have
+    # to adopt this runner after its own restart and then cannot wait() for it). None: not written.
+    exit_code_file: Path | None = None
     # /healthz fails when the main loop has not ticked for this long.
     liveness_timeout_seconds: float = Field(default=30.0, gt=0)

@@ -45,6 +45,8 @@ def test_file_scenario_runs_to_its_end_and_every_sampled_frame_is_stored_once(
     body = api.scenario(scenario)
     assert (body["status"], body["error_reason"]) == ("inactive", None)
     wait_until(lambda: not runner_pids(scenario), timeout_seconds=15, what="the runner and its inference process to exit")
+    # The runtime records the exit on its next step (it reaps the runner, then writes the row).
+    wait_until(lambda: worker_row(db_engine, scenario)["status"] == "inactive", timeout_seconds=10, what="the workers row to say inactive")
     row = worker_row(db_engine, scenario)
     assert (row["status"], row["process_pid"], row["restart_count"]) == ("inactive", None, 0)
 

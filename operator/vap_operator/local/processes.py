@@ -1,47 +1,25 @@
-"""Runner child processes: each in its own process group, killed with its parent (Linux), found again
-after a crash of the runtime by its scenario UUID in the environment."""
+"""Runner processes of the local runtime: each in a session of its own (a process group that stop and
+kill address as a whole), NOT tied to the runtime's life, so a restarted runtime can adopt them; found
+again by pid and by the scenario UUID in their environment."""
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import socket
 import subprocess
-import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-
-_PR_SET_PDEATHSIG = 1
-_libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
-
-
-def _die_with_parent(parent_pid: int) -> Callable[[], None]:
-    def preexec() -> None:
-        # Runs in the child between fork and exec. SIGKILL when the runtime dies, even by SIGKILL,
-        # so a runner never outlives it; if the runtime died before this line, exit now.
-        assert _libc is not None
-        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != parent_pid:
-            os._exit(1)
-
-    return preexec
 
 
 def spawn(argv: Sequence[str], env: Mapping[str, str]) -> subprocess.Popen[bytes]:
     """Start a runner in a new session (its own process group, which stop/kill address as a whole).
 
     The runner's own children (detector processes) stay in that group, so killing the group leaves no
-    orphans even when the runner itself cannot clean up.
+    orphans even when the runner itself cannot clean up. The runner survives a crash of the runtime
+    (no parent-death signal): the next runtime adopts it (Supervisor.resume).
     """
-    return subprocess.Popen(
-        list(argv),
-        env=dict(env),
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-        close_fds=True,
-        preexec_fn=_die_with_parent(os.getpid()) if _libc is not None else None,  # noqa: PLW1509 - see _die_with_parent
-    )
+    return subprocess.Popen(list(argv), env=dict(env), stdin=subprocess.DEVNULL, start_new_session=True, close_fds=True)
 
 
 def signal_group(pgid: int, signum: int) -> bool:
@@ -73,6 +51,22 @@ def group_members(pgid: int, *, marker: str | None = None) -> list[int]:
             continue
         members.append(int(entry.name))
     return members
+
+
+def runner_alive(pid: int, scenario_uuid: str) -> bool:
+    """True when process ``pid`` runs (not a zombie) and is the runner of ``scenario_uuid``.
+
+    A pid number can be reused by an unrelated process: the scenario's UUID in its environment says
+    it is still ours.
+    """
+    proc = Path(f"/proc/{pid}")
+    try:
+        stat = (proc / "stat").read_text()
+        if stat[stat.rindex(")") + 2 :].split()[0] in ("Z", "X"):
+            return False
+        return f"VAP_SCENARIO_UUID={scenario_uuid}".encode() in (proc / "environ").read_bytes().split(b"\0")
+    except (OSError, ValueError):
+        return False
 
 
 def kill_stale_group(pgid: int, scenario_uuid: str) -> int:

@@ -7,7 +7,9 @@ tested on purpose; the real runner on a sample video is in test_local_runtime_re
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -16,10 +18,11 @@ from operator_test_support import STAND_IN_RUNNER, StatusLog, produce, shutdown,
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.helpers import pids_with_env, wait_until
+from tests.helpers import consume, pids_with_env, wait_until
+from vap_common.contracts import DeployCommand
 from vap_common.schema import Worker
 from vap_common.settings import KafkaSettings
-from vap_common.topics import Topic
+from vap_common.topics import Topic, dlq_name, topic_name
 
 STAND_IN = [sys.executable, str(STAND_IN_RUNNER)]
 
@@ -103,8 +106,8 @@ def test_crashes_restart_with_backoff_a_crash_loop_fails_exit_3_and_exit_0_are_f
     assert status_log.of(looping).count(("failed", "RunnerCrashLoop")) == 1
 
 
-def test_stopping_the_runtime_leaves_no_orphans_and_the_next_runtime_resumes_and_cleans_up(
-    start_local_runtime: Any, kafka_settings: KafkaSettings, sessions: sessionmaker[Session], tmp_path: Path
+def test_stopping_the_runtime_leaves_no_orphans_and_a_killed_runtime_is_adopted_by_the_next(
+    start_local_runtime: Any, kafka_settings: KafkaSettings, status_log: StatusLog, sessions: sessionmaker[Session], tmp_path: Path
 ) -> None:
     scenario = uuid.uuid4()
     marker = f"VAP_SCENARIO_UUID={scenario}"
@@ -121,17 +124,50 @@ def test_stopping_the_runtime_leaves_no_orphans_and_the_next_runtime_resumes_and
     # A new runtime resumes the scenario from the workers table (its to_deploy offsets are committed).
     runtime = start_local_runtime(runner_command=STAND_IN)
     wait_until(lambda: len(starts(record)) == 2 and len(pids_with_env(marker)) == 2, what="the resumed runner and its child")
-    leftover_child = next(pid for pid in pids_with_env(marker) if pid != starts(record)[-1])
+    runner_pid = starts(record)[-1]
+    family = sorted(pids_with_env(marker))
 
-    # SIGKILL: the runner dies with its parent (PR_SET_PDEATHSIG); its child is orphaned ...
+    # SIGKILL of the runtime: its runners keep running (their own sessions, no parent-death signal) ...
     runtime.kill()
-    wait_until(lambda: starts(record)[-1] not in pids_with_env(marker), what="the runner to die with the runtime")
-    assert leftover_child in pids_with_env(marker)
-    # ... until the next runtime finds the group by the scenario's environment and kills it.
+    time.sleep(1)
+    assert sorted(pids_with_env(marker)) == family
+    # ... and the next runtime adopts them instead of starting a new run.
+    runtime = start_local_runtime(runner_command=STAND_IN)
+    wait_until(lambda: "adopted a running runner" in runtime.log(), what="the runner to be adopted")
+    time.sleep(1)
+    assert len(starts(record)) == 2 and sorted(pids_with_env(marker)) == family
+    assert live_pid(sessions, scenario) == runner_pid
+
+    # An adopted runner is not our child: its death is seen all the same (no exit code: a crash), its
+    # orphaned child is killed with its group, and a new run starts after the backoff.
+    os.kill(runner_pid, signal.SIGKILL)
+    wait_until(lambda: len(starts(record)) == 3, what="the restart of the killed adopted runner")
+    wait_until(lambda: not set(family) & set(pids_with_env(marker)), what="the old group to be gone")
+    restarted = wait_until(lambda: (r := row(sessions, scenario)) is not None and r.restart_count == 1 and r, what="restart_count 1")
+    assert "died without an exit code" in (restarted.last_error or "")
+
+    produce(kafka_settings, Topic.INIT_SCENARIO, [shutdown(scenario)])
+    status_log.wait_for(scenario, [("in_startup_processing", None), ("in_shutdown_processing", None), ("inactive", None)])
+    wait_until(lambda: not pids_with_env(marker), what="no process of the scenario left")
+
+
+def test_a_runner_that_ends_while_no_runtime_runs_is_reported_by_the_next_runtime(
+    start_local_runtime: Any, kafka_settings: KafkaSettings, status_log: StatusLog, sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    scenario = uuid.uuid4()
+    marker = f"VAP_SCENARIO_UUID={scenario}"
+    stop_file = tmp_path / "finish-now"
+    runtime = start_local_runtime(runner_command=STAND_IN)
+    produce(kafka_settings, Topic.INIT_SCENARIO, [start(scenario, settings={"mode": "finish_on", "path": str(stop_file)})])
+    wait_until(lambda: live_pid(sessions, scenario), what="the runner process")
+    runtime.kill()
+    stop_file.touch()  # the runner now finishes its "file" and exits 0, writing its exit code
+    wait_until(lambda: not pids_with_env(marker), what="the runner to finish")
+
     start_local_runtime(runner_command=STAND_IN)
-    wait_until(lambda: len(starts(record)) == 3, what="the third start")
-    wait_until(lambda: leftover_child not in pids_with_env(marker), what="the orphan to be killed")
-    wait_until(lambda: len(pids_with_env(marker)) == 2, what="only the new runner and its child")
+    status_log.wait_for(scenario, [("in_startup_processing", None), ("inactive", None)])
+    stored = row(sessions, scenario)
+    assert stored is not None and (stored.status, stored.process_pid, stored.restart_count) == ("inactive", None, 0)
 
 
 def test_a_second_local_runtime_on_the_same_database_refuses_to_start(start_local_runtime: Any) -> None:
@@ -141,3 +177,43 @@ def test_a_second_local_runtime_on_the_same_database_refuses_to_start(start_loca
     assert second.popen.wait(30) != 0
     assert "another local runtime holds the lock" in second.log()
     assert first.alive()
+
+
+def test_a_deploy_for_a_scenario_the_orchestrator_never_accepted_is_dead_lettered_and_starts_nothing(
+    start_local_runtime: Any, kafka_settings: KafkaSettings, sessions: sessionmaker[Session]
+) -> None:
+    start_local_runtime(runner_command=STAND_IN)
+    forged = uuid.uuid4()
+    produce(kafka_settings, Topic.TO_DEPLOY, [DeployCommand(scenario_uuid=forged, worker_id=f"w-{forged}", action="deploy", camera_url="rtsp://10.0.0.1/x")])
+    dead = consume(kafka_settings, dlq_name(topic_name(Topic.TO_DEPLOY, kafka_settings.topic_prefix)), expected=1)
+    assert len(dead) == 1 and "never accepted it" in dict(dead[0].headers() or [])["dlq.error"].decode()
+    assert pids_with_env(f"VAP_SCENARIO_UUID={forged}") == [] and row(sessions, forged) is None
+
+
+def test_runners_past_the_capacity_wait_with_their_reason_and_start_as_slots_free(
+    start_local_runtime: Any, kafka_settings: KafkaSettings, status_log: StatusLog, sessions: sessionmaker[Session]
+) -> None:
+    start_local_runtime(runner_command=STAND_IN, VAP_LOCAL__CAPACITY="2", VAP_HEARTBEAT_SECONDS="0.5")
+    scenarios = [uuid.uuid4() for _ in range(3)]
+    for scenario in scenarios:  # one at a time, so "oldest first" is well defined
+        produce(kafka_settings, Topic.INIT_SCENARIO, [start(scenario, settings={"mode": "serve"})])
+        wait_until(lambda: row(sessions, scenario) is not None, what="the workers row")  # noqa: B023
+    first, second, third = scenarios
+    wait_until(lambda: live_pid(sessions, first) and live_pid(sessions, second), what="two runners")
+    waiting = wait_until(lambda: (r := row(sessions, third)) is not None and r.wait_reason and r, what="the third to wait with a reason")
+    assert waiting.wait_reason == "WaitingForCapacity: 2 of 2 runners running on this machine"
+    assert (waiting.status, waiting.process_pid) == ("in_startup_processing", None) and not pids_with_env(f"VAP_SCENARIO_UUID={third}")
+    # The runtime's lease is renewed for running runners only.
+    leased = {s: r.heartbeat_at for s in (first, second) if (r := row(sessions, s)) is not None}
+    wait_until(lambda: all((r := row(sessions, s)) is not None and r.heartbeat_at and r.heartbeat_at > leased[s] for s in leased), what="leases renewed")  # type: ignore[operator]
+    waiting_row = row(sessions, third)
+    assert waiting_row is not None and waiting_row.heartbeat_at is None
+
+    produce(kafka_settings, Topic.INIT_SCENARIO, [shutdown(first)])
+    status_log.wait_for(first, [("in_startup_processing", None), ("in_shutdown_processing", None), ("inactive", None)])
+    wait_until(lambda: live_pid(sessions, third), what="the third runner once a slot is free")
+    started = row(sessions, third)
+    assert started is not None and started.wait_reason is None
+    produce(kafka_settings, Topic.INIT_SCENARIO, [shutdown(second), shutdown(third)])
+    for scenario in (second, third):
+        status_log.wait_for(scenario, [("in_startup_processing", None), ("in_shutdown_processing", None), ("inactive", None)])
