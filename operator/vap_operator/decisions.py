@@ -12,7 +12,7 @@ from enum import StrEnum
 from typing import Literal
 from uuid import UUID
 
-from vap_common.lifecycle import FailureReason, ScenarioStatus, can_transition
+from vap_common.lifecycle import FailureReason, ScenarioStatus, can_transition, is_terminal
 from vap_common.runner_contract import RunnerExit
 
 S = ScenarioStatus
@@ -236,6 +236,7 @@ class RunnerMemory:
     ready: bool = False
     failed_reason: str | None = None  # Failed condition True: terminal
     stopped_reason: str | None = None  # Stopped condition True: terminal
+    waiting_message: str | None = None  # the Ready condition's message while it says WaitingForCapacity
 
 
 class Action(StrEnum):
@@ -468,6 +469,68 @@ def _plan_failed_pod(memory: RunnerMemory, pod: ObservedPod, base: Plan, now: fl
         message="replacing the crashed runner Pod",
     )
 
+
+# --- admission --------------------------------------------------------------------------------------
+
+
+class DeployVerdict(StrEnum):
+    APPLY = "apply"
+    STALE = "stale"  # the row moved on (stop requested, or terminal): a late replay, nothing to do
+    UNKNOWN = "unknown"  # no row: not a scenario the orchestrator registered; dead-letter it
+
+
+def judge_deploy(row: WorkerState | None, action: DeployAction) -> DeployVerdict:
+    """Whether a runtime acts on a to_deploy message, given the scenario's `workers` row (None: none).
+
+    The orchestrator writes the row before it publishes, so a message without one never came from it:
+    acting on it would start a runner on whatever camera URL it carries. A deploy for a row that is
+    desired inactive or terminal is a replay that came too late to matter; a stop is always applied.
+    """
+    if row is None:
+        return DeployVerdict.UNKNOWN
+    if action == "deploy" and (row.desired_state == DesiredState.INACTIVE or is_terminal(row.status)):
+        return DeployVerdict.STALE
+    return DeployVerdict.APPLY
+
+
+WAITING_FOR_CAPACITY = "WaitingForCapacity"
+LIVE_POD_PHASES = frozenset({PodPhase.PENDING, PodPhase.RUNNING, PodPhase.UNKNOWN})
+
+
+@dataclass(frozen=True)
+class QueuedScenario:
+    """A VideoScenario as the capacity queue sees it: oldest first, the name breaks ties."""
+
+    created_at: str  # metadata.creationTimestamp (RFC 3339, UTC, whole seconds: sorts as text)
+    name: str
+    waiting: bool  # desired active, not being deleted, Ready reason WaitingForCapacity
+
+
+def waiting_ahead_of(me: QueuedScenario, others: Sequence[QueuedScenario]) -> int:
+    """How many scenarios waiting for capacity are ahead of ``me`` (they take free slots first)."""
+    return sum(1 for other in others if other.waiting and other.name != me.name and (other.created_at, other.name) < (me.created_at, me.name))
+
+
+def admit_runner(plan: Plan, *, capacity: int | None, live_pods: int, waiting_ahead: int, already_waiting: bool, poll_seconds: float) -> Plan:
+    """Let a CREATE_POD plan through only while a runner slot is free for it (None capacity: no limit).
+
+    ``live_pods``: runner Pods that are not terminal, this scenario's own excluded. A refused plan keeps
+    the phase (in_startup_processing), says why in the Ready condition and asks to be re-run after
+    ``poll_seconds``; the Event is posted once, when the wait begins.
+    """
+    if plan.action != Action.CREATE_POD or capacity is None or live_pods + waiting_ahead < capacity:
+        return plan
+    message = f"waiting for capacity: {live_pods} of {capacity} runner Pods"
+    if waiting_ahead:
+        message += f", {waiting_ahead} older scenario(s) waiting first"
+    return replace(
+        plan,
+        action=Action.NONE,
+        wait_seconds=poll_seconds,
+        ready_reason=WAITING_FOR_CAPACITY,
+        message=message,
+        events=() if already_waiting else (Transition("Normal", WAITING_FOR_CAPACITY, message),),
+    )
 
 
 # --- validation -----------------------------------------------------------------------------------

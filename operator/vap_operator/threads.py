@@ -1,4 +1,11 @@
-"""Consumer loops beside the main thread: a crash of one stops the whole process (no silent half-operator)."""
+"""Work beside the main thread.
+
+- Consumer loops: a crash of one stops the whole process (no silent half-operator). Outages do not
+  crash them (ConsumerLoop retries its batch); what does is a bug or a wedged consumer, which a
+  supervisor's restart cures.
+- Periodic tasks (e.g. lease renewal): a failed period is logged and the next one tries again, so an
+  outage of what the task talks to never stops the process.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +13,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 
 from vap_common.consuming import ConsumerLoop
@@ -24,6 +32,26 @@ def start_loop_thread(name: str, loop: ConsumerLoop, *, on_crash: Callable[[], N
             on_crash()
         finally:
             loop.consumer.close()
+
+    thread = threading.Thread(target=target, name=name, daemon=True)
+    thread.start()
+    return thread
+
+
+def start_periodic_thread(name: str, task: Callable[[], object], *, interval_seconds: float, stop: threading.Event) -> threading.Thread:
+    """Run ``task`` now and then every ``interval_seconds`` (start to start) until ``stop`` is set.
+
+    Any error of one run is logged; the next run comes on time. Nothing here ends the process.
+    """
+
+    def target() -> None:
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                task()
+            except Exception:
+                log.exception("periodic task failed; trying again next period", extra={"task": name, "interval_seconds": interval_seconds})
+            stop.wait(max(0.0, interval_seconds - (time.monotonic() - started)))
 
     thread = threading.Thread(target=target, name=name, daemon=True)
     thread.start()

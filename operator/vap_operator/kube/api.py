@@ -57,6 +57,11 @@ class KubeApi:
                 return None
             raise
 
+    def list_videoscenarios(self, *, from_cache: bool = False) -> list[Body]:
+        """Every VideoScenario; ``from_cache``: the API server's watch cache (cheap, may lag a moment)."""
+        options = {"resource_version": "0"} if from_cache else {}
+        return list(_raw(self._custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, **options))["items"])
+
     def patch_videoscenario(self, name: str, patch: Body) -> Body | None:
         """Merge-patch the object (spec/metadata); None when it does not exist."""
         try:
@@ -92,6 +97,10 @@ class KubeApi:
                 return None
             raise
         return dict(json.loads(response.data))
+
+    def list_pods(self, label_selector: str) -> list[Body]:
+        response = self._core.list_namespaced_pod(self.namespace, label_selector=label_selector, _preload_content=False)
+        return list(json.loads(response.data)["items"])
 
     def create_pod(self, body: Body) -> bool:
         """Create; False when a Pod of that name exists already."""

@@ -1,5 +1,9 @@
 """The kubernetes runtime's to_deploy consumer: each DeployCommand -> its VideoScenario.
 
+A message is first checked against the scenario's `workers` row (decisions.judge_deploy): one for a
+scenario the orchestrator never registered is rejected to the dead-letter topic and creates nothing;
+a deploy for a scenario already stopped or terminal is a late replay and is dropped. A database
+outage raises, so the batch is retried: a message is never rejected for want of an answer.
 The object name comes from the scenario UUID, so a replay finds the object it made the first time.
 A deploy never touches an existing object (a stopped scenario is never re-activated by a replay);
 a stop sets desiredState inactive, creating an inactive object when none exists yet so a late
@@ -14,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
+from prometheus_client import Counter
 from sqlalchemy.orm import Session, sessionmaker
 
 from vap_common.consuming import Accepted, Rejected
@@ -22,9 +27,11 @@ from vap_common.db import transaction
 from vap_common.lifecycle import FailureReason, ScenarioStatus
 from vap_operator import workers
 from vap_operator.decisions import (
+    DeployVerdict,
     DesiredState,
     camera_secret_name_for,
     camera_url_problem,
+    judge_deploy,
     pod_name_for,
     resource_name_for,
 )
@@ -33,6 +40,8 @@ from vap_operator.kube.api import KubeApi
 from vap_operator.publishing import Publisher, status_event
 
 log = logging.getLogger(__name__)
+
+DEPLOYS_REFUSED = Counter("vap_operator_deploys_refused_total", "to_deploy messages not acted on", ["verdict"])
 
 
 class KubeDeployer:
@@ -45,10 +54,29 @@ class KubeDeployer:
         self._max_workers = max_workers
 
     def __call__(self, batch: Sequence[Accepted]) -> Sequence[Rejected]:
+        rejected: list[Rejected] = []
         for item in batch:
             assert isinstance(item.value, DeployCommand)
-            self.apply(item.value)
-        return []
+            command = item.value
+            verdict = self._judge(command)
+            if verdict == DeployVerdict.APPLY:
+                self.apply(command)
+                continue
+            DEPLOYS_REFUSED.labels(verdict.value).inc()
+            unknown = verdict == DeployVerdict.UNKNOWN
+            log.log(
+                logging.WARNING if unknown else logging.INFO,
+                "to_deploy message not acted on",
+                extra={"scenario_uuid": str(command.scenario_uuid), "action": command.action, "verdict": verdict.value},
+            )
+            if unknown:
+                rejected.append(Rejected(item.message, f"unknown scenario {command.scenario_uuid}: no workers row (not registered by the orchestrator)"))
+        return rejected
+
+    def _judge(self, command: DeployCommand) -> DeployVerdict:
+        """Against the row as it is now (a short session per message: none is held open across API calls)."""
+        with self._sessions() as session:
+            return judge_deploy(workers.state_of(workers.get(session, command.scenario_uuid)), command.action)
 
     def apply(self, command: DeployCommand) -> None:
         name = resource_name_for(command.scenario_uuid)

@@ -2,7 +2,8 @@
 
 - ``reconcile`` (create / resume / spec change / status.runner change): read the Pod, ask
   :func:`vap_operator.decisions.plan_reconcile`, do the one action, write the status, post Events.
-  Waiting (restart backoff, a Pod still terminating) is ``kopf.TemporaryError(delay=...)``.
+  Waiting (restart backoff, a Pod still terminating, no free runner slot under
+  ``VAP_KUBERNETES__CAPACITY``) is ``kopf.TemporaryError(delay=...)``.
 - ``mirror_runner_pod`` (Pod events): copies the Pod's state into ``status.runner`` of its owner,
   which wakes ``reconcile`` for that object (kopf does not trigger a parent on a child's change).
 - ``cleanup`` (the finalizer): deletes the Pod and the camera Secret before the CR goes.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -30,18 +32,30 @@ from vap_common.lifecycle import ScenarioStatus
 from vap_common.settings import KafkaSettings
 from vap_operator import workers
 from vap_operator.decisions import (
+    LIVE_POD_PHASES,
+    WAITING_FOR_CAPACITY,
     Action,
     DesiredState,
     Plan,
     RestartPolicy,
+    RunnerMemory,
+    admit_runner,
     crashes_after,
     plan_reconcile,
     pod_name_for,
+    waiting_ahead_of,
 )
 from vap_operator.kube import manifests
 from vap_operator.kube.api import KubeApi
 from vap_operator.kube.crd import GROUP, PLURAL, VERSION
-from vap_operator.kube.status import memory_from_status, observe_pod, render_status, runner_summary
+from vap_operator.kube.status import (
+    live_runner_pods,
+    memory_from_status,
+    observe_pod,
+    queued_scenario,
+    render_status,
+    runner_summary,
+)
 from vap_operator.publishing import Publisher, status_event
 from vap_operator.settings import KubernetesSettings, RunnerSettings
 
@@ -49,6 +63,9 @@ log = logging.getLogger(__name__)
 
 # Retry delay (seconds) after an unexpected error (API or broker hiccup) in a handler.
 ERROR_BACKOFF_SECONDS = 5.0
+# A runner slot frees when another scenario's Pod ends, which wakes nobody waiting for it: those poll,
+# at this many times VAP_KUBERNETES__WAIT_POLL_SECONDS (each poll LISTs the runner Pods).
+CAPACITY_POLL_FACTOR = 5
 
 PODS_CREATED = Counter("vap_operator_runner_pods_created_total", "Runner Pods created")
 PODS_DELETED = Counter("vap_operator_runner_pods_deleted_total", "Runner Pods deleted", ["why"])
@@ -69,6 +86,8 @@ class Dependencies:
     # Serialises the Pod watcher per VideoScenario (events of an old and a new Pod run concurrently).
     mirror_locks: dict[str, threading.Lock] = field(default_factory=dict)
     _locks_guard: threading.Lock = field(default_factory=threading.Lock)
+    # Held from counting the runner Pods to creating one: two scenarios never take the same free slot.
+    admission_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def mirror_lock(self, name: str) -> threading.Lock:
         with self._locks_guard:
@@ -102,8 +121,11 @@ def reconcile(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf.
         poll_seconds=deps.kubernetes.wait_poll_seconds,
     )
     scenario_uuid = UUID(str(spec["scenarioUUID"]))
-    _report(deps, scenario_uuid, plan, pod_name, became_ready=plan.ready and not memory.ready)
-    _act(deps, body, plan, pod_name)
+    with _admission(deps, plan):
+        plan = _admit(deps, plan, meta, memory)
+        _report(deps, scenario_uuid, plan, pod_name, became_ready=plan.ready and not memory.ready)
+        _act(deps, body, plan, pod_name)
+    _record_wait(deps, scenario_uuid, plan, memory)
     patch.status.update(
         render_status(
             plan,
@@ -119,6 +141,47 @@ def reconcile(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf.
         TRANSITIONS.labels(transition.reason).inc()
     if plan.wait_seconds is not None:
         raise kopf.TemporaryError(plan.message or "waiting", delay=plan.wait_seconds)
+
+
+def _admission(deps: Dependencies, plan: Plan) -> AbstractContextManager[object]:
+    """The admission lock when this step may create a Pod under a capacity, else nothing to hold."""
+    return deps.admission_lock if plan.action == Action.CREATE_POD and deps.kubernetes.capacity is not None else nullcontext()
+
+
+def _admit(deps: Dependencies, plan: Plan, meta: kopf.Meta, memory: RunnerMemory) -> Plan:
+    """Under a capacity, a Pod is created only into a free slot, oldest waiting scenario first."""
+    capacity = deps.kubernetes.capacity
+    if plan.action != Action.CREATE_POD or capacity is None:
+        return plan
+    name = str(meta["name"])
+    live = live_runner_pods(deps.kube.list_pods(manifests.RUNNER_SELECTOR), except_name=pod_name_for(name))
+    ahead = 0
+    if live < capacity:
+        # The queue order is fairness, not safety (the Pod count is): a cached LIST is good enough.
+        me = queued_scenario({"metadata": dict(meta)})
+        ahead = waiting_ahead_of(me, [queued_scenario(other) for other in deps.kube.list_videoscenarios(from_cache=True)])
+    return admit_runner(
+        plan,
+        capacity=capacity,
+        live_pods=live,
+        waiting_ahead=ahead,
+        already_waiting=memory.waiting_message is not None,
+        poll_seconds=deps.kubernetes.wait_poll_seconds * CAPACITY_POLL_FACTOR,
+    )
+
+
+def _record_wait(deps: Dependencies, scenario_uuid: UUID, plan: Plan, memory: RunnerMemory) -> None:
+    """workers.wait_reason follows the Ready condition: set (or updated) while waiting for capacity,
+    cleared on the first step after the wait (written before the status, so a crash re-runs it)."""
+    waiting = plan.ready_reason == WAITING_FOR_CAPACITY
+    if waiting and plan.message != memory.waiting_message:
+        report = workers.RunnerRecord(wait_reason=plan.message)
+    elif not waiting and memory.waiting_message is not None:
+        report = workers.RunnerRecord(clear_wait_reason=True)
+    else:
+        return
+    with transaction(deps.sessions) as session:
+        workers.record(session, scenario_uuid, report)
 
 
 def _report(deps: Dependencies, scenario_uuid: UUID, plan: Plan, pod_name: str, *, became_ready: bool) -> None:
@@ -185,7 +248,7 @@ def cleanup(spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta, body: kopf.Bo
     name = str(meta["name"])
     pod = observe_pod(deps.kube.read_pod(pod_name_for(name)), owner_uid=str(meta["uid"]))
     if pod is not None and pod.owned and not pod.deleting:
-        live = pod.phase.value in ("Pending", "Running", "Unknown")
+        live = pod.phase in LIVE_POD_PHASES
         deps.kube.delete_pod(pod_name_for(name), uid=pod.uid, grace_period_seconds=int(deps.runner.stop_grace_seconds) if live else 0)
         PODS_DELETED.labels("ObjectDeleted").inc()
         kopf.event(body, type="Normal", reason="Stopping", message="VideoScenario deleted: deleting the runner Pod")

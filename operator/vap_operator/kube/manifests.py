@@ -25,6 +25,8 @@ LABEL_NAME = "app.kubernetes.io/name"
 LABEL_INSTANCE = "app.kubernetes.io/instance"
 LABEL_SCENARIO = "vap.dev/scenario-uuid"
 RUNNER_LABELS = {LABEL_NAME: "vap-runner", LABEL_MANAGED_BY: MANAGED_BY}
+# Selects every runner Pod of the namespace (capacity count, leases).
+RUNNER_SELECTOR = ",".join(f"{key}={value}" for key, value in RUNNER_LABELS.items())
 CAMERA_SECRET_KEY = "url"
 RUNNER_CONTAINER = "runner"
 

@@ -1,4 +1,10 @@
-"""The kubernetes runtime: kopf in the main thread, the to_deploy consumer in a thread beside it."""
+"""The kubernetes runtime: kopf in the main thread; the to_deploy consumer and the lease renewal in
+threads beside it.
+
+Outages of PostgreSQL or Kafka make it wait, never exit: kopf retries a handler that raised (after
+``handlers.ERROR_BACKOFF_SECONDS``), the consumer loop retries its batch, the lease renewal skips a
+period. Nothing connects at start-up either (clients connect on first use).
+"""
 
 from __future__ import annotations
 
@@ -11,16 +17,17 @@ from sqlalchemy import Engine
 
 from vap_common.consuming import ConsumerLoop
 from vap_common.contracts import DeployCommand
-from vap_common.db import make_session_factory
+from vap_common.db import is_permanent_error, make_session_factory
 from vap_common.kafka import make_consumer, make_producer
 from vap_common.topics import Topic, topic_name
 from vap_operator.kube import handlers  # importing it registers the kopf handlers
 from vap_operator.kube.api import KubeApi, load_config
 from vap_operator.kube.crd import GROUP, PLURAL, VERSION
 from vap_operator.kube.deployer import KubeDeployer
+from vap_operator.kube.lease import renew_runner_leases
 from vap_operator.publishing import Publisher
 from vap_operator.settings import OperatorSettings
-from vap_operator.threads import start_loop_thread, stop_process
+from vap_operator.threads import start_loop_thread, start_periodic_thread, stop_process
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +76,15 @@ def run_kubernetes(settings: OperatorSettings, engine: Engine, stop: threading.E
         handler=KubeDeployer(kube=kube, sessions=sessions, publisher=publisher, max_workers=settings.runner.max_workers),
         stop=stop,
         poll_timeout_seconds=settings.kubernetes.poll_timeout_seconds,
+        is_permanent=is_permanent_error,
+        stall_timeout_seconds=settings.consumer_stall_timeout_seconds,
     )
     deploy_thread = start_loop_thread("to-deploy", deploy_loop, on_crash=lambda: stop_process(stop))
+    # A client of its own: the renewal must not queue behind the handlers' calls.
+    lease_kube = KubeApi(namespace)
+    lease_thread = start_periodic_thread(
+        "runner-leases", lambda: renew_runner_leases(lease_kube, sessions), interval_seconds=settings.heartbeat_seconds, stop=stop
+    )
     deps = handlers.Dependencies(
         kube=kube,
         publisher=publisher,
@@ -94,4 +108,5 @@ def run_kubernetes(settings: OperatorSettings, engine: Engine, stop: threading.E
     finally:
         stop.set()
         deploy_thread.join(timeout=30)
+        lease_thread.join(timeout=10)
         producer.flush(10)

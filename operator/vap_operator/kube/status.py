@@ -8,11 +8,23 @@ detection) and runner (the Pod's last observed state, written by the Pod watcher
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
-from vap_operator.decisions import Crash, ObservedPod, Plan, PodPhase, RunnerMemory
+from vap_operator.decisions import (
+    LIVE_POD_PHASES,
+    WAITING_FOR_CAPACITY,
+    Crash,
+    DesiredState,
+    ObservedPod,
+    Plan,
+    PodPhase,
+    QueuedScenario,
+    RunnerMemory,
+)
+from vap_operator.kube.manifests import LABEL_SCENARIO
 
 Body = dict[str, Any]
 CONDITION_TYPES = ("Ready", "Failed", "Stopped")
@@ -89,12 +101,14 @@ def memory_from_status(status: Mapping[str, Any] | None) -> RunnerMemory:
         condition = conditions.get(kind)
         return str(condition.get("reason") or kind) if condition and condition.get("status") == "True" else None
 
+    ready = conditions.get("Ready", {})
     return RunnerMemory(
         crashes=crashes,
         restarts=int(status.get("restarts") or 0),
-        ready=conditions.get("Ready", {}).get("status") == "True",
+        ready=ready.get("status") == "True",
         failed_reason=true_reason("Failed"),
         stopped_reason=true_reason("Stopped"),
+        waiting_message=str(ready.get("message") or "") if ready.get("reason") == WAITING_FOR_CAPACITY else None,
     )
 
 
@@ -145,3 +159,43 @@ def render_status(
     if (plan.failed is not None or plan.stopped is not None) and not previous.get("stoppedAt"):
         status["stoppedAt"] = to_timestamp(now)
     return status
+
+
+# --- capacity and leases: over LISTs of runner Pods and VideoScenarios ------------------------------
+
+
+def live_runner_pods(pods: Iterable[Mapping[str, Any]], *, except_name: str) -> int:
+    """Runner Pods that hold a slot: not yet terminal (a finished Pod kept for its logs holds none)."""
+    count = 0
+    for pod in pods:
+        observed = observe_pod(pod, owner_uid="")
+        if observed is not None and observed.phase in LIVE_POD_PHASES and (pod.get("metadata") or {}).get("name") != except_name:
+            count += 1
+    return count
+
+
+def queued_scenario(body: Mapping[str, Any]) -> QueuedScenario:
+    """A VideoScenario's place in the capacity queue."""
+    metadata = body.get("metadata") or {}
+    status = body.get("status") or {}
+    waiting = (
+        (body.get("spec") or {}).get("desiredState", DesiredState.ACTIVE.value) == DesiredState.ACTIVE.value
+        and metadata.get("deletionTimestamp") is None
+        and _conditions(status).get("Ready", {}).get("reason") == WAITING_FOR_CAPACITY
+    )
+    return QueuedScenario(created_at=str(metadata.get("creationTimestamp") or ""), name=str(metadata.get("name") or ""), waiting=waiting)
+
+
+def ready_runner_scenarios(pods: Iterable[Mapping[str, Any]]) -> list[UUID]:
+    """The scenarios whose runner Pod is Running and ready (their lease is renewed), by the Pod's label."""
+    scenarios: list[UUID] = []
+    for pod in pods:
+        observed = observe_pod(pod, owner_uid="")
+        label = ((pod.get("metadata") or {}).get("labels") or {}).get(LABEL_SCENARIO)
+        if observed is None or not observed.ready or not label:
+            continue
+        try:
+            scenarios.append(UUID(str(label)))
+        except ValueError:
+            continue  # not one of ours after all: a hand-made Pod with our labels
+    return scenarios

@@ -174,4 +174,3 @@ def token_kubeconfig(admin_kubeconfig: str, token: str, path: Path) -> str:
 
 def json_of(result: subprocess.CompletedProcess[str]) -> Any:
     return json.loads(result.stdout)
-
