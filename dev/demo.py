@@ -1,9 +1,10 @@
 """The platform's main job on one machine: run a scenario on a sample video served as an RTSP camera.
 
 Started by ./dev/demo after the servers are up and the schema applied. It starts the API, the outbox
-relay, the inbox and the operator (orchestrator + local runtime), registers a scenario through the
-REST API, waits until it is `active`, prints the people detected per frame as results arrive through
-GET /api/v1/prediction/..., shuts the scenario down and waits for `inactive`.
+relay, the inbox, the operator (orchestrator + local runtime) and the camera under supervisord
+(./dev/services), registers a scenario through the REST API, waits until it is `active`, prints the
+people detected per frame as results arrive through GET /api/v1/prediction/..., shuts the scenario
+down and waits for `inactive`.
 """
 
 from __future__ import annotations
@@ -17,11 +18,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx2
-from platform_stack import ROOT, PlatformStack, RtspCamera
+from platform_stack import ROOT, SupervisedPlatform
 
 MEDIA = ROOT.parent / "shared" / "media"
 STATE = Path(os.environ.get("VAP_STATE_DIR", ROOT / ".vap"))
-KEPT_PIDS = STATE / "demo.pids"  # services left running by --keep; ./dev/infra down stops them
 
 
 def say(message: str) -> None:
@@ -42,7 +42,7 @@ def wait_for_status(client: httpx2.Client, scenario: str, wanted: set[str], time
         if last == "failed":
             raise SystemExit(f"scenario failed: {body.get('error_reason')}: {body.get('error_message')}")
         time.sleep(0.5)
-    raise SystemExit(f"scenario still {last!r} after {timeout_seconds:.0f}s; logs in {STATE / 'logs' / 'demo'}")
+    raise SystemExit(f"scenario still {last!r} after {timeout_seconds:.0f}s; logs in {STATE / 'logs' / 'services'}")
 
 
 def follow_predictions(client: httpx2.Client, scenario: str, seconds: float, check: Callable[[], None]) -> int:
@@ -74,23 +74,22 @@ def main() -> int:
     parser.add_argument("--detector", default="hog_person")
     parser.add_argument("--video", type=Path, default=MEDIA / "one-by-one-person-detection.mp4")
     parser.add_argument("--api-port", type=int, default=int(os.environ.get("VAP_DEMO_API_PORT", "8000")))
+    parser.add_argument("--camera-port", type=int, default=int(os.environ.get("VAP_DEMO_CAMERA_PORT", "8554")))
     args = parser.parse_args()
 
-    stack = PlatformStack(
-        log_dir=STATE / "logs" / "demo",
+    stack = SupervisedPlatform(
+        state_dir=STATE,
         api_port=args.api_port,
         environment={"VAP_ALLOW_FILE_URLS": "true", "VAP_RUNNER__MAX_WORKERS": "2", "VAP_RUNNER__TARGET_FPS": "5"},
+        camera=args.video,
+        camera_port=args.camera_port,
     )
-    camera = RtspCamera(args.video)
-    say(f"starting the RTSP camera ({args.video.name})")
-    camera.start()
-    print(f"    {camera.url}", flush=True)
-    say(f"starting api, relay, inbox and operator (local runtime); logs in {stack.log_dir}")
-    stack.start_all()
+    say(f"starting api, relay, inbox, operator (local runtime) and the RTSP camera ({args.video.name}) under supervisord")
     try:
+        stack.start_all()
         with httpx2.Client(base_url=stack.api_url, timeout=10) as client:
-            say(f"POST /api/v1/scenario/init  camera={camera.url} detector={args.detector}")
-            created = client.post("/api/v1/scenario/init", json={"camera_url": camera.url, "detector": {"name": args.detector}, "name": "demo"})
+            say(f"POST /api/v1/scenario/init  camera={stack.camera_url} detector={args.detector}")
+            created = client.post("/api/v1/scenario/init", json={"camera_url": stack.camera_url, "detector": {"name": args.detector}, "name": "demo"})
             created.raise_for_status()
             scenario = created.json()["scenario_uuid"]
             print(f"    scenario_uuid {scenario}", flush=True)
@@ -103,8 +102,8 @@ def main() -> int:
             wait_for_status(client, scenario, {"inactive"}, 120, stack.check_alive)
         say(f"Swagger UI: {stack.api_url}/docs" + ("" if args.keep else " (run ./dev/demo --keep to leave it up)"))
         if args.keep:
-            KEPT_PIDS.write_text("\n".join(str(process.pid) for process in [*stack.processes.values(), camera.process] if process) + "\n")
-            say(f"--keep: API at {stack.api_url} and the camera at {camera.url} stay up; stop them with ./dev/infra down")
+            say(f"--keep: API at {stack.api_url} and the camera at {stack.camera_url} stay up under supervisord")
+            print("    ./dev/services status | logs [name] | restart <name> | down  (./dev/infra down stops them too)", flush=True)
             return 0
     except BaseException:
         print(f"demo failed; service logs in {stack.log_dir}", file=sys.stderr)
@@ -112,7 +111,6 @@ def main() -> int:
     finally:
         if not args.keep:
             stack.stop_all()
-            camera.stop()
     return 0
 
 

@@ -2,21 +2,27 @@
 operator (orchestrator + local runtime). Used by the demo (dev/demo.py) and the end-to-end tests.
 
 Servers (PostgreSQL, Kafka) come from ./dev/infra; this only runs the platform's own processes,
-each with its log file, and can kill (any signal) and restart any of them.
+each with its log file, and can kill (any signal) and restart any of them. ``PlatformStack`` runs them
+as its own child processes (a killed one stays down until started again); ``SupervisedPlatform`` runs
+them under supervisord through ./dev/services (a killed one is restarted by supervisord).
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import socket
 import subprocess
 import sys
 import time
+import xmlrpc.client
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx2
+from supervisor.xmlrpc import Faults, SupervisorTransport
 
 # Module run by each service (`python -m <module>`).
 SERVICES = {
@@ -108,6 +114,124 @@ class PlatformStack:
                 codes[name] = process.wait()
         self.processes.clear()
         return codes
+
+
+@dataclass
+class SupervisedPlatform:
+    """The four services of one isolated deployment under supervisord, started by ./dev/services.
+
+    Everything of it lives in ``state_dir`` (generated config, control socket, logs), so several can
+    run at once, each with its own VAP_* environment (the end-to-end tests: DB schema, topic prefix).
+    ``camera``: also serve that video over RTSP at ``camera_url`` (the demo's camera).
+    """
+
+    state_dir: Path
+    environment: dict[str, str]  # VAP_* settings shared by every service
+    api_port: int = field(default_factory=free_port)
+    camera: Path | None = None
+    camera_port: int = 8554
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    @property
+    def camera_url(self) -> str:
+        return f"rtsp://127.0.0.1:{self.camera_port}/cam"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "logs" / "services"
+
+    @property
+    def socket_path(self) -> Path:
+        return self.state_dir / "supervisor" / "supervisor.sock"  # SV_SOCK of dev/lib/services.sh
+
+    def services(self, *args: str, capture: bool = False) -> subprocess.CompletedProcess[str]:
+        """Run ``./dev/services ARGS`` on this platform's state dir (its progress lines go to stdout unless captured)."""
+        env = {**os.environ, "VAP_STATE_DIR": str(self.state_dir)}
+        return subprocess.run([str(ROOT / "dev" / "services"), *args], env=env, text=True, capture_output=capture, check=False)
+
+    def start_all(self) -> None:
+        """``./dev/services up``: returns once the API is ready and every service RUNNING."""
+        env_file = self.state_dir / "supervisor" / "platform.env"
+        env_file.parent.mkdir(parents=True, exist_ok=True)
+        settings = {**self.environment, "VAP_PORT": str(self.api_port), "VAP_METRICS_PORT": "0"}
+        env_file.write_text("".join(f"{name}={shlex.quote(value)}\n" for name, value in settings.items()))
+        camera = ["--camera", str(self.camera), "--camera-port", str(self.camera_port)] if self.camera else []
+        if self.services("up", "--env-file", str(env_file), *camera).returncode != 0:
+            raise RuntimeError(f"./dev/services up failed; logs in {self.log_dir}")
+
+    def stop_all(self) -> None:
+        """``./dev/services down``: every service stopped (SIGTERM, the operator first), then supervisord."""
+        if self.services("down").returncode != 0:
+            raise RuntimeError(f"./dev/services down failed; see {self.log_dir / 'supervisord.log'}")
+
+    def _supervisor(self) -> Any:
+        transport = SupervisorTransport(serverurl=f"unix://{self.socket_path}")
+        return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport).supervisor
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        """supervisord's view of each program: ``statename`` (RUNNING, BACKOFF, ...), ``pid``, ..."""
+        return {info["name"]: info for info in self._supervisor().getAllProcessInfo()}
+
+    def supervisord_pid(self) -> int:
+        return int(self._supervisor().getPID())
+
+    @property
+    def processes(self) -> dict[str, int]:
+        """The pid of each RUNNING service."""
+        return {name: info["pid"] for name, info in self.status().items() if info["statename"] == "RUNNING"}
+
+    def check_alive(self) -> None:
+        """Raise if supervisord is gone or has given up on a service (FATAL), with the tail of its log."""
+        try:
+            status = self.status()
+        except OSError as error:
+            raise RuntimeError(f"supervisord of {self.state_dir} does not answer: {error}") from error
+        for name, info in status.items():
+            if info["statename"] == "FATAL":
+                tail = (self.log_dir / f"{name}.log").read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"supervisord gave up on {name}:\n{tail}")
+
+    def wait_running(self, name: str, *, other_than: int = 0, timeout_seconds: float = 60.0) -> int:
+        """Wait until ``name`` is RUNNING (past startsecs) with a pid other than ``other_than``; returns the pid."""
+        deadline = time.monotonic() + timeout_seconds
+        while time.monotonic() < deadline:
+            self.check_alive()
+            info = self.status()[name]
+            if info["statename"] == "RUNNING" and info["pid"] != other_than:
+                return int(info["pid"])
+            time.sleep(0.2)
+        raise TimeoutError(f"{name} not RUNNING after {timeout_seconds}s: {self.status()[name]}; see {self.log_dir / f'{name}.log'}")
+
+    def start(self, name: str) -> int:
+        """Make sure ``name`` runs (it may already have been restarted by supervisord); returns its pid."""
+        try:
+            self._supervisor().startProcess(name, False)
+        except xmlrpc.client.Fault as fault:
+            if fault.faultCode != Faults.ALREADY_STARTED:
+                raise
+        return self.wait_running(name)
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> int:
+        """Send ``sig`` to service ``name`` and wait until that process is gone; returns its pid.
+
+        supervisord restarts it (autorestart): ``wait_running(name, other_than=pid)`` waits for that.
+        """
+        pid = int(self.status()[name]["pid"])
+        os.kill(pid, sig)
+        deadline = time.monotonic() + 60
+        while self.status()[name]["pid"] == pid:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{name} (pid {pid}) still running 60 s after signal {sig}")
+            time.sleep(0.1)
+        return pid
+
+    def restart(self, name: str) -> int:
+        """``supervisorctl restart``: SIGTERM, wait until stopped, start; returns the new pid."""
+        self._supervisor().stopProcess(name, True)
+        return self.start(name)
 
 
 DEBIAN_PYTHON = "/usr/bin/python3"  # GStreamer's GObject bindings belong to Debian's interpreter
