@@ -251,7 +251,7 @@ class Relay:
             try:
                 outcome = self.run_once()
                 self._housekeeping()
-            except Exception:
+            except Exception:  # noqa: BLE001 - the database may be briefly away: back off, never die
                 log.exception("outbox batch failed; retrying", extra={"retry_in_seconds": backoff})
                 outcome = BatchOutcome(0, 1)
             if outcome.failed:
@@ -281,7 +281,7 @@ class Relay:
                 if not ready:
                     continue
                 listener.poll()
-            except Exception:
+            except Exception:  # noqa: BLE001 - a broken listener only costs latency: poll instead
                 log.warning("LISTEN connection lost; polling until it is back", exc_info=True)
                 self._close_listener()
                 return
@@ -303,7 +303,7 @@ class Relay:
                 self._schema = cursor.fetchone()[0]
                 cursor.execute(f"LISTEN {NOTIFY_CHANNEL}")
             self._listener = connection
-        except Exception:
+        except Exception:  # noqa: BLE001 - without LISTEN the relay still polls
             log.warning("cannot LISTEN for outbox notifications; polling only", exc_info=True)
             self._listener = None
         return self._listener
@@ -312,7 +312,7 @@ class Relay:
         if self._listener is not None:
             try:
                 self._listener.close()
-            except Exception:
+            except Exception:  # noqa: BLE001 - already broken
                 log.debug("closing the LISTEN connection failed", exc_info=True)
             self._listener = None
 
