@@ -36,7 +36,7 @@ TEST_VALUES = {
     "relay": {"settings": {"VAP_RELAY__BATCH_SIZE": 100}},
     "inbox": {"settings": {"VAP_INBOX__BATCH_SIZE": 500}},
     "operator": {"settings": {"VAP_RESTART__CRASH_LOOP_THRESHOLD": 3}},
-    "runner": {"maxWorkers": 2, "targetFps": 5},
+    "runner": {"maxWorkers": 2, "targetFps": 5, "capacity": 40},
 }
 COMPONENTS = {"api": "vap-api", "relay": "vap-relay", "inbox": "vap-inbox", "operator": "vap-operator"}
 
@@ -246,7 +246,7 @@ def test_operator_settings_point_at_the_runner_image_namespace_and_peering(
         by_kind(rendered, "ServiceAccount")[settings.kubernetes.runner_service_account]["automountServiceAccountToken"]
         is False
     )
-    assert settings.runner.max_workers == 2 and settings.runner.target_fps == 5
+    assert settings.runner.max_workers == 2 and settings.runner.target_fps == 5 and settings.kubernetes.capacity == 40
     assert settings.kafka.bootstrap_servers == TEST_VALUES["kafka"]["bootstrapServers"]
     ports = {port["name"]: port["containerPort"] for port in container["ports"]}
     assert ports == {"metrics": settings.metrics_port, "health": settings.kubernetes.liveness_port}

@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from operator_test_support import STAND_IN_RUNNER, StatusLog, produce, shutdown, start
-from sqlalchemy import select
+from sqlalchemy import make_url, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.helpers import consume, pids_with_env, wait_until
+from tests.tcp_proxy import TcpProxy
 from vap_common.contracts import DeployCommand
 from vap_common.schema import Worker
-from vap_common.settings import KafkaSettings
+from vap_common.settings import DatabaseSettings, KafkaSettings
 from vap_common.topics import Topic, dlq_name, topic_name
 
 STAND_IN = [sys.executable, str(STAND_IN_RUNNER)]
@@ -217,3 +218,38 @@ def test_runners_past_the_capacity_wait_with_their_reason_and_start_as_slots_fre
     produce(kafka_settings, Topic.INIT_SCENARIO, [shutdown(second), shutdown(third)])
     for scenario in (second, third):
         status_log.wait_for(scenario, [("in_startup_processing", None), ("in_shutdown_processing", None), ("inactive", None)])
+
+
+def test_a_postgresql_outage_stops_neither_the_runtime_nor_its_runners_and_what_happened_is_recorded_after(
+    start_local_runtime: Any, kafka_settings: KafkaSettings, status_log: StatusLog, sessions: sessionmaker[Session], db_settings: DatabaseSettings, tmp_path: Path
+) -> None:
+    """Before, an exception in the runtime's loop (PostgreSQL stopped for 10 s) SIGTERMed every runner
+    and the operator exited; scenarios stayed `active` with nothing running."""
+    scenario = uuid.uuid4()
+    record = tmp_path / "starts"
+    url = make_url(db_settings.url)
+    with TcpProxy(url.host or "127.0.0.1", url.port or 5432) as proxy:
+        runtime = start_local_runtime(
+            runner_command=STAND_IN, VAP_DATABASE__URL=url.set(port=proxy.port).render_as_string(hide_password=False)
+        )
+        produce(kafka_settings, Topic.INIT_SCENARIO, [start(scenario, settings={"mode": "serve", "record": str(record)})])
+        first = wait_until(lambda: live_pid(sessions, scenario), what="the runner process")
+
+        proxy.cut()
+        time.sleep(3)
+        os.kill(first, signal.SIGKILL)  # a crash while the database is away: restarted all the same
+        wait_until(lambda: len(starts(record)) == 2, timeout_seconds=20, what="the restart during the outage")
+        time.sleep(5)
+        assert runtime.alive(), runtime.log()[-3000:]
+        second = starts(record)[-1]
+        assert pids_with_env(f"VAP_SCENARIO_UUID={scenario}") == [second]
+        stale = row(sessions, scenario)  # read past the proxy: the runtime could not write yet
+        assert stale is not None and stale.process_pid == first
+
+        proxy.restore()
+        wait_until(lambda: live_pid(sessions, scenario) == second, timeout_seconds=30, what="the queued writes after the outage")
+        restarted = row(sessions, scenario)
+        assert restarted is not None and restarted.restart_count == 1
+        produce(kafka_settings, Topic.INIT_SCENARIO, [shutdown(scenario)])
+        status_log.wait_for(scenario, [("in_startup_processing", None), ("in_shutdown_processing", None), ("inactive", None)])
+        assert runtime.alive()

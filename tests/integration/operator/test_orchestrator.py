@@ -99,17 +99,22 @@ def test_poison_command_goes_to_the_dead_letter_topic_and_the_loop_goes_on(
     scenario = uuid.uuid4()
     producer = make_producer(kafka_settings)
     topic = topic_name(Topic.INIT_SCENARIO, kafka_settings.topic_prefix)
+    # A NUL in the camera URL passed the contract before and PostgreSQL refused the workers row:
+    # the orchestrator retried it forever, for every scenario behind it.
+    nul_url = start(uuid.uuid4()).model_dump_json().replace("rtsp://cam.example/stream", "rtsp://cam\\u0000.example/s").encode()
+    assert b"\\u0000" in nul_url
     producer.produce(topic, key=str(scenario), value=b'{"scenario_uuid": "nope", "command": "start"}')
+    producer.produce(topic, key=str(scenario), value=nul_url)
     producer.produce(topic, key=str(scenario), value=start(scenario).model_dump_json().encode())
     assert producer.flush(30) == 0
-    run_until(orchestrator, 2)
+    run_until(orchestrator, 3)
 
-    assert scenario in rows(sessions)
+    assert list(rows(sessions)) == [scenario]
     reader = TopicReader(kafka_settings, dlq_name(topic))
     try:
         for _ in range(10):
-            if reader.poll(0.5):
+            if len(reader.poll(0.5)) >= 2:
                 break
-        assert reader.values == [b'{"scenario_uuid": "nope", "command": "start"}']
+        assert reader.values == [b'{"scenario_uuid": "nope", "command": "start"}', nul_url]
     finally:
         reader.close()
