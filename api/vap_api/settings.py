@@ -101,8 +101,9 @@ class InboxOptions(BaseModel):
     poll_timeout_seconds: float = Field(default=0.5, gt=0)
     max_backoff_seconds: float = Field(default=30.0, gt=0)
     # How long the broker waits for a crashed inbox before its partitions go to another instance
-    # (Kafka's default; the broker accepts 6 to 1800 seconds).
-    session_timeout_seconds: float = Field(default=45.0, ge=6, le=1800)
+    # (the broker accepts 6 to 1800 seconds; Kafka's default of 45 s stopped every scenario's storing
+    # that long). A restarted inbox with a static VAP_KAFKA__INSTANCE_ID gets them back at once.
+    session_timeout_seconds: float = Field(default=10.0, ge=6, le=1800)
     # Results of a scenario that ended (inactive or failed) are still stored for this long after its
     # end (results and status travel on different topics, so a runner's last results may arrive
     # after its `inactive`); later ones are refused (dead-lettered): nothing runs to produce them.

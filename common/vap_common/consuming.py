@@ -131,7 +131,7 @@ class ConsumerLoop:
         if wait > 0:
             self.stop.wait(min(wait, self.poll_timeout_seconds))
             return 0
-        messages = [message for message in self.consumer.consume(self.batch_size, self.poll_timeout_seconds) if self._usable(message)]
+        messages = [message for message in self._poll() if self._usable(message)]
         if not messages:
             self._check_progress()
             return 0
@@ -157,6 +157,21 @@ class ConsumerLoop:
         for topic, count in collections.Counter(item.message.topic() for item in accepted).items():
             MESSAGES_CONSUMED.labels(topic).inc(count)
         return len(messages)
+
+    def _poll(self) -> list[Message]:
+        """What has arrived, up to a batch, without waiting for a batch to fill: small batches (low
+        latency) when messages trickle in, full ones when they queue up during the previous batch.
+
+        ``consume(n, timeout)`` would wait for n messages or the whole timeout, so at low load every
+        message would wait ``poll_timeout_seconds``; here only an idle consumer waits, for the first one.
+        """
+        messages: list[Message] = self.consumer.consume(self.batch_size, 0)
+        if messages:
+            return messages
+        first: list[Message] = self.consumer.consume(1, self.poll_timeout_seconds)
+        if first and self.batch_size > 1:
+            first.extend(self.consumer.consume(self.batch_size - 1, 0))
+        return first
 
     def _usable(self, message: Message) -> bool:
         error = message.error()

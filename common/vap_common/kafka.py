@@ -32,14 +32,21 @@ def make_producer(settings: KafkaSettings, **overrides: Any) -> Producer:
 
 
 def make_consumer(settings: KafkaSettings, *, group_id: str, **overrides: Any) -> Consumer:
-    """A manual-commit consumer: callers commit only after the effect is durable."""
+    """A manual-commit consumer: callers commit only after the effect is durable.
+
+    Cooperative rebalancing: when a member joins or leaves, only the partitions that move stop, the
+    others keep being consumed. With ``settings.instance_id``, static membership (see KafkaSettings).
+    """
     config: dict[str, Any] = {
         "bootstrap.servers": settings.bootstrap_servers,
         "group.id": group_id,
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
         "isolation.level": "read_committed",
+        "partition.assignment.strategy": "cooperative-sticky",
     }
+    if settings.instance_id:
+        config["group.instance.id"] = settings.instance_id
     config.update(overrides)
     return Consumer(config)
 

@@ -29,6 +29,11 @@ class KafkaSettings(BaseModel):
     bootstrap_servers: str = "127.0.0.1:19092"
     # Prepended to every topic name; lets tests (or tenants) share one broker without crosstalk.
     topic_prefix: str = ""
+    # Static group membership (Kafka's group.instance.id): a consumer restarted under the same id
+    # within the session timeout gets its partitions back at once, without a rebalance. Set it per
+    # replica and stable across its restarts (supervisord: the program name; Kubernetes: the Pod
+    # name). None: dynamic membership (a restarted consumer waits for a rebalance).
+    instance_id: str | None = Field(default=None, min_length=1, max_length=200)
 
 
 class CommonSettings(BaseSettings):

@@ -96,13 +96,17 @@ directory=$ROOT
 CONF
   for i in "${!SERVICES[@]}"; do
     name=${SERVICES[$i]}
+    # Static Kafka group membership: restarted by supervisord, a consumer gets its partitions back at
+    # once instead of after the session timeout (one id per program, stable across its restarts).
+    local program_env=$environment
+    [[ -n ${VAP_KAFKA__INSTANCE_ID:-} ]] || program_env+="${program_env:+,}VAP_KAFKA__INSTANCE_ID=\"$name-$(hostname)\""
     if [[ $name == operator ]]; then
       # Not as a group: the operator stops its runners itself, and a runner that outlives an operator
       # killed after stopwaitsecs is left for the next operator to adopt, not cut mid-frame.
-      sv_program "$name" $(( 10 * (i + 1) )) "$python -m ${SERVICE_MODULE[$name]}" "$(awk -v g="$grace" 'BEGIN { printf "%d", g + 15.999 }')" false "$environment"
+      sv_program "$name" $(( 10 * (i + 1) )) "$python -m ${SERVICE_MODULE[$name]}" "$(awk -v g="$grace" 'BEGIN { printf "%d", g + 15.999 }')" false "$program_env"
     else
       # As a group: nothing of theirs must outlive them, and no runner lives in their process groups.
-      sv_program "$name" $(( 10 * (i + 1) )) "$python -m ${SERVICE_MODULE[$name]}" 20 true "$environment"
+      sv_program "$name" $(( 10 * (i + 1) )) "$python -m ${SERVICE_MODULE[$name]}" 20 true "$program_env"
     fi
   done
   if [[ -n ${1:-} ]]; then

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Callable
 
@@ -253,3 +254,27 @@ def test_inbox_process_killed_mid_stream_stores_each_result_once(
     assert second.terminate() == 0
     assert _stored(db_engine, scenario_uuid) == [("run-1", number) for number in range(total)]
     assert "inbox stopped" in second.log_text()
+
+
+def test_an_inbox_restarted_under_its_static_instance_id_resumes_at_once_not_after_the_session_timeout(
+    start_process: Callable[..., Process], kafka_settings: KafkaSettings, session_factory: sessionmaker[Session], db_engine: Engine
+) -> None:
+    """A killed inbox's partitions used to wait for its session timeout (Kafka's 45 s) before anyone
+    stored again; restarted with the same VAP_KAFKA__INSTANCE_ID it rejoins without a rebalance."""
+    results_topic, _ = _topics(kafka_settings)
+    scenario_uuid = add_scenario(session_factory, status=S.ACTIVE)
+    env = {"VAP_INBOX__SESSION_TIMEOUT_SECONDS": "60", "VAP_KAFKA__INSTANCE_ID": "inbox-test-0"}
+    first = start_process("vap_api.inbox", name="inbox", extra_env=env)
+    produce(kafka_settings, results_topic, encoded_frames(scenario_uuid, range(10)))
+    wait_until(lambda: _count(db_engine, scenario_uuid) == 10, timeout_seconds=60, what="the first inbox to store")
+    first.kill()
+
+    second = start_process("vap_api.inbox", name="inbox", extra_env=env)
+    second.wait_for_log("inbox started")
+    restarted = time.monotonic()
+    produce(kafka_settings, results_topic, encoded_frames(scenario_uuid, range(10, 20)))
+    wait_until(lambda: _count(db_engine, scenario_uuid) == 20, timeout_seconds=50, what="the restarted inbox to store")
+    failover_seconds = time.monotonic() - restarted
+    print(f"FAILOVER inbox restarted under its instance id: stores again {failover_seconds:.2f}s after its start (session timeout 60 s)")
+    assert failover_seconds < 15, failover_seconds
+    assert second.terminate() == 0
