@@ -2,8 +2,14 @@
 
 A real API process (`python -m vap_api`, one uvicorn worker, access log off) on loopback, on its own
 schema; the load generator is `wrk` (C, 2 threads, 32 keep-alive connections, 10 s per endpoint,
-after a 2 s warm-up), so the generator takes little of the CPU the API needs. The GET reads one
-scenario with 2,000 stored frames (3 detections each) and returns the default page of 100.
+after a 2 s warm-up), so the generator takes little of the CPU the API needs. Each GET returns the
+default page of 100 results (3 detections each):
+  get_prediction_100             the first page of a live scenario with 2,000 stored frames;
+  get_prediction_100_cursor      the same scenario from the `next_cursor` after its first 1,000;
+  get_prediction_100_file_rerun  a file scenario whose runner restarted: run 1 stored frames 0-999,
+                                 run 2 then 0-1,999; the page from the cursor after run 1 skips run
+                                 2's 1,000 re-analysed frames (one index probe each) before it
+                                 serves 1,000-1,099: the worst page of the file rule.
 Prints the figures and writes bench/results/api.json (section "http").
 Run: bench/run api_http (installs `wrk` from Debian if missing)
 """
@@ -18,6 +24,7 @@ import sys
 import tempfile
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx2
 from sqlalchemy import insert, text
@@ -32,6 +39,10 @@ CONNECTIONS = 32
 THREADS = 2
 SECONDS = 10
 FRAMES = 2000
+_RESULTS = (
+    "INSERT INTO scenario_results (scenario_uuid, run_id, frame_number, detections, timestamp) "
+    "SELECT :u, :run, n, CAST(:d AS jsonb), now() + n * interval '40 milliseconds' FROM generate_series(0, :last) AS n"
+)
 
 # wrk prints this JSON line when done (latencies in microseconds).
 _REPORT = """
@@ -79,34 +90,50 @@ def main() -> None:
         raise SystemExit("wrk not found: run this benchmark through bench/run, which installs it")
     with isolated_stack("http") as stack, tempfile.TemporaryDirectory() as logs:
         engine = make_engine(stack.database, pool_size=2)
-        scenario_uuid = uuid.uuid4()
+        scenario_uuid, file_uuid = uuid.uuid4(), uuid.uuid4()
+        detections = json.dumps([{"class": "person", "confidence": 0.9, "bbox": [10.5, 20.0, 110.0, 220.25]}] * 3)
         with engine.begin() as connection:
             connection.execute(insert(Scenario).values(scenario_uuid=scenario_uuid, camera_url="rtsp://cam.example/s", status="active"))
-            detections = json.dumps([{"class": "person", "confidence": 0.9, "bbox": [10.5, 20.0, 110.0, 220.25]}] * 3)
-            connection.execute(
-                text(
-                    "INSERT INTO scenario_results (scenario_uuid, run_id, frame_number, detections, timestamp) "
-                    "SELECT :u, 'run-1', n, CAST(:d AS jsonb), now() + n * interval '40 milliseconds' FROM generate_series(0, :last) AS n"
-                ),
-                {"u": scenario_uuid, "d": detections, "last": FRAMES - 1},
-            )
+            connection.execute(insert(Scenario).values(scenario_uuid=file_uuid, camera_url="file:///media/video.mp4", status="active"))
+            connection.execute(text(_RESULTS), {"u": scenario_uuid, "run": "run-1", "d": detections, "last": FRAMES - 1})
+            connection.execute(text(_RESULTS), {"u": file_uuid, "run": "run-1", "d": detections, "last": FRAMES // 2 - 1})
+        with engine.begin() as connection:  # the rerun, stored after run 1
+            connection.execute(text(_RESULTS), {"u": file_uuid, "run": "run-2", "d": detections, "last": FRAMES - 1})
+        with engine.begin() as connection:  # planner statistics now, not whenever autovacuum gets to it during the run
+            connection.execute(text("ANALYZE scenario_results"))
         port = _free_port()
         api = Child("vap_api", stack.env(VAP_PORT=str(port), VAP_ACCESS_LOG="false", VAP_DATABASE__POOL_SIZE="10"), Path(logs) / "api.log")
         base = f"http://127.0.0.1:{port}"
         try:
             wait_for(lambda: _ready(base), timeout_seconds=60, what="the API")
-            body = httpx2.get(f"{base}/api/v1/prediction/{scenario_uuid}", timeout=10).json()
-            assert len(body["results"]) == 100, "the GET must return 100 results"
             prediction_url = f"{base}/api/v1/prediction/{scenario_uuid}"
+            # Served once no older transaction of the cluster runs: usually at once.
+            wait_for(lambda: len(httpx2.get(prediction_url, timeout=10).json()["results"]) == 100, timeout_seconds=30, what="100 results served")
+            cursor_url = f"{prediction_url}?cursor={_cursor_after(prediction_url, FRAMES // 2)}"
+            file_url = f"{base}/api/v1/prediction/{file_uuid}"
+            file_cursor_url = f"{file_url}?cursor={_cursor_after(file_url, FRAMES // 2)}"
+            file_page = httpx2.get(file_cursor_url, timeout=10).json()["results"]
+            expected = [("run-2", number) for number in range(FRAMES // 2, FRAMES // 2 + 100)]
+            assert [(r["run_id"], r["frame_number"]) for r in file_page] == expected, "each frame of a file once"
             init_url = f"{base}/api/v1/scenario/init"
-            _wrk(prediction_url, "", 2)
+            gets = {"get_prediction_100": prediction_url, "get_prediction_100_cursor": cursor_url, "get_prediction_100_file_rerun": file_cursor_url}
+            for url in gets.values():
+                _wrk(url, "", 2)
             _wrk(init_url, _POST, 2)
-            figures = {"get_prediction_100": _wrk(prediction_url, "", SECONDS), "post_init": _wrk(init_url, _POST, SECONDS)}
+            figures: dict[str, Any] = {name: _wrk(url, "", SECONDS) for name, url in gets.items()}
+            figures["post_init"] = _wrk(init_url, _POST, SECONDS)
             figures["response_bytes_get_prediction_100"] = len(httpx2.get(prediction_url, timeout=10).content)
         finally:
             api.stop()
             engine.dispose()
     record("http", {**figures, "load": f"wrk -t{THREADS} -c{CONNECTIONS} -d{SECONDS}s, one uvicorn worker"})
+
+
+def _cursor_after(url: str, count: int) -> str:
+    """The next_cursor after the first ``count`` results served at ``url``."""
+    body = httpx2.get(url, params={"limit": count}, timeout=10).json()
+    assert len(body["results"]) == count, f"{len(body['results'])} results served, not {count}"
+    return str(body["next_cursor"])
 
 
 def _ready(base: str) -> bool:

@@ -1,0 +1,205 @@
+"""Delivery latency (issue 13): frame capture -> row stored in PostgreSQL -> visible to a polling client.
+
+N virtual cameras (1, 10, 20) each publish one mock result every 200 ms (5 fps) the way a runner does
+(its producer settings: idempotent, acks=all, linger as the runner's VAP_RESULTS_LINGER_MS), with the
+capture time as the result's timestamp. A real `python -m vap_api.inbox` stores them and a real
+`python -m vap_api` serves them. Measured, per level, for SECONDS:
+  stored   capture -> the row is visible in scenario_results (a reader polls every 10 ms);
+  visible  capture -> GET /api/v1/prediction returns it to a client polling every 100 ms (up to 5
+           scenarios are followed, so the client itself does not load the 2 cores);
+  bare     the same Kafka in the same run: produce -> consume by a plain consumer (linger 0), and with
+           the runner's linger, the floor any pipeline on this broker has.
+Goal (issue 13): stored p99 < 300 ms and visible p99 < 500 ms at 20 scenarios x 5 fps.
+Prints the figures and writes bench/results/api.json (section "delivery").
+Run: .venv/bin/python bench/delivery_bench.py
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx2
+from sqlalchemy import insert, text
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _api_common import Child, Stack, isolated_stack, percentile, record, wait_for  # noqa: E402
+
+from vap_common.contracts import Detection, FrameResult, encode  # noqa: E402
+from vap_common.db import make_engine  # noqa: E402
+from vap_common.kafka import make_consumer, make_producer  # noqa: E402
+from vap_common.schema import Scenario  # noqa: E402
+from vap_common.topics import Topic, topic_name  # noqa: E402
+
+LEVELS = (1, 10, 20)
+FPS = 5.0
+SECONDS = 20.0
+RUNNER_LINGER_MS = 100  # vap_runner.settings.RunnerSettings.results_linger_ms
+FOLLOWED = 5
+DETECTIONS = [Detection(class_name="person", confidence=0.9, bbox=(10.0, 20.0, 110.0, 220.0))]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {"count": 0}
+    return {"count": len(values), "p50_ms": round(percentile(values, 0.5) * 1000, 1), "p99_ms": round(percentile(values, 0.99) * 1000, 1)}
+
+
+def cameras(stack: Stack, scenarios: list[uuid.UUID], stop: threading.Event) -> threading.Thread:
+    """One thread playing every camera: each publishes a result every 1/FPS s, timestamp = capture time."""
+
+    def play() -> None:
+        producer = make_producer(stack.kafka, **{"linger.ms": RUNNER_LINGER_MS})
+        topic = topic_name(Topic.RESULTS, stack.kafka.topic_prefix)
+        run_id = uuid.uuid4().hex[:16]
+        started = time.monotonic()
+        frame = 0
+        while not stop.is_set():
+            due = started + frame / FPS
+            if (wait := due - time.monotonic()) > 0:
+                stop.wait(wait)
+            for scenario in scenarios:
+                result = FrameResult(scenario_uuid=scenario, run_id=run_id, frame_number=frame, detections=DETECTIONS, timestamp=datetime.now(UTC))
+                producer.produce(topic, key=str(scenario), value=encode(result))
+            producer.poll(0)
+            frame += 1
+        producer.flush(30)
+
+    thread = threading.Thread(target=play, daemon=True)
+    thread.start()
+    return thread
+
+
+def stored_latencies(stack: Stack, stop: threading.Event, out: list[float]) -> threading.Thread:
+    def poll() -> None:
+        engine = make_engine(stack.database, pool_size=1)
+        with engine.connect() as connection:
+            last = connection.execute(text("SELECT coalesce(max(id), 0) FROM scenario_results")).scalar_one()  # earlier levels' rows
+            connection.commit()
+            while not stop.is_set():
+                rows = connection.execute(text("SELECT id, timestamp FROM scenario_results WHERE id > :last ORDER BY id"), {"last": last}).all()
+                connection.commit()
+                now = datetime.now(UTC)
+                for row in rows:
+                    out.append((now - row.timestamp).total_seconds())
+                    last = max(last, row.id)
+                stop.wait(0.01)
+        engine.dispose()
+
+    thread = threading.Thread(target=poll, daemon=True)
+    thread.start()
+    return thread
+
+
+def visible_latencies(api_url: str, scenarios: list[uuid.UUID], stop: threading.Event, out: list[float]) -> threading.Thread:
+    def poll() -> None:
+        after = dict.fromkeys(scenarios, -1)
+        with httpx2.Client(base_url=api_url, timeout=10) as client:
+            while not stop.is_set():
+                for scenario in scenarios:
+                    body = client.get(f"/api/v1/prediction/{scenario}", params={"after_frame": after[scenario], "limit": 1000}).json()
+                    now = datetime.now(UTC)
+                    for result in body["results"]:
+                        out.append((now - datetime.fromisoformat(result["timestamp"])).total_seconds())
+                        after[scenario] = max(after[scenario], result["frame_number"])
+                stop.wait(0.1)
+
+    thread = threading.Thread(target=poll, daemon=True)
+    thread.start()
+    return thread
+
+
+def bare_latency(stack: Stack, *, linger_ms: int, count: int = 200) -> dict[str, float]:
+    """produce -> consume on this broker, no inbox, no database: one message every 10 ms."""
+    topic = topic_name(Topic.SCENARIO_STATUS, stack.kafka.topic_prefix)  # a topic nothing else reads in this bench
+    consumer = make_consumer(stack.kafka, group_id=f"bench-bare-{uuid.uuid4().hex[:6]}", **{"auto.offset.reset": "latest"})
+    consumer.subscribe([topic])
+    deadline = time.monotonic() + 30
+    while not consumer.assignment() and time.monotonic() < deadline:
+        consumer.poll(0.1)
+    producer = make_producer(stack.kafka, **{"linger.ms": linger_ms})
+    latencies: list[float] = []
+    sent: dict[bytes, float] = {}
+    for index in range(count):
+        key = f"{index}".encode()
+        sent[key] = time.monotonic()
+        producer.produce(topic, key=key, value=b"x")
+        producer.poll(0)
+        for message in consumer.consume(100, 0.01):
+            if message.error() is None and message.key() in sent:
+                latencies.append(time.monotonic() - sent.pop(message.key()))
+    producer.flush(10)
+    deadline = time.monotonic() + 10
+    while sent and time.monotonic() < deadline:
+        for message in consumer.consume(100, 0.1):
+            if message.error() is None and message.key() in sent:
+                latencies.append(time.monotonic() - sent.pop(message.key()))
+    consumer.close()
+    return summary(latencies)
+
+
+def level(stack: Stack, api_url: str, count: int) -> dict[str, Any]:
+    engine = make_engine(stack.database, pool_size=1)
+    scenarios = [uuid.uuid4() for _ in range(count)]
+    with engine.begin() as connection:
+        connection.execute(insert(Scenario), [{"scenario_uuid": s, "camera_url": "rtsp://bench/cam", "status": "active"} for s in scenarios])
+    engine.dispose()
+    stop = threading.Event()
+    stored: list[float] = []
+    visible: list[float] = []
+    threads = [
+        stored_latencies(stack, stop, stored),
+        visible_latencies(api_url, scenarios[:FOLLOWED], stop, visible),
+        cameras(stack, scenarios, stop),
+    ]
+    time.sleep(SECONDS)
+    stop.set()
+    for thread in threads:
+        thread.join(30)
+    return {"scenarios": count, "fps_each": FPS, "stored": summary(stored), "visible": summary(visible)}
+
+
+def main() -> None:
+    with isolated_stack("delivery") as stack, tempfile.TemporaryDirectory() as logs:
+        port = free_port()
+        inbox = Child("vap_api.inbox", stack.env(VAP_INBOX__SESSION_TIMEOUT_SECONDS="6"), Path(logs) / "inbox.log")
+        api = Child("vap_api", stack.env(VAP_PORT=str(port), VAP_ACCESS_LOG="false"), Path(logs) / "api.log")
+        api_url = f"http://127.0.0.1:{port}"
+        try:
+            wait_for(lambda: _ready(api_url), timeout_seconds=60, what="the API")
+            time.sleep(3)  # the inbox joins its group
+            figures: dict[str, Any] = {
+                "bare_linger_0": bare_latency(stack, linger_ms=0),
+                f"bare_linger_{RUNNER_LINGER_MS}": bare_latency(stack, linger_ms=RUNNER_LINGER_MS),
+            }
+            for count in LEVELS:
+                print(f"delivery: {count} scenario(s) x {FPS:g} fps for {SECONDS:g} s ...", flush=True)
+                figures[f"scenarios_{count}"] = level(stack, api_url, count)
+        finally:
+            api.stop()
+            inbox.stop()
+    record("delivery", figures)
+
+
+def _ready(api_url: str) -> bool:
+    try:
+        return httpx2.get(f"{api_url}/readyz", timeout=2).status_code == 200
+    except httpx2.TransportError:
+        return False
+
+
+if __name__ == "__main__":
+    main()
