@@ -46,23 +46,28 @@ def wait_for_status(client: httpx2.Client, scenario: str, wanted: set[str], time
 
 
 def follow_predictions(client: httpx2.Client, scenario: str, seconds: float, check: Callable[[], None]) -> int:
-    """Print, once a second, the people counted in each frame that arrived; returns frames seen."""
-    after, frames, people_total = -1, 0, 0
+    """Print, once a second, the people counted in each result that arrived (following next_cursor); returns results seen."""
+    cursor: str | None = None
+    frames, people_total = 0, 0
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         check()
         time.sleep(1.0)
-        page = client.get(f"/api/v1/prediction/{scenario}", params={"after_frame": after, "limit": 1000}).raise_for_status().json()
+        params: dict[str, str | int] = {"limit": 1000}
+        if cursor:
+            params["cursor"] = cursor
+        page = client.get(f"/api/v1/prediction/{scenario}", params=params).raise_for_status().json()
+        cursor = page["next_cursor"]  # present on every page: the next poll goes on from here
         results = page["results"]
         if not results:
             continue
-        after = results[-1]["frame_number"]
         frames += len(results)
         counts = [sum(1 for d in result["detections"] if d["class"] == "person") for result in results]
         people_total += sum(counts)
         best = max((d for r in results for d in r["detections"]), key=lambda d: d["confidence"], default=None)
         example = f"  e.g. person {best['confidence']:.2f} at {[round(v) for v in best['bbox']]}" if best else ""
-        print(f"    frames {results[0]['frame_number']:>4}-{after:<4} people per frame {counts}{example}", flush=True)
+        first, last = results[0]["frame_number"], results[-1]["frame_number"]
+        print(f"    frames {first:>4}-{last:<4} people per frame {counts}{example}", flush=True)
     say(f"{frames} frames analysed, {people_total} person detections in {seconds:.0f}s")
     return frames
 

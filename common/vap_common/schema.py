@@ -23,7 +23,9 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql.base import ischema_names
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import UserDefinedType
 
 from vap_common.lifecycle import ScenarioStatus
 
@@ -85,13 +87,31 @@ class OutboxScenario(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
 
 
+class Xid8(UserDefinedType[str]):
+    """PostgreSQL's 64-bit transaction id (``xid8``), which SQLAlchemy has no type for; read as its decimal text."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **_: Any) -> str:
+        return "xid8"
+
+
+# So that reflection (Alembic's comparison of these models with the migrated schema) knows the type.
+ischema_names.setdefault("xid8", Xid8)
+
+
 class ScenarioResult(Base):
-    """One analysed frame. (scenario_uuid, run_id, frame_number) deduplicates redelivered results."""
+    """One analysed frame, identified by (scenario_uuid, run_id, frame_number): that key deduplicates
+    redelivered results. ``stored_xact`` is the transaction that stored the row (migration 0004):
+    GET /prediction pages by (stored_xact, id), see ``vap_api.predictions.service``."""
 
     __tablename__ = "scenario_results"
     __table_args__ = (
         UniqueConstraint("scenario_uuid", "run_id", "frame_number", name="uq_scenario_results_dedupe"),
+        # The after_frame filter, and the "frame already stored by an earlier run" check of file scenarios.
         Index("ix_scenario_results_frame_order", "scenario_uuid", "frame_number", "id"),
+        # The prediction page: one scenario's rows from a cursor, in stored order.
+        Index("ix_scenario_results_page", "scenario_uuid", "stored_xact", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
@@ -101,6 +121,7 @@ class ScenarioResult(Base):
     detections: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
     timestamp: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    stored_xact: Mapped[str] = mapped_column(Xid8(), server_default=text("pg_current_xact_id()"))
 
 
 class Worker(Base):

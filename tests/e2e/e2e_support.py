@@ -79,25 +79,35 @@ class Api:
         wait_until(reached, timeout_seconds=timeout_seconds, what=f"scenario {scenario_uuid} to be {wanted}")
         return last
 
-    def prediction_page(self, scenario_uuid: uuid.UUID, *, after_frame: int = -1, limit: int | None = None) -> dict[str, Any]:
-        params: dict[str, int] = {"after_frame": after_frame}
+    def prediction_page(self, scenario_uuid: uuid.UUID, *, cursor: str | None = None, after_frame: int | None = None, limit: int | None = None) -> dict[str, Any]:
+        params: dict[str, int | str] = {}
+        if cursor is not None:
+            params["cursor"] = cursor
+        if after_frame is not None:
+            params["after_frame"] = after_frame
         if limit is not None:
             params["limit"] = limit
         response = self.http.get(f"/api/v1/prediction/{scenario_uuid}", params=params)
         assert response.status_code == 200, f"GET /prediction: {response.status_code} {response.text}"
-        return dict(response.json())
+        body = dict(response.json())
+        assert isinstance(body["next_cursor"], str) and body["next_cursor"], body
+        return body
 
-    def frames(self, scenario_uuid: uuid.UUID, *, after_frame: int = -1, page_size: int = 50) -> list[dict[str, Any]]:
-        """Every stored frame after ``after_frame``, page by page (after_frame = the last one seen)."""
+    def frames(self, scenario_uuid: uuid.UUID, *, after_frame: int | None = None, page_size: int = 50) -> list[dict[str, Any]]:
+        """Every result served now (with frame_number > ``after_frame`` if given), in stored order,
+        following next_cursor page by page until a short page."""
         frames: list[dict[str, Any]] = []
+        cursor: str | None = None
         while True:
-            page = self.prediction_page(scenario_uuid, after_frame=after_frame, limit=page_size)["results"]
-            frames.extend(page)
-            if len(page) < page_size:
+            body = self.prediction_page(scenario_uuid, cursor=cursor, after_frame=after_frame, limit=page_size)
+            frames.extend(body["results"])
+            if len(body["results"]) < page_size:
                 return frames
-            after_frame = page[-1]["frame_number"]
+            cursor = body["next_cursor"]
 
     def frame_numbers(self, scenario_uuid: uuid.UUID) -> list[int]:
+        """The frame numbers served, in stored order: a live scenario's restarted run appears after the
+        earlier run; a file scenario's rerun adds only the frames no earlier run stored."""
         return [frame["frame_number"] for frame in self.frames(scenario_uuid)]
 
 
@@ -142,12 +152,26 @@ def runs_of(published: Iterable[Published]) -> dict[str, list[int]]:
 
 
 def stored(engine: Engine, scenario_uuid: uuid.UUID) -> list[Published]:
-    """Every row of scenario_results of one scenario, in insertion order (duplicates included, if any)."""
+    """Every row of scenario_results of one scenario, in stored order (duplicates included, if any)."""
     with engine.connect() as connection:
         rows = connection.execute(
-            text("SELECT run_id, frame_number FROM scenario_results WHERE scenario_uuid = :uuid ORDER BY id"), {"uuid": scenario_uuid}
+            text("SELECT run_id, frame_number FROM scenario_results WHERE scenario_uuid = :uuid ORDER BY stored_xact, id"), {"uuid": scenario_uuid}
         ).all()
     return [Published(row.run_id, int(row.frame_number)) for row in rows]
+
+
+def servable(engine: Engine, scenario_uuid: uuid.UUID) -> bool:
+    """Is every stored row of the scenario one the API serves (its transaction below the snapshot xmin)?"""
+    with engine.connect() as connection:
+        return bool(
+            connection.execute(
+                text(
+                    "SELECT coalesce(bool_and(stored_xact < pg_snapshot_xmin(pg_current_snapshot())), true) "
+                    "FROM scenario_results WHERE scenario_uuid = :uuid"
+                ),
+                {"uuid": scenario_uuid},
+            ).scalar_one()
+        )
 
 
 def worker_row(engine: Engine, scenario_uuid: uuid.UUID) -> dict[str, Any]:
@@ -162,7 +186,8 @@ def check_stored_equals_published(engine: Engine, topic: ResultsTopic, scenario_
     stored once; nothing is stored that was not published. Returns the published frames per run.
 
     Call it when no runner of the scenario runs any more: the topic is then complete, and the inbox
-    is given ``timeout_seconds`` to store its tail.
+    is given ``timeout_seconds`` to store its tail. On return the API serves every stored row (a row
+    is served once no older transaction of the cluster runs), so the caller may compare what it serves.
     """
     topic.read_to_end()
     published = topic.of(scenario_uuid)
@@ -176,6 +201,7 @@ def check_stored_equals_published(engine: Engine, topic: ResultsTopic, scenario_
     duplicates = sorted({(row.run_id, row.frame_number) for row in rows if rows.count(row) > 1})
     assert not duplicates, f"stored twice: {duplicates}"
     assert set(rows) == expected, f"stored but never published: {sorted((r.run_id, r.frame_number) for r in set(rows) - expected)}"
+    wait_until(lambda: servable(engine, scenario_uuid), timeout_seconds=timeout_seconds, what=f"every stored result of {scenario_uuid} servable")
     return runs
 
 

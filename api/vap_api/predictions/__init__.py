@@ -1,1 +1,1 @@
-"""Predictions: the stored detections of a scenario's frames, paged by frame number."""
+"""Predictions: the stored detections of a scenario's frames, each result once, paged by an opaque cursor."""

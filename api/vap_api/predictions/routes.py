@@ -13,13 +13,27 @@ from vap_api.predictions.schemas import PredictionOut
 
 router = APIRouter(prefix="/api/v1", tags=["predictions"])
 
+_DESCRIPTION = """Detections per analysed frame, each result once, in the order they were stored.
+
+**Paging: the cursor is the paging key.** Start without `cursor`, then pass each response's
+`next_cursor` as `cursor`: it is present on every page (also a short or empty one), so a client
+polls for new results by following it. It never skips or repeats a result, also across runner
+restarts (a restarted runner is a new `run_id` that numbers its frames from 0 again): a live
+camera's new run is new footage and is served in full; a file scenario's rerun reads the same
+frames again and adds only frame numbers no earlier run stored. A result is served once every write
+transaction that began before the one that stored it has ended (usually within milliseconds).
+
+`after_frame` is kept for older clients: it only filters (`frame_number > after_frame`); after a
+runner restart it hides the new run's frames until their numbers pass it. Use the cursor instead."""
+
 
 @router.get(
     "/prediction/{scenario_uuid}",
     response_model=PredictionOut,  # documents the shape; the body is assembled from PostgreSQL's JSON
+    description=_DESCRIPTION,
     responses={
         404: {"description": "No such scenario"},
-        422: {"description": "Invalid request"},
+        422: {"description": "Invalid request (e.g. a `cursor` that is not a `next_cursor` of this API)"},
         503: {"description": "The database is unreachable; retry after Retry-After seconds"},
     },
 )
@@ -27,10 +41,25 @@ def get_prediction(
     scenario_uuid: UUID,
     session: SessionDep,
     settings: SettingsDep,
-    after_frame: Annotated[int, Query(ge=-1, description="Return frames with a greater frame_number (poll with the last one seen)")] = -1,
-    limit: Annotated[int | None, Query(ge=1, description="Frames per page (default 100; larger values are capped at the server's maximum, 1000 by default)")] = None,
+    cursor: Annotated[
+        str | None, Query(max_length=100, description="`next_cursor` of the previous page; omit for the first page")
+    ] = None,
+    after_frame: Annotated[
+        int | None,
+        Query(ge=-1, description="Older clients' filter: only frames with a greater frame_number (page with `cursor`)"),
+    ] = None,
+    limit: Annotated[
+        int | None,
+        Query(
+            ge=1,
+            description="Results per page (default 100; larger values are capped at the server's maximum, 1000 by default)",
+        ),
+    ] = None,
 ) -> Response:
-    """Detections per frame, ordered by frame_number, each frame once."""
+    """Detections per frame, in stored order, each result once; follow `next_cursor`."""
     size = min(limit or settings.prediction_default_limit, settings.prediction_max_limit)
-    status, results = service.get_predictions_json(session=session, scenario_uuid=scenario_uuid, after_frame=after_frame, limit=size)
-    return Response(f'{{"scenario_uuid":"{scenario_uuid}","status":"{status.value}","results":{results}}}', media_type="application/json")
+    page = service.get_page(
+        session=session, scenario_uuid=scenario_uuid, cursor=cursor, after_frame=after_frame, limit=size
+    )
+    head = f'{{"scenario_uuid":"{scenario_uuid}","status":"{page.status.value}"'
+    return Response(f'{head},"results":{page.results_json},"next_cursor":"{page.next_cursor}"}}', media_type="application/json")

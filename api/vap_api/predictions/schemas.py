@@ -1,4 +1,4 @@
-"""The prediction response, in the original specification's shape."""
+"""The prediction response: the original specification's shape, plus each result's run and the next page's cursor."""
 
 from __future__ import annotations
 
@@ -19,7 +19,10 @@ class DetectionOut(BaseModel):
 
 
 class FrameOut(BaseModel):
-    frame_number: int
+    frame_number: int = Field(description="The frame's number within its run (a restarted runner numbers from 0 again)")
+    run_id: str = Field(
+        description="The runner run that analysed the frame: a result is (scenario, run_id, frame_number)"
+    )
     detections: list[DetectionOut]
     timestamp: datetime
 
@@ -27,4 +30,11 @@ class FrameOut(BaseModel):
 class PredictionOut(BaseModel):
     scenario_uuid: UUID
     status: ScenarioStatus
-    results: list[FrameOut] = Field(description="Ordered by frame_number; page with after_frame and limit")
+    results: list[FrameOut] = Field(
+        description="In the order they were stored (for one run: frame order), each result once; a file scenario's rerun "
+        "does not repeat a frame number already served, a live scenario's new run is served in full"
+    )
+    next_cursor: str = Field(
+        description="Pass as `cursor` to get the results stored after this page; always present, also on a short or empty "
+        "page, so a poller keeps following it (it never skips or repeats a result, across runner restarts too)"
+    )

@@ -1,4 +1,5 @@
-"""GET /api/v1/prediction/{uuid}: the original shape, frame order, paging, one row per frame."""
+"""GET /api/v1/prediction/{uuid} through the real app on PostgreSQL: the shape, stored order, the
+cursor across runner restarts (live: every run served; file: each frame once), after_frame, errors."""
 
 from __future__ import annotations
 
@@ -13,17 +14,26 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from tests.helpers import wait_until
 from vap_api.main import create_app
 from vap_api.settings import ApiSettings
 from vap_common.lifecycle import ScenarioStatus
+
+FILE_URL = "file:///media/car-detection.mp4"
 
 _INSERT = text(
     "INSERT INTO scenario_results (scenario_uuid, run_id, frame_number, detections, timestamp) "
     "VALUES (:scenario_uuid, :run_id, :frame_number, CAST(:detections AS jsonb), :timestamp)"
 )
+# Are all of the scenario's rows below the snapshot xmin, i.e. servable? Another session of the
+# shared cluster may still run a transaction older than ours for a moment.
+_SERVABLE = text(
+    "SELECT coalesce(bool_and(stored_xact < pg_snapshot_xmin(pg_current_snapshot())), true) FROM scenario_results WHERE scenario_uuid = :u"
+)
 
 
-def _store(engine: Engine, scenario_uuid: uuid.UUID, frames: Iterable[int], *, run_id: str = "run-1", label: str = "person") -> None:
+def store(engine: Engine, scenario_uuid: uuid.UUID, frames: Iterable[int], *, run_id: str = "run-1", label: str = "person") -> None:
+    """Store the frames in one transaction, and wait until the API may serve them."""
     rows = [
         {
             "scenario_uuid": scenario_uuid,
@@ -36,80 +46,164 @@ def _store(engine: Engine, scenario_uuid: uuid.UUID, frames: Iterable[int], *, r
     ]
     with engine.begin() as connection:
         connection.execute(_INSERT, rows)
+    wait_servable(engine, scenario_uuid)
 
 
-def _frames(response: Any) -> list[int]:
-    return [item["frame_number"] for item in response.json()["results"]]
+def wait_servable(engine: Engine, scenario_uuid: uuid.UUID) -> None:
+    """Wait until every committed row of the scenario is below the snapshot xmin (the API may serve it)."""
+
+    def servable() -> bool:
+        with engine.connect() as connection:
+            return bool(connection.execute(_SERVABLE, {"u": scenario_uuid}).scalar_one())
+
+    wait_until(servable, timeout_seconds=10, interval_seconds=0.02, what="the stored rows below the snapshot xmin")
 
 
-def test_prediction_has_the_original_shape_ordered_by_frame(client: TestClient, db_engine: Engine, session_factory: sessionmaker[Session]) -> None:
+def page(client: TestClient, scenario_uuid: uuid.UUID, **params: Any) -> dict[str, Any]:
+    response = client.get(f"/api/v1/prediction/{scenario_uuid}", params=params)
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def follow(client: TestClient, scenario_uuid: uuid.UUID, *, cursor: str | None = None, limit: int, **params: Any) -> tuple[list[list[dict[str, Any]]], str]:
+    """Every page from ``cursor`` until a short one; returns the pages and the cursor to go on with."""
+    pages: list[list[dict[str, Any]]] = []
+    while True:
+        body = page(client, scenario_uuid, limit=limit, **params, **({"cursor": cursor} if cursor else {}))
+        pages.append(body["results"])
+        cursor = body["next_cursor"]
+        assert isinstance(cursor, str) and cursor
+        if len(body["results"]) < limit:
+            return pages, cursor
+
+
+def identities(results: Iterable[dict[str, Any]]) -> list[tuple[str, int]]:
+    return [(item["run_id"], item["frame_number"]) for item in results]
+
+
+def test_prediction_has_the_original_shape_with_run_id_and_next_cursor(client: TestClient, db_engine: Engine, session_factory: sessionmaker[Session]) -> None:
     scenario_uuid = add_scenario(session_factory, status=ScenarioStatus.ACTIVE)
-    _store(db_engine, scenario_uuid, [2, 0, 1])  # stored out of order
+    store(db_engine, scenario_uuid, [2, 0, 1])  # one transaction, in this order
 
-    response = client.get(f"/api/v1/prediction/{scenario_uuid}")
+    body = page(client, scenario_uuid)
 
-    assert response.status_code == 200
-    assert response.json() == {
+    assert body == {
         "scenario_uuid": str(scenario_uuid),
         "status": "active",
         "results": [
             {
                 "frame_number": number,
+                "run_id": "run-1",
                 "detections": [{"class": "person", "confidence": 0.75, "bbox": [1.0, 2.0, 3.5, 4.0]}],
                 "timestamp": f"2026-11-25T12:00:00.{number + 1:06d}Z",
             }
-            for number in (0, 1, 2)
+            for number in (2, 0, 1)  # the order they were stored
         ],
+        "next_cursor": body["next_cursor"],
     }
+    assert isinstance(body["next_cursor"], str)
+    # The page was short: its cursor is where to go on from, and nothing is there yet.
+    assert page(client, scenario_uuid, cursor=body["next_cursor"]) == {**body, "results": []}
 
 
-def test_prediction_of_a_scenario_without_results_is_empty(client: TestClient, session_factory: sessionmaker[Session]) -> None:
+def test_a_poller_following_next_cursor_from_an_empty_scenario_gets_each_result_once(
+    client: TestClient, db_engine: Engine, session_factory: sessionmaker[Session]
+) -> None:
     scenario_uuid = add_scenario(session_factory)
-    assert client.get(f"/api/v1/prediction/{scenario_uuid}").json() == {"scenario_uuid": str(scenario_uuid), "status": "init_startup", "results": []}
+    empty = page(client, scenario_uuid)
+    assert (empty["status"], empty["results"]) == ("init_startup", []) and empty["next_cursor"]
+    seen: list[tuple[str, int]] = []
+    cursor = empty["next_cursor"]
+    for batch in (range(3), range(3, 4), range(4, 9)):
+        store(db_engine, scenario_uuid, batch)
+        pages, cursor = follow(client, scenario_uuid, cursor=cursor, limit=2)
+        seen += identities(result for results in pages for result in results)
+        assert page(client, scenario_uuid, cursor=cursor)["results"] == []  # caught up
+    assert seen == [("run-1", number) for number in range(9)]
 
 
-def test_prediction_pages_with_after_frame_and_a_bounded_limit(api_settings: ApiSettings, db_engine: Engine, session_factory: sessionmaker[Session]) -> None:
+def test_prediction_pages_with_a_bounded_limit_and_keeps_after_frame_as_a_filter(
+    api_settings: ApiSettings, db_engine: Engine, session_factory: sessionmaker[Session]
+) -> None:
     scenario_uuid = add_scenario(session_factory, status=ScenarioStatus.ACTIVE)
-    _store(db_engine, scenario_uuid, range(130))
+    store(db_engine, scenario_uuid, range(130))
     other = add_scenario(session_factory)
-    _store(db_engine, other, range(5))
+    store(db_engine, other, range(5))
     settings = api_settings.model_copy(update={"prediction_default_limit": 20, "prediction_max_limit": 50})
     with TestClient(create_app(settings)) as client:
-        url = f"/api/v1/prediction/{scenario_uuid}"
-        first = client.get(url)
-        capped = client.get(url, params={"limit": 10_000})
-        after = client.get(url, params={"after_frame": 119, "limit": 5})
-        tail = client.get(url, params={"after_frame": 125})
-        done = client.get(url, params={"after_frame": 129})
-
-        seen: list[int] = []
+        first = page(client, scenario_uuid)
+        capped = page(client, scenario_uuid, limit=10_000)
+        pages, _ = follow(client, scenario_uuid, limit=50)
+        # Older clients: after_frame filters (frame_number > after_frame), with or without the cursor.
+        after = page(client, scenario_uuid, after_frame=119, limit=5)
+        tail = page(client, scenario_uuid, after_frame=125)
+        done = page(client, scenario_uuid, after_frame=129)
+        old_style: list[int] = []
         last = -1
-        while page := _frames(client.get(url, params={"after_frame": last, "limit": 50})):
-            seen += page
-            last = page[-1]
+        while numbers := [item["frame_number"] for item in page(client, scenario_uuid, after_frame=last, limit=50)["results"]]:
+            old_style += numbers
+            last = numbers[-1]
+        filtered, _ = follow(client, scenario_uuid, limit=7, after_frame=100)
 
-    assert _frames(first) == list(range(20))
-    assert _frames(capped) == list(range(50))
-    assert _frames(after) == [120, 121, 122, 123, 124]
-    assert _frames(tail) == [126, 127, 128, 129]
-    assert _frames(done) == []
-    assert seen == list(range(130))
+    def numbers_of(results: Iterable[dict[str, Any]]) -> list[int]:
+        return [item["frame_number"] for item in results]
+
+    assert numbers_of(first["results"]) == list(range(20))
+    assert numbers_of(capped["results"]) == list(range(50))
+    assert [len(results) for results in pages] == [50, 50, 30]
+    assert numbers_of(result for results in pages for result in results) == list(range(130))
+    assert numbers_of(after["results"]) == [120, 121, 122, 123, 124]
+    assert numbers_of(tail["results"]) == [126, 127, 128, 129]
+    assert done["results"] == [] and done["next_cursor"]
+    assert old_style == list(range(130))
+    assert numbers_of(result for results in filtered for result in results) == list(range(101, 130))
 
 
-def test_prediction_returns_each_frame_once_across_runner_restarts(client: TestClient, db_engine: Engine, session_factory: sessionmaker[Session]) -> None:
-    scenario_uuid = add_scenario(session_factory, status=ScenarioStatus.ACTIVE)
-    _store(db_engine, scenario_uuid, range(6), run_id="run-1", label="first-run")
-    _store(db_engine, scenario_uuid, range(4, 10), run_id="run-2", label="second-run")  # restarted, re-analysed 4 and 5
+def test_a_live_scenario_serves_every_run_once_in_stored_order_across_a_runner_restart(
+    client: TestClient, db_engine: Engine, session_factory: sessionmaker[Session]
+) -> None:
+    scenario_uuid = add_scenario(session_factory, status=ScenarioStatus.ACTIVE)  # rtsp://
+    store(db_engine, scenario_uuid, range(10), run_id="run-a", label="first-run")
+    polled, cursor = follow(client, scenario_uuid, limit=3)  # a poller read run A up to its end
+    store(db_engine, scenario_uuid, range(10), run_id="run-b", label="second-run")  # restarted: frames from 0 again
+    rest, _ = follow(client, scenario_uuid, cursor=cursor, limit=3)
+    from_start, _ = follow(client, scenario_uuid, limit=3)
 
-    results = client.get(f"/api/v1/prediction/{scenario_uuid}").json()["results"]
+    run_a, run_b = [("run-a", number) for number in range(10)], [("run-b", number) for number in range(10)]
+    assert identities(result for results in polled for result in results) == run_a
+    assert identities(result for results in rest for result in results) == run_b
+    assert [len(results) for results in from_start] == [3, 3, 3, 3, 3, 3, 2]
+    results = [result for results in from_start for result in results]
+    assert identities(results) == run_a + run_b
+    assert [item["detections"][0]["class"] for item in results] == ["first-run"] * 10 + ["second-run"] * 10
+    # Old clients' after_frame cannot tell the runs apart: it hides run B's frames up to the one given.
+    assert identities(page(client, scenario_uuid, after_frame=6)["results"]) == [("run-a", 7), ("run-a", 8), ("run-a", 9), *run_b[7:]]
 
+
+def test_a_file_scenario_rerun_serves_each_frame_once(client: TestClient, db_engine: Engine, session_factory: sessionmaker[Session]) -> None:
+    scenario_uuid = add_scenario(session_factory, status=ScenarioStatus.ACTIVE, camera_url=FILE_URL)
+    store(db_engine, scenario_uuid, range(6), run_id="run-a", label="first-run")  # killed after frame 5
+    polled, cursor = follow(client, scenario_uuid, limit=4)
+    store(db_engine, scenario_uuid, range(4), run_id="run-b", label="second-run")  # re-reads the file from 0
+    caught_up, cursor = follow(client, scenario_uuid, cursor=cursor, limit=4)
+    store(db_engine, scenario_uuid, range(4, 10), run_id="run-b", label="second-run")
+    rest, _ = follow(client, scenario_uuid, cursor=cursor, limit=4)
+    from_start, _ = follow(client, scenario_uuid, limit=3)
+
+    assert identities(result for results in polled for result in results) == [("run-a", number) for number in range(6)]
+    assert caught_up == [[]]  # run B's frames 0-3 were served already, by run A
+    assert identities(result for results in rest for result in results) == [("run-b", number) for number in range(6, 10)]
+    assert [len(results) for results in from_start] == [3, 3, 3, 1]  # full pages: duplicates are skipped, not counted
+    results = [result for results in from_start for result in results]
     assert [item["frame_number"] for item in results] == list(range(10))
     assert [item["detections"][0]["class"] for item in results] == ["first-run"] * 6 + ["second-run"] * 4
+    assert identities(page(client, scenario_uuid, after_frame=3, limit=3)["results"]) == [("run-a", 4), ("run-a", 5), ("run-b", 6)]
 
 
 def test_prediction_of_unknown_scenario_is_404(client: TestClient) -> None:
-    response = client.get(f"/api/v1/prediction/{uuid.uuid4()}")
-    assert response.status_code == 404 and "not found" in response.json()["detail"]
+    for params in ({}, {"cursor": "MC4w"}, {"after_frame": 3}):
+        response = client.get(f"/api/v1/prediction/{uuid.uuid4()}", params=params)
+        assert response.status_code == 404 and "not found" in response.json()["detail"]
 
 
 @pytest.mark.parametrize(
@@ -119,8 +213,19 @@ def test_prediction_of_unknown_scenario_is_404(client: TestClient) -> None:
         ("/api/v1/prediction/{uuid}", {"limit": 0}, ["query", "limit"]),
         ("/api/v1/prediction/{uuid}", {"limit": "ten"}, ["query", "limit"]),
         ("/api/v1/prediction/{uuid}", {"after_frame": -2}, ["query", "after_frame"]),
+        ("/api/v1/prediction/{uuid}", {"cursor": "garbage!"}, ["query", "cursor"]),
+        ("/api/v1/prediction/{uuid}", {"cursor": "MTIzNA"}, ["query", "cursor"]),  # "1234": no separator
+        ("/api/v1/prediction/{uuid}", {"cursor": "x" * 101}, ["query", "cursor"]),
     ],
 )
 def test_prediction_rejects_malformed_parameters(client: TestClient, path: str, params: dict[str, Any], location: list[str]) -> None:
     response = client.get(path.format(uuid=uuid.uuid4()), params=params)
     assert response.status_code == 422 and response.json()["detail"][0]["loc"] == location
+
+
+def test_the_openapi_description_names_the_cursor_as_the_paging_key(client: TestClient) -> None:
+    operation = client.get("/openapi.json").json()["paths"]["/api/v1/prediction/{scenario_uuid}"]["get"]
+    assert "the cursor is the paging key" in operation["description"].lower()
+    assert {parameter["name"] for parameter in operation["parameters"]} == {"scenario_uuid", "cursor", "after_frame", "limit"}
+    schema = client.get("/openapi.json").json()["components"]["schemas"]
+    assert {"next_cursor"} <= set(schema["PredictionOut"]["required"]) and "run_id" in schema["FrameOut"]["required"]
