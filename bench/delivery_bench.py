@@ -5,8 +5,8 @@ N virtual cameras (1, 10, 20) each publish one mock result every 200 ms (5 fps) 
 capture time as the result's timestamp. A real `python -m vap_api.inbox` stores them and a real
 `python -m vap_api` serves them. Measured, per level, for SECONDS:
   stored   capture -> the row is visible in scenario_results (a reader polls every 10 ms);
-  visible  capture -> GET /api/v1/prediction returns it to a client polling every 100 ms (up to 5
-           scenarios are followed, so the client itself does not load the 2 cores);
+  visible  capture -> GET /api/v1/prediction returns it to a client following next_cursor every
+           100 ms (up to 5 scenarios are followed, so the client itself does not load the 2 cores);
   bare     the same Kafka in the same run: produce -> consume by a plain consumer (linger 0), and with
            the runner's linger, the floor any pipeline on this broker has.
 Goal (issue 13): stored p99 < 300 ms and visible p99 < 500 ms at 20 scenarios x 5 fps.
@@ -106,15 +106,15 @@ def stored_latencies(stack: Stack, stop: threading.Event, out: list[float]) -> t
 
 def visible_latencies(api_url: str, scenarios: list[uuid.UUID], stop: threading.Event, out: list[float]) -> threading.Thread:
     def poll() -> None:
-        after = dict.fromkeys(scenarios, -1)
+        cursors: dict[uuid.UUID, str | None] = dict.fromkeys(scenarios)
         with httpx2.Client(base_url=api_url, timeout=10) as client:
             while not stop.is_set():
                 for scenario in scenarios:
-                    body = client.get(f"/api/v1/prediction/{scenario}", params={"after_frame": after[scenario], "limit": 1000}).json()
+                    params: dict[str, Any] = {"limit": 1000} | ({"cursor": cursor} if (cursor := cursors[scenario]) else {})
+                    body = client.get(f"/api/v1/prediction/{scenario}", params=params).json()
                     now = datetime.now(UTC)
-                    for result in body["results"]:
-                        out.append((now - datetime.fromisoformat(result["timestamp"])).total_seconds())
-                        after[scenario] = max(after[scenario], result["frame_number"])
+                    out.extend((now - datetime.fromisoformat(result["timestamp"])).total_seconds() for result in body["results"])
+                    cursors[scenario] = body["next_cursor"]
                 stop.wait(0.1)
 
     thread = threading.Thread(target=poll, daemon=True)
