@@ -56,12 +56,17 @@ def make_admin(settings: KafkaSettings) -> AdminClient:
 
 
 def ensure_topics(admin: AdminClient, names: list[str], *, partitions: int = 3, timeout_seconds: float = 30.0) -> list[str]:
-    """Create the missing topics among ``names``; returns those it created. Safe to call repeatedly."""
-    existing = set(admin.list_topics(timeout=timeout_seconds).topics)
-    missing = [name for name in names if name not in existing]
+    """Create the missing topics among ``names``; returns those it created. Safe to call repeatedly.
+
+    Replicated on up to three brokers (as many as the cluster has): with three, one can fail and, with
+    the brokers' min.insync.replicas=2 and acks=all, no acknowledged message is lost.
+    """
+    metadata = admin.list_topics(timeout=timeout_seconds)
+    missing = [name for name in names if name not in metadata.topics]
     if not missing:
         return []
-    futures = admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1) for name in missing])
+    replication = max(1, min(3, len(metadata.brokers)))
+    futures = admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=replication) for name in missing])
     for future in futures.values():
         try:
             future.result(timeout=timeout_seconds)
