@@ -109,7 +109,7 @@ class InboxOptions(BaseModel):
     # after its `inactive`); later ones are refused (dead-lettered): nothing runs to produce them.
     late_result_grace_seconds: float = Field(default=300.0, ge=0)
     # Seconds the inbox may see results waiting while it takes none before it exits to be restarted.
-    stall_timeout_seconds: float = Field(default=120.0, gt=0)
+    stall_timeout_seconds: float = Field(default=60.0, gt=0)
 
 
 class InboxSettings(DatabaseServiceSettings):

@@ -65,7 +65,11 @@ class Rejected:
     error: str
 
 
-class ConsumerStalled(RuntimeError):
+class ConsumerFailed(RuntimeError):
+    """The consumer cannot go on in this process (its supervisor restarts the process)."""
+
+
+class ConsumerStalled(ConsumerFailed):
     """Messages wait on the consumer's partitions but it has taken none for too long."""
 
 
@@ -104,7 +108,7 @@ class ConsumerLoop:
     max_backoff_seconds: float = 30.0
     # Which handler errors are about the message, not the moment (e.g. vap_common.db.is_permanent_error).
     is_permanent: Callable[[BaseException], bool] = never_permanent
-    stall_timeout_seconds: float = 120.0
+    stall_timeout_seconds: float = 60.0
     # How often an idle consumer asks the broker whether messages wait for it.
     progress_check_seconds: float = 5.0
     clock: Callable[[], float] = time.monotonic
@@ -114,6 +118,7 @@ class ConsumerLoop:
     _next_check: float = 0.0
     _stuck: dict[tuple[str, int], int] = field(default_factory=dict)  # partition -> committed offset seen waiting
     _stuck_since: float | None = None
+    _last_committed: dict[tuple[str, int], int] = field(default_factory=dict)
 
     def run(self) -> None:
         self.consumer.subscribe(list(self.contracts))
@@ -179,8 +184,10 @@ class ConsumerLoop:
             return True
         if error.code() != KafkaError._PARTITION_EOF:
             log.warning("kafka consumer error", extra={"error": str(error)})
-            if error.fatal():
-                raise RuntimeError(f"fatal Kafka consumer error: {error}")
+            # e.g. a static member fenced by another with its group.instance.id: librdkafka reports
+            # _FATAL without always setting fatal(); the consumer is unusable either way.
+            if error.fatal() or error.code() == KafkaError._FATAL:
+                raise ConsumerFailed(f"fatal Kafka consumer error: {error}")
         return False
 
     def _handle(self, accepted: Sequence[Accepted]) -> list[Rejected]:
@@ -261,23 +268,34 @@ class ConsumerLoop:
             )
 
     def _waiting_partitions(self) -> dict[tuple[str, int], int] | None:
-        """Partitions of the subscribed topics whose committed offset is below their end (None: unknown)."""
+        """Partitions of the subscribed topics whose committed offset is below their end (None: the
+        brokers cannot be reached, so nothing can be told: an outage is not a stall).
+
+        The group coordinator may not answer while the brokers do (a consumer wedged after a broker
+        was frozen): then the offsets committed at the last check that had them stand in.
+        """
         try:
             partitions = [
                 TopicPartition(topic, partition)
                 for topic in self.contracts
                 for partition in self.consumer.list_topics(topic, timeout=_BROKER_QUERY_SECONDS).topics[topic].partitions
             ]
-            committed = self.consumer.committed(partitions, timeout=_BROKER_QUERY_SECONDS)
-            waiting: dict[tuple[str, int], int] = {}
-            for partition in committed:
-                low, high = self.consumer.get_watermark_offsets(partition, timeout=_BROKER_QUERY_SECONDS, cached=False)
-                start = partition.offset if partition.offset >= 0 else low
-                if start < high:
-                    waiting[(partition.topic, partition.partition)] = start
+            ends = {(p.topic, p.partition): self.consumer.get_watermark_offsets(p, timeout=_BROKER_QUERY_SECONDS, cached=False) for p in partitions}
         except (KafkaException, KeyError) as error:
             log.debug("cannot tell whether messages wait", extra={"error": str(error)})
             return None
+        try:
+            committed = {(p.topic, p.partition): p.offset for p in self.consumer.committed(partitions, timeout=_BROKER_QUERY_SECONDS)}
+            self._last_committed = committed
+        except KafkaException as error:
+            log.debug("the group coordinator does not answer; using the offsets committed last", extra={"error": str(error)})
+            committed = self._last_committed
+        waiting: dict[tuple[str, int], int] = {}
+        for key, (low, high) in ends.items():
+            offset = committed.get(key, -1)
+            start = offset if offset >= 0 else low
+            if start < high:
+                waiting[key] = start
         return waiting
 
 

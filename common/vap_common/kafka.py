@@ -76,13 +76,25 @@ def ensure_topics(admin: AdminClient, names: list[str], *, partitions: int = 3, 
     return missing
 
 
-def send_to_dlq(producer: Producer, message: Message, *, error: str, attempts: int = 1) -> None:
-    """Copy ``message`` unchanged to ``<topic>.dlq`` with why it was rejected in the headers.
+# Largest value copied whole to a dead-letter topic: under the producer's default message.max.bytes
+# (1,000,000), which a value the broker accepted compressed (a forged result) can exceed.
+DLQ_MAX_VALUE_BYTES = 512 * 1024
 
-    The caller flushes before committing the original offset, so a rejected message is never lost.
+
+def send_to_dlq(producer: Producer, message: Message, *, error: str, attempts: int = 1) -> None:
+    """Copy ``message`` to ``<topic>.dlq`` with why it was rejected in the headers.
+
+    A value over DLQ_MAX_VALUE_BYTES is cut to that size (header ``dlq.original.bytes`` gives its
+    size; topic, partition and offset point at the original): a message too large to copy must not
+    keep its batch from being committed. The caller flushes before committing the original offset,
+    so a rejected message is never lost.
     """
     topic = message.topic() or ""
+    value = message.value()
     values = (topic, str(message.partition()), str(message.offset()), error[:1000], str(attempts))
     headers: dict[str, str | bytes | None] = dict(zip(DLQ_HEADERS, values, strict=True))
-    producer.produce(dlq_name(topic), key=message.key(), value=message.value(), headers=headers)
+    if value is not None and len(value) > DLQ_MAX_VALUE_BYTES:
+        headers["dlq.original.bytes"] = str(len(value))
+        value = value[:DLQ_MAX_VALUE_BYTES]
+    producer.produce(dlq_name(topic), key=message.key(), value=value, headers=headers)
     log.warning("message sent to dead-letter topic", extra={"topic": message.topic(), "offset": message.offset(), "error": error})

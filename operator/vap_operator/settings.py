@@ -176,7 +176,7 @@ class OperatorSettings(DatabaseServiceSettings):
     heartbeat_seconds: float = Field(default=5.0, gt=0)
     # Seconds a consumer may see messages waiting on its partitions without taking any before it
     # exits for its supervisor to restart it (a wedged consumer; see vap_common.consuming).
-    consumer_stall_timeout_seconds: float = Field(default=120.0, gt=0)
+    consumer_stall_timeout_seconds: float = Field(default=60.0, gt=0)
     orchestrator: OrchestratorSettings = Field(default_factory=OrchestratorSettings)
     restart: RestartSettings = Field(default_factory=RestartSettings)
     runner: RunnerSettings = Field(default_factory=RunnerSettings)

@@ -38,7 +38,7 @@ from pydantic_core import to_json
 from sqlalchemy import Connection, Engine, text
 
 from vap_api.settings import InboxSettings
-from vap_common.consuming import Accepted, ConsumerLoop, ConsumerStalled, Rejected
+from vap_common.consuming import Accepted, ConsumerFailed, ConsumerLoop, Rejected
 from vap_common.contracts import FRAME_RESULT_RECORD, Contract, FrameResultRecord, StatusEvent
 from vap_common.db import is_permanent_error, make_engine
 from vap_common.kafka import make_consumer, make_producer
@@ -84,6 +84,12 @@ _SET_STATUS = text(
     "WHERE scenario_uuid = :scenario_uuid"
 )
 
+_STORED_KEYS = text(
+    "SELECT r.scenario_uuid, r.run_id, r.frame_number FROM scenario_results AS r "
+    "JOIN unnest(CAST(:ids AS uuid[]), CAST(:runs AS text[]), CAST(:frames AS bigint[])) AS k(scenario_uuid, run_id, frame_number) "
+    "USING (scenario_uuid, run_id, frame_number)"
+)
+
 # COPY text format: backslash escapes, tab separates columns, newline ends a row.
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 _NEEDS_ESCAPE = re.compile(r"[\\\t\n\r]")
@@ -123,13 +129,17 @@ class Inbox:
             unknown = (result_ids | {event.scenario_uuid for event in events}) - existing
             if unknown:  # rare: filter row by row only then
                 events = [event for event in events if event.scenario_uuid not in unknown]
-            if unknown or ended & result_ids:
-                results = [result for result in results if result["scenario_uuid"] not in unknown and result["scenario_uuid"] not in ended]
+            late = ended & result_ids
+            if unknown or late:
+                results = [result for result in results if result["scenario_uuid"] not in unknown and result["scenario_uuid"] not in late]
+            # A redelivery of results stored before the scenario ended is no late result: not refused.
+            redelivered = self._stored_keys(connection, [item.value for item in batch if not isinstance(item.value, StatusEvent) and item.value["scenario_uuid"] in late]) if late else set()
             self._store_results(connection, results)
             self._apply_statuses(connection, events, statuses)
-        return self._reject(batch, unknown, ended & result_ids) if unknown or ended & result_ids else []
+        RESULTS_DUPLICATE.inc(len(redelivered))
+        return self._reject(batch, unknown, late, redelivered) if unknown or late else []
 
-    def _reject(self, batch: Sequence[Accepted], unknown: set[UUID], ended: set[UUID]) -> list[Rejected]:
+    def _reject(self, batch: Sequence[Accepted], unknown: set[UUID], ended: set[UUID], redelivered: set[tuple[UUID, str, int]]) -> list[Rejected]:
         rejected: list[Rejected] = []
         for item in batch:
             is_status = isinstance(item.value, StatusEvent)
@@ -137,7 +147,7 @@ class Inbox:
             if scenario_uuid in unknown:
                 UNKNOWN_SCENARIO.labels("status" if is_status else "result").inc()
                 error = f"unknown scenario_uuid {scenario_uuid}: no such scenario"
-            elif not is_status and scenario_uuid in ended:
+            elif not is_status and scenario_uuid in ended and _key(item.value) not in redelivered:
                 LATE_RESULTS.inc()
                 error = f"scenario {scenario_uuid} ended more than {self._grace_seconds:g}s ago; its results are no longer accepted"
             else:
@@ -165,6 +175,20 @@ class Inbox:
                 if row.ended:
                     ended.add(row.scenario_uuid)
         return found
+
+    def _stored_keys(self, connection: Connection, results: list[FrameResultRecord]) -> set[tuple[UUID, str, int]]:
+        """Which of ``results`` are stored already (the dedupe key of each)."""
+        if not results:
+            return set()
+        rows = connection.execute(
+            _STORED_KEYS,
+            {
+                "ids": [str(result["scenario_uuid"]) for result in results],
+                "runs": [result["run_id"] for result in results],
+                "frames": [result["frame_number"] for result in results],
+            },
+        )
+        return {(row.scenario_uuid, row.run_id, row.frame_number) for row in rows}
 
     # --- effects ----------------------------------------------------------------------------------
 
@@ -221,6 +245,10 @@ class Inbox:
             STATUS_APPLIED.labels(change.status.value).inc()
 
 
+def _key(result: FrameResultRecord) -> tuple[UUID, str, int]:
+    return result["scenario_uuid"], result["run_id"], result["frame_number"]
+
+
 def _copy_lines(results: list[FrameResultRecord]) -> Iterator[str]:
     """COPY text-format rows of ``results`` (the hot loop of the inbox: kept lean)."""
     uuids: dict[UUID, str] = {}
@@ -275,8 +303,8 @@ def main() -> None:
     log.info("inbox started", extra={"metrics_port": server.server_port, "topics": list(inbox.contracts)})
     try:
         loop.run()
-    except ConsumerStalled as error:
-        log.error("inbox stalled; exiting for the supervisor to restart it", extra={"error": str(error)})
+    except ConsumerFailed as error:
+        log.error("inbox consumer failed; exiting for the supervisor to restart it", extra={"error": str(error)})
         raise SystemExit(1) from None
     finally:
         loop.consumer.close()

@@ -2,7 +2,7 @@
 
 Neither PostgreSQL nor Kafka going away stops it: the consumer loop retries its batch, the supervisor
 queues what it must write, and a failed step is retried after a backoff. It exits only when asked to
-(runners are stopped first) or when its consumer is wedged (ConsumerStalled: the runners are left
+(runners are stopped first) or when its consumer is wedged or broken (ConsumerFailed: the runners are left
 running for the next runtime to adopt).
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, text
 
-from vap_common.consuming import Accepted, ConsumerLoop, ConsumerStalled, Rejected
+from vap_common.consuming import Accepted, ConsumerFailed, ConsumerLoop, Rejected
 from vap_common.contracts import DeployCommand
 from vap_common.db import is_permanent_error, make_session_factory
 from vap_common.kafka import make_consumer, make_producer
@@ -116,7 +116,7 @@ def run_local(settings: OperatorSettings, engine: Engine, stop: threading.Event,
                     loop.run_once()
                     supervisor.tick()
                     failures = 0
-                except ConsumerStalled:
+                except ConsumerFailed:
                     crashed.set()
                     raise
                 except Exception:

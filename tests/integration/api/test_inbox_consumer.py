@@ -166,8 +166,13 @@ def test_results_of_a_scenario_that_ended_before_the_grace_period_are_refused(
 ) -> None:
     results_topic, status_topic = _topics(kafka_settings)
     ended_long_ago, just_ended, running = (add_scenario(session_factory, status=status) for status in (S.INACTIVE, S.FAILED, S.ACTIVE))
+    stored_before = frame(ended_long_ago, 3)  # stored while it ran; its redelivery is no late result
     with db_engine.begin() as connection:
         connection.execute(text("UPDATE scenarios SET updated_at = now() - interval '1 hour' WHERE scenario_uuid = :u"), {"u": ended_long_ago})
+        connection.execute(
+            text("INSERT INTO scenario_results (scenario_uuid, run_id, frame_number, detections, timestamp) VALUES (:u, 'run-1', 3, '[]', now())"),
+            {"u": ended_long_ago},
+        )
     inbox = Inbox(engine=db_engine, results_topic=results_topic, status_topic=status_topic, late_result_grace_seconds=600)
     loop = ConsumerLoop(
         consumer=make_consumer(kafka_settings, group_id=f"inbox-{uuid.uuid4().hex[:8]}"),
@@ -179,13 +184,14 @@ def test_results_of_a_scenario_that_ended_before_the_grace_period_are_refused(
     loop.consumer.subscribe(list(inbox.contracts))
     forged = [(str(ended_long_ago), encode(frame(ended_long_ago, 7).model_copy(update={"detections": [Detection(class_name="x" * 100, confidence=1.0, bbox=(0, 0, 1, 1))] * 900})))]
     try:
-        produce(kafka_settings, results_topic, [*forged, *encoded_frames(just_ended, [0]), *encoded_frames(running, [0])])
+        redelivery = [(str(ended_long_ago), encode(stored_before))]
+        produce(kafka_settings, results_topic, [*forged, *redelivery, *encoded_frames(just_ended, [0]), *encoded_frames(running, [0])])
         produce(kafka_settings, status_topic, _events(ended_long_ago, S.ACTIVE))  # ignored (terminal), not refused
-        run_loop_until(loop, 4)
+        run_loop_until(loop, 5)
     finally:
         loop.consumer.close()
 
-    assert _stored(db_engine, ended_long_ago) == [] and _stored(db_engine, just_ended) == [("run-1", 0)] and _stored(db_engine, running) == [("run-1", 0)]
+    assert _stored(db_engine, ended_long_ago) == [("run-1", 3)] and _stored(db_engine, just_ended) == [("run-1", 0)] and _stored(db_engine, running) == [("run-1", 0)]
     dead = consume(kafka_settings, dlq_name(results_topic), expected=1)
     assert [dict(message.headers() or [])["dlq.error"].decode() for message in dead] == [
         f"scenario {ended_long_ago} ended more than 600s ago; its results are no longer accepted"

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from vap_common.consuming import Accepted, ConsumerLoop, ConsumerStalled, Rejected
+from vap_common.consuming import Accepted, ConsumerFailed, ConsumerLoop, ConsumerStalled, Rejected
 from vap_common.contracts import StatusEvent, encode
 from vap_common.db import is_permanent_error
 from vap_common.lifecycle import ScenarioStatus
@@ -222,3 +222,33 @@ def test_waiting_messages_that_someone_else_takes_or_an_idle_topic_never_count_a
     for _ in range(40):
         loop.run_once()
         clock.now += 5
+
+
+def test_a_consumer_whose_group_coordinator_stopped_answering_still_raises_stalled() -> None:
+    """After a frozen broker the inbox wedged while committed() failed on every check: the watchdog
+    took that for an outage and never fired. The brokers answer, so the offsets seen last stand in."""
+    consumer = FakeConsumer([], committed_offset=5, high_watermark=9)
+    clock = Clock()
+    loop, _ = make_loop(consumer, lambda batch: [], clock, stall_timeout_seconds=60, progress_check_seconds=5)
+    loop.run_once()  # one check that had the committed offsets
+    clock.now += 5
+
+    def coordinator_gone(partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
+        raise KafkaException(KafkaError(KafkaError._TIMED_OUT))
+
+    consumer.committed = coordinator_gone  # type: ignore[method-assign]
+    with pytest.raises(ConsumerStalled, match="waited 60s"):
+        for _ in range(20):
+            loop.run_once()
+            clock.now += 5
+
+
+def test_a_fatal_consumer_error_ends_the_loop_for_the_supervisor_to_restart_the_process() -> None:
+    class FatalMessage(FakeMessage):
+        def error(self) -> Any:  # type: ignore[override]
+            return KafkaError(KafkaError._FATAL, "Static consumer fenced by other consumer with same group.instance.id")
+
+    consumer = FakeConsumer([FatalMessage(b"", 0)])
+    loop, _ = make_loop(consumer, lambda batch: [])
+    with pytest.raises(ConsumerFailed, match="fenced"):
+        loop.run_once()
