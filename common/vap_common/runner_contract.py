@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from enum import IntEnum
 from pathlib import Path
 
@@ -35,13 +36,16 @@ def runner_environment(
     http_port: int = RUNNER_HTTP_PORT,
     include_camera_url: bool = True,
     exit_code_file: Path | None = None,
+    extra: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """Environment variables for the runner of ``command``.
 
     ``include_camera_url=False`` leaves VAP_CAMERA_URL out, for runtimes that inject it from a Secret;
-    ``exit_code_file`` asks the runner to write its exit code there (see :func:`write_exit_code`).
+    ``exit_code_file`` asks the runner to write its exit code there (see :func:`write_exit_code`);
+    ``extra``: more runner settings (the operator's VAP_RUNNER__ENVIRONMENT); the ones set here win.
     """
     env = {
+        **(extra or {}),
         "VAP_SCENARIO_UUID": str(command.scenario_uuid),
         "VAP_WORKER_ID": command.worker_id,
         "VAP_DETECTOR__NAME": command.detector.name,

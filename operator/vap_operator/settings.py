@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from vap_common.settings import DatabaseServiceSettings
 from vap_operator.decisions import RestartPolicy
@@ -66,6 +66,16 @@ class RunnerSettings(BaseModel):
     target_fps: float | None = Field(default=None, gt=0)
     # Seconds between SIGTERM and SIGKILL: the runner finishes frames in flight and flushes Kafka.
     stop_grace_seconds: float = Field(default=30.0, ge=0)
+    # Any other runner setting, passed as it is to every runner (VAP_* names of vap_runner.settings,
+    # e.g. VAP_RUNNER__ENVIRONMENT='{"VAP_DOWNSTREAM_OUTAGE_LIMIT_SECONDS": "600"}'); the fields above win.
+    environment: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("environment")
+    @classmethod
+    def _runner_settings_only(cls, value: dict[str, str]) -> dict[str, str]:
+        if wrong := [name for name in value if not name.startswith("VAP_")]:
+            raise ValueError(f"runner.environment holds runner settings (VAP_*) only, not {wrong}")
+        return value
 
 
 class KubernetesSettings(BaseModel):

@@ -103,6 +103,7 @@ def runner_pod(videoscenario: Mapping[str, Any], *, kubernetes: KubernetesSettin
         target_fps=runner.target_fps,
         http_port=RUNNER_HTTP_PORT,
         include_camera_url=secret_ref is None,
+        extra=runner.environment,
     )
     env: list[Body] = [{"name": key, "value": value} for key, value in environment.items()]
     if secret_ref is not None:

@@ -324,6 +324,7 @@ class Supervisor:
                 target_fps=self._runner.target_fps,
                 http_port=self._port(),
                 exit_code_file=exit_file,
+                extra=self._runner.environment,
             ),
         }
         runner.process = self._spawn(self._local.runner_command, env)

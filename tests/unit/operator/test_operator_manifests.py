@@ -107,6 +107,20 @@ def test_runner_pod_reads_a_credentialed_url_from_the_secret() -> None:
     assert camera == [{"name": "VAP_CAMERA_URL", "valueFrom": {"secretKeyRef": {"name": f"vs-{SCENARIO}-camera", "key": "url"}}}]
 
 
+def test_runner_pod_gets_the_runner_settings_the_operator_passes_on_and_the_named_ones_win(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VAP_RUNNER__ENVIRONMENT", '{"VAP_DOWNSTREAM_OUTAGE_LIMIT_SECONDS": "600", "VAP_MAX_WORKERS": "9"}')
+    runner = OperatorSettings().runner
+    body = stored(manifests.videoscenario(command(), max_workers=2, desired=DesiredState.ACTIVE))
+    env = {item["name"]: item.get("value") for item in manifests.runner_pod(body, kubernetes=KubernetesSettings(), runner=runner, kafka=KAFKA)["spec"]["containers"][0]["env"]}
+    assert env["VAP_DOWNSTREAM_OUTAGE_LIMIT_SECONDS"] == "600" and env["VAP_MAX_WORKERS"] == "2"
+
+
+def test_the_runner_environment_setting_holds_runner_settings_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VAP_RUNNER__ENVIRONMENT", '{"LD_PRELOAD": "/tmp/x.so"}')
+    with pytest.raises(ValidationError, match="VAP_"):
+        OperatorSettings()
+
+
 def pod_body(phase: str, *, ready: bool = False, exit_code: int | None = None, owner: str = "cr-uid", deleting: bool = False) -> dict[str, object]:
     state = {"terminated": {"exitCode": exit_code, "message": "DecodeError: bad stream"}} if exit_code is not None else {"running": {}}
     metadata: dict[str, object] = {"uid": "pod-uid", "ownerReferences": [{"uid": owner, "kind": "VideoScenario", "controller": True}]}
