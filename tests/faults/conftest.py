@@ -1,0 +1,188 @@
+"""Fixtures of the fault tests: a private Kafka broker and a private PostgreSQL cluster per test (real
+servers on free loopback ports, state in the test's folders, always stopped at teardown), and the
+platform under supervisord (./dev/services, dev/platform_stack.py SupervisedPlatform) on them.
+
+The shared stack of ./dev/infra is never touched: a test kills, stops and freezes only its own
+servers. The platform runs under supervisord because single-machine mode does (DESIGN.md,
+"Self-healing"): a service that exits on purpose (a stalled consumer) or by a fault is restarted by
+the supervisor, never by the test. Consumer timeouts are scaled down so that outages of seconds take
+the paths of outages of minutes (session timeout 6 s, the broker's minimum; stall timeout 15 s).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from platform_stack import SupervisedPlatform
+from sqlalchemy import text
+
+from tests.conftest import has_failed
+from tests.e2e.e2e_support import CAR_VIDEO, TARGET_FPS, Api
+from tests.faults.harness import FaultPlatform, dump_logs
+from tests.faults.servers import KafkaBroker, KafkaCluster, PostgresCluster
+from tests.helpers import command_line, kill_all, pids_with_env
+from vap_common.db import make_engine, migrate
+
+SCHEMA = "faults"
+# Seconds: the consumers' session timeout (the broker's minimum) and stall timeout, scaled down from
+# 45 s / 10 s and 120 s so that a 30 s outage loses every assignment and a wedged consumer shows.
+SESSION_TIMEOUT_SECONDS = 6
+STALL_TIMEOUT_SECONDS = 15
+
+FIGURES = pytest.StashKey[list[str]]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[FIGURES] = []
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    lines = config.stash.get(FIGURES, [])
+    if lines:
+        terminalreporter.section("fault figures")
+        for line in lines:
+            terminalreporter.write_line(line)
+
+
+Report = Callable[[str], None]
+
+
+@pytest.fixture
+def report(request: pytest.FixtureRequest) -> Report:
+    """Print a figures line now and again in the session's summary."""
+
+    def emit(line: str) -> None:
+        print(line)
+        request.config.stash[FIGURES].append(line)
+
+    return emit
+
+
+@pytest.fixture(scope="session", autouse=True)
+def sample_video() -> Path:
+    assert CAR_VIDEO.exists(), f"{CAR_VIDEO} missing (../shared/media)"
+    return CAR_VIDEO
+
+
+@pytest.fixture
+def topic_prefix() -> str:
+    """A prefix of this test's own: it marks every process of the test (VAP_KAFKA__TOPIC_PREFIX=...)."""
+    return f"f{uuid.uuid4().hex[:8]}."
+
+
+@pytest.fixture
+def broker(request: pytest.FixtureRequest, tmp_path: Path, topic_prefix: str) -> Iterator[KafkaBroker | KafkaCluster]:
+    """One private broker, or three (a KafkaCluster) for a test marked ``kafka_cluster``."""
+    broker: KafkaBroker | KafkaCluster = KafkaCluster(tmp_path / "kafka") if request.node.get_closest_marker("kafka_cluster") else KafkaBroker(tmp_path / "kafka")
+    try:
+        broker.start()
+        broker.wait_ready()
+        broker.create_topics(topic_prefix)
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def postgres(tmp_path: Path) -> Iterator[PostgresCluster]:
+    cluster = PostgresCluster.create(tmp_path)
+    try:
+        cluster.init()
+        engine = make_engine(cluster.settings(), pool_size=1)
+        try:
+            with engine.begin() as connection:
+                connection.execute(text(f"CREATE SCHEMA {SCHEMA}"))
+        finally:
+            engine.dispose()
+        migrate(cluster.settings(SCHEMA))
+        yield cluster
+    finally:
+        cluster.remove()
+
+
+@pytest.fixture
+def fault_env(broker: KafkaBroker | KafkaCluster, postgres: PostgresCluster, topic_prefix: str, tmp_path: Path) -> dict[str, str]:
+    """The VAP_* settings every service shares (tests/e2e/conftest.py platform_env, on the private servers)."""
+    return {
+        "VAP_ENVIRONMENT": "test",
+        "VAP_LOG_LEVEL": "INFO",
+        "VAP_DATABASE__URL": postgres.url,
+        "VAP_DATABASE__SCHEMA_NAME": SCHEMA,
+        "VAP_DATABASE__POOL_SIZE": "3",
+        "VAP_KAFKA__BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+        "VAP_KAFKA__TOPIC_PREFIX": topic_prefix,
+        "VAP_ALLOW_FILE_URLS": "true",
+        "VAP_ACCESS_LOG": "false",
+        "VAP_ORCHESTRATOR__CONSUMER_GROUP": f"{topic_prefix}orchestrator",
+        "VAP_LOCAL__CONSUMER_GROUP": f"{topic_prefix}local",
+        "VAP_KUBERNETES__CONSUMER_GROUP": f"{topic_prefix}kubernetes",
+        # The runtime's exit-code files: this test's own (the default is shared by every runtime of a schema name).
+        "VAP_LOCAL__STATE_DIR": str(tmp_path / "runtime"),
+        "VAP_INBOX__SESSION_TIMEOUT_SECONDS": str(SESSION_TIMEOUT_SECONDS),
+        "VAP_CONSUMER_SESSION_TIMEOUT_SECONDS": str(SESSION_TIMEOUT_SECONDS),
+        "VAP_INBOX__STALL_TIMEOUT_SECONDS": str(STALL_TIMEOUT_SECONDS),
+        "VAP_CONSUMER_STALL_TIMEOUT_SECONDS": str(STALL_TIMEOUT_SECONDS),
+        "VAP_RUNNER__TARGET_FPS": str(TARGET_FPS),
+        "VAP_RUNNER__MAX_WORKERS": "1",
+        "VAP_RUNNER__STOP_GRACE_SECONDS": "10",
+        "VAP_RESTART__BACKOFF_BASE_SECONDS": "0.5",
+        "VAP_RESTART__BACKOFF_MAX_SECONDS": "2",
+        "VAP_RELAY__POLL_INTERVAL_SECONDS": "0.5",
+    }
+
+
+PlatformFactory = Callable[..., FaultPlatform]
+
+
+@pytest.fixture
+def make_platform(
+    request: pytest.FixtureRequest, fault_env: dict[str, str], broker: KafkaBroker | KafkaCluster, postgres: PostgresCluster, topic_prefix: str, tmp_path: Path
+) -> Iterator[PlatformFactory]:
+    """``make_platform(**extra_env)``: the four services under supervisord, ready; stopped at teardown
+    (before the servers), and nothing of the test may outlive it."""
+    started: list[FaultPlatform] = []
+
+    def make(**extra_env: str) -> FaultPlatform:
+        assert not started, "one platform per test"
+        supervised = SupervisedPlatform(state_dir=tmp_path / "state", environment={**fault_env, **extra_env})
+        engine = make_engine(postgres.settings(SCHEMA), pool_size=2)
+        platform = FaultPlatform(
+            supervised=supervised,
+            api=Api(supervised.api_url, check_alive=supervised.check_alive),
+            engine=engine,
+            kafka=broker.settings(topic_prefix),
+            broker=broker,
+            postgres=postgres,
+        )
+        started.append(platform)
+        supervised.start_all()
+        return platform
+
+    yield make
+
+    for platform in started:
+        # A test that failed mid-fault: give the services their servers back so they stop cleanly.
+        broker.restore()
+        if not postgres.running():
+            postgres.start()
+        try:
+            platform.supervised.stop_all()
+        finally:
+            platform.api.close()
+            platform.engine.dispose()
+            if has_failed(request):
+                dump_logs(sorted(platform.supervised.log_dir.glob("*.log")))
+                dump_logs([broker.log_file, postgres.log_file], chars=3000)
+    marker = f"VAP_KAFKA__TOPIC_PREFIX={topic_prefix}"
+    deadline = time.monotonic() + 15
+    while (left := [pid for pid in pids_with_env(marker) if pid != os.getpid()]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if left:
+        described = [f"{pid}: {command_line(pid)}" for pid in left]
+        kill_all(left)
+        pytest.fail(f"processes of the test still alive after ./dev/services down (now killed): {described}")
