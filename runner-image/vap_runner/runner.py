@@ -34,7 +34,8 @@ _TICK_SECONDS = 0.2
 _STATUS_ACK_SECONDS = 10.0
 # How long stopped workers get to exit before they are killed.
 _WORKER_STOP_SECONDS = 5.0
-# Of the SIGTERM grace period: finishing frames in flight first, then flushing the producer.
+# Of the SIGTERM grace period, at most this share goes to finishing frames in flight; what is left
+# of it (at least the rest) to delivering their results.
 _DRAIN_SHARE = 0.75
 
 
@@ -46,6 +47,7 @@ class Runner:
         self.run_id = uuid.uuid4().hex[:16]
         self.metrics = RunnerMetrics()
         self._stop_requested = threading.Event()
+        self._stop_requested_at = 0.0  # monotonic
         self._wakeup = Wakeup()
         self._reader: StreamReader | None = None
         self._announced_active = False  # `active` is published once, after the first analysed frame
@@ -54,6 +56,8 @@ class Runner:
 
     def request_stop(self) -> None:
         """SIGTERM/SIGINT: stop reading, finish the frames in flight, flush, exit 0 without a status."""
+        if not self._stop_requested.is_set():
+            self._stop_requested_at = time.monotonic()
         self._stop_requested.set()
         self._wakeup.set()
 
@@ -74,10 +78,20 @@ class Runner:
         publisher = Publisher(
             kafka=settings.kafka,
             scenario_uuid=settings.scenario_uuid,
-            blocked_timeout_seconds=settings.downstream_blocked_timeout_seconds,
+            outage_after_seconds=settings.downstream_blocked_timeout_seconds,
+            outage_limit_seconds=settings.downstream_outage_limit_seconds,
+            budget_bytes=int(settings.undelivered_results_mib * 2**20),
             linger_ms=settings.results_linger_ms,
+            metrics=self.metrics,
             on_wait=self.health.beat,
         )
+        try:
+            return self._run(publisher)
+        finally:
+            publisher.close()  # what Kafka never acknowledged is counted and logged as dropped
+
+    def _run(self, publisher: Publisher) -> int:
+        settings = self._settings
         try:
             detector_config = validate_config(settings.detector.name, settings.detector.settings)
             source = parse_source(settings.camera_url, allow_files=settings.allow_file_sources)
@@ -131,7 +145,7 @@ class Runner:
                     log.info("stop requested; finishing frames in flight", extra={"frames_in_flight": pool.pending})
                     reader.stop()
                     pending = None
-                    drain_deadline = time.monotonic() + self._settings.grace_period_seconds * _DRAIN_SHARE
+                    drain_deadline = self._stop_requested_at + self._settings.grace_period_seconds * _DRAIN_SHARE
                 pool.wait(timeout_seconds=_TICK_SECONDS)
                 self._wakeup.clear()
                 self._publish(pool, publisher)
@@ -142,12 +156,16 @@ class Runner:
                         return self._finish_stopped(pool, publisher, started)
                     continue
                 reader_done = reader.outcome is not None  # read before taking: its last frame is then in the handoff
+                if reader.live is not None:
+                    publisher.live = reader.live
+                if not publisher.has_room():
+                    continue  # a file waits for Kafka: no frame is taken, so the reader stops at the full handoff
                 pending = pending or handoff.take()
                 while pending is not None and pool.can_accept():
                     pool.submit(pending)
                     pending = handoff.take()
                 if reader_done and pending is None and pool.pending == 0:
-                    return self._finish_source(reader, publisher, started)
+                    return self._finish_source(reader, pool, publisher, started)
         except DownstreamBlocked as error:
             return self._report_failure(publisher, Failure(FailureReason.DOWNSTREAM_BLOCKED, str(error)))
 
@@ -158,19 +176,23 @@ class Runner:
 
     def _publish(self, pool: DetectorPool, publisher: Publisher) -> None:
         for analysed in pool.analysed():
-            publisher.publish_result(analysed.message)
+            publisher.publish_result(analysed.frame_number, analysed.message)
             if not self._announced_active:
                 publisher.send_status(ScenarioStatus.ACTIVE)
                 self._announced_active = True
             self.metrics.frames_analysed.inc()
         publisher.poll()
 
-    def _finish_source(self, reader: StreamReader, publisher: Publisher, started: float) -> int:
+    def _finish_source(self, reader: StreamReader, pool: DetectorPool, publisher: Publisher, started: float) -> int:
         if reader.outcome is ReadOutcome.GAVE_UP and reader.failure:
             return self._report_failure(publisher, reader.failure)
-        if not publisher.flush(timeout_seconds=self._settings.downstream_blocked_timeout_seconds):
-            return self._report_failure(publisher, Failure(FailureReason.DOWNSTREAM_BLOCKED, "Kafka did not acknowledge every result"))
-        self._log_summary("stream finished", started)
+        # Every result is delivered, however long Kafka is away, up to its outage limit (poll() raises).
+        while not publisher.flush(timeout_seconds=1.0):
+            publisher.poll()
+            if self._stop_requested.is_set():
+                log.info("stop requested while results wait for Kafka")
+                return self._finish_stopped(pool, publisher, started)
+        self._log_summary("stream finished", started, publisher)
         if reader.live:
             return RunnerExit.DONE  # max_frames on a live stream: a test or demo limit, not the end of the camera
         # Every result is stored; if this event is lost, the runtime still reports `inactive` on exit 0.
@@ -178,11 +200,15 @@ class Runner:
         return RunnerExit.DONE
 
     def _finish_stopped(self, pool: DetectorPool, publisher: Publisher, started: float) -> int:
+        """Deliver what can be within the grace period (Kafka may be away); the rest is counted as dropped."""
         if pool.pending:
             log.warning("grace period over; frames in flight abandoned", extra={"frames": pool.pending})
-        if not publisher.flush(timeout_seconds=self._settings.grace_period_seconds * (1 - _DRAIN_SHARE)):
+        grace = self._settings.grace_period_seconds
+        delivery_seconds = max(self._stop_requested_at + grace - time.monotonic(), grace * (1 - _DRAIN_SHARE))
+        if not publisher.flush(timeout_seconds=delivery_seconds):
             log.error("Kafka did not acknowledge every result before the grace period ended")
-        self._log_summary("stopped on request", started)
+        publisher.close()
+        self._log_summary("stopped on request", started, publisher)
         return RunnerExit.DONE
 
     def _report_failure(self, publisher: Publisher, failure: Failure) -> int:
@@ -198,7 +224,7 @@ class Runner:
         if path.exists():
             path.write_text(f"{failure.reason.value}: {redact_text(failure.message)}"[:4096])
 
-    def _log_summary(self, message: str, started: float) -> None:
+    def _log_summary(self, message: str, started: float, publisher: Publisher) -> None:
         elapsed = time.monotonic() - started
         analysed = self.metrics.total("frames_analysed")
         log.info(
@@ -207,6 +233,8 @@ class Runner:
                 "frames_read": self.metrics.total("frames_read"),
                 "frames_analysed": analysed,
                 "frames_dropped": self.metrics.total("frames_dropped"),
+                "results_acknowledged": publisher.acknowledged,
+                "results_dropped": self.metrics.results_dropped_total(),
                 "elapsed_seconds": round(elapsed, 3),
                 "analysed_fps": round(analysed / elapsed, 2) if elapsed else None,
             },

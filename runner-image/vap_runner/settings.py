@@ -58,8 +58,19 @@ class RunnerSettings(CommonSettings):
     # Decoded frames waiting for or in analysis live in /dev/shm; they use at most this much of it (and at
     # most 3/4 of its free space): about 40 frames of 1080p.
     frame_memory_mib: int = Field(default=256, ge=16)
-    # Kafka refusing or not acknowledging results this long is `failed` (DownstreamBlocked).
+    # Kafka acknowledging no result for this long while results wait is an outage: logged, and ended by a
+    # log line (and a status event if results were dropped). Not a failure any more: see the next two.
     downstream_blocked_timeout_seconds: float = Field(default=60.0, gt=0)
+    # Kafka acknowledging no result for this long is `failed` (DownstreamBlocked). Until then a live stream
+    # keeps analysing and a file waits: an hour rides out a broker restart, an upgrade or a network
+    # partition, and is still short enough that a runner that can never deliver is seen failing the same day.
+    downstream_outage_limit_seconds: float = Field(default=3600.0, gt=0)
+    # Results waiting for Kafka (vap_runner.undelivered) use at most this much memory; over it a live stream
+    # drops the oldest (vap_runner_results_dropped_total{cause="budget"}) and a file stops reading. A result
+    # takes ~0.45 KB with its overhead (a few detections; more take more): 64 MiB is ~150,000 results, ~4 hours
+    # of a 10 fps camera, more than the outage limit, and fits beside the runner (~100 MiB) and its workers
+    # in the Pod's 512 MiB memory request.
+    undelivered_results_mib: float = Field(default=64.0, gt=0)
     # A worker busy longer than this on one frame is killed and replaced, like a crashed one.
     inference_timeout_seconds: float = Field(default=30.0, gt=0)
     # Inference processes must have built their detector within this (a large ONNX model takes a while).
