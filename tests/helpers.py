@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pytest
 from confluent_kafka import OFFSET_BEGINNING, Message, TopicPartition
 
 from vap_common.kafka import make_consumer
@@ -141,3 +142,17 @@ def pod_status_patch(phase: str, *, ready: bool = False, exit_code: int | None =
             ],
         }
     }
+
+
+def fail_if_processes_left(topic_prefix: str, *, after: str, timeout_seconds: float = 15.0) -> None:
+    """Nothing a test started may survive it (services, runners, inference processes): every one
+    carries the test's VAP_KAFKA__TOPIC_PREFIX. Waits ``timeout_seconds``, then kills what is left and
+    fails the test naming it."""
+    marker = f"VAP_KAFKA__TOPIC_PREFIX={topic_prefix}"
+    deadline = time.monotonic() + timeout_seconds
+    while (left := [pid for pid in pids_with_env(marker) if pid != os.getpid()]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if left:
+        described = [f"{pid}: {command_line(pid)}" for pid in left]
+        kill_all(left)
+        pytest.fail(f"processes of the test still alive after {after} (now killed): {described}")

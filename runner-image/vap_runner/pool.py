@@ -156,8 +156,11 @@ class DetectorPool:
         """Frames finished since the last call, in the order they were submitted."""
         return [result for _, result in self._order.ready()]
 
-    def close(self, *, timeout_seconds: float) -> None:
-        """Ask every worker to stop, kill those that do not in time, free the slots: no orphans."""
+    def close(self, *, timeout_seconds: float, free_slots: bool = True) -> None:
+        """Ask every worker to stop, kill those that do not in time, free the slots: no orphans.
+
+        ``free_slots=False`` leaves the frame slots mapped (someone may still write into one); the
+        resource tracker removes them when the process ends."""
         for worker in self._workers:
             with contextlib.suppress(OSError):  # already gone
                 send_message(worker.conn, None)
@@ -171,7 +174,8 @@ class DetectorPool:
             worker.conn.close()
         self._workers = []
         self._selector.close()
-        self.slots.close()
+        if free_slots:
+            self.slots.close()
 
     def _spawn(self) -> _Worker:
         parent_conn, child_conn = _CONTEXT.Pipe()

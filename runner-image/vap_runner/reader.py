@@ -74,6 +74,11 @@ class StreamReader:
         if self._thread.ident is not None:  # started
             self._thread.join(timeout_seconds)
 
+    @property
+    def running(self) -> bool:
+        """The reading thread is still alive (it may be writing into a frame slot)."""
+        return self._thread.is_alive()
+
     def _run(self) -> None:
         try:
             self.outcome = self._read_until_done()

@@ -34,6 +34,8 @@ _TICK_SECONDS = 0.2
 _STATUS_ACK_SECONDS = 10.0
 # How long stopped workers get to exit before they are killed.
 _WORKER_STOP_SECONDS = 5.0
+# How long the reader gets to finish the frame it decodes once asked to stop.
+_READER_STOP_SECONDS = 5.0
 # Of the SIGTERM grace period, at most this share goes to finishing frames in flight; what is left
 # of it (at least the rest) to delivering their results.
 _DRAIN_SHARE = 0.75
@@ -126,10 +128,12 @@ class Runner:
             return self._analyse(pool, handoff, publisher)
         finally:
             self._reader.stop()
-            pool.close(timeout_seconds=_WORKER_STOP_SECONDS)
+            # The reader may be decoding straight into a frame slot: unmapping the slots under it is a
+            # segfault, so they are freed only once it has stopped (else at process exit).
+            self._reader.join(timeout_seconds=_READER_STOP_SECONDS)
+            pool.close(timeout_seconds=_WORKER_STOP_SECONDS, free_slots=not self._reader.running)
             server.shutdown()
             server.server_close()
-            self._reader.join(timeout_seconds=1.0)
 
     def _analyse(self, pool: DetectorPool, handoff: FrameHandoff, publisher: Publisher) -> int:
         """The main loop: feed the pool, publish in order, until the source ends, fails, or a stop."""

@@ -9,8 +9,6 @@ teardown stops the platform and fails the test if any such process is still aliv
 
 from __future__ import annotations
 
-import os
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -20,7 +18,7 @@ from e2e_support import CAR_FPS, CAR_FRAMES, CAR_VIDEO, TARGET_FPS, Api, Results
 from platform_stack import PlatformStack
 
 from tests.conftest import has_failed
-from tests.helpers import command_line, kill_all, pids_with_env
+from tests.helpers import fail_if_processes_left
 from vap_common.settings import DatabaseSettings, KafkaSettings
 
 
@@ -91,15 +89,7 @@ def make_platform(request: pytest.FixtureRequest, platform_env: dict[str, str], 
         for stack in stacks:
             for log in sorted(stack.log_dir.glob("*.log")):
                 print(f"----- {log} (tail) -----\n{log.read_text(errors='replace')[-8000:]}")
-    # Nothing this test started may survive it: services, runners, inference processes.
-    marker = f"VAP_KAFKA__TOPIC_PREFIX={kafka_settings.topic_prefix}"
-    deadline = time.monotonic() + 15
-    while (left := [pid for pid in pids_with_env(marker) if pid != os.getpid()]) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    if left:
-        described = [f"{pid}: {command_line(pid)}" for pid in left]
-        kill_all(left)
-        pytest.fail(f"processes of the test still alive after the platform stopped (now killed): {described}")
+    fail_if_processes_left(kafka_settings.topic_prefix, after="the platform stopped")
 
 
 @pytest.fixture

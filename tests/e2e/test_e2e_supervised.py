@@ -1,25 +1,20 @@
 """Single-machine mode under supervisord (./dev/services, dev/platform_stack.py SupervisedPlatform):
-a service killed with SIGKILL is restarted by supervisord and the platform goes on working; `down`
-stops every process of the platform, supervisord included, through its socket, so no pid file (stale
-or forged) can make it kill an unrelated process."""
+`down` stops every process of the platform, supervisord included, through its socket, so no pid file
+(stale or forged) can make it kill an unrelated process. (Each service killed with SIGKILL and
+restarted by supervisord, under load: tests/faults/test_service_kills.py.)"""
 
 from __future__ import annotations
 
 import os
-import re
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx2
 import pytest
-from e2e_support import CAR_SAMPLED, CAR_URL, Api, ResultsTopic, check_stored_equals_published
 from platform_stack import ROOT, SupervisedPlatform
-from sqlalchemy import Engine
 
 from tests.conftest import has_failed
-from tests.helpers import command_line, kill_all, pids_with_env, wait_until
+from tests.helpers import command_line, fail_if_processes_left, pids_with_env
 from vap_common.settings import KafkaSettings
 
 SERVICES = ("api", "relay", "inbox", "operator")
@@ -42,36 +37,7 @@ def supervised(request: pytest.FixtureRequest, platform_env: dict[str, str], kaf
         if has_failed(request):
             for log in sorted(platform.log_dir.glob("*.log")):
                 print(f"----- {log} (tail) -----\n{log.read_text(errors='replace')[-8000:]}")
-        deadline = time.monotonic() + 15
-        while (left := platform_pids(kafka_settings)) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if left:
-            described = [f"{pid}: {command_line(pid)}" for pid in left]
-            kill_all(left)
-            pytest.fail(f"processes of the test still alive after ./dev/services down (now killed): {described}")
-
-
-def test_each_service_killed_with_sigkill_is_restarted_and_the_platform_works_after(
-    supervised: SupervisedPlatform, db_engine: Engine, results_topic: ResultsTopic, sample_video: Path
-) -> None:
-    for name in SERVICES:
-        old = supervised.kill(name)
-        new = supervised.wait_running(name, other_than=old, timeout_seconds=60)
-        status = supervised.services("status", capture=True).stdout
-        assert re.search(rf"^{name}\s+RUNNING\s+pid {new},", status, re.MULTILINE), status
-    log = (supervised.log_dir / "supervisord.log").read_text()
-    for name in SERVICES:
-        assert f"exited: {name} (terminated by SIGKILL; not expected)" in log, log
-
-    api = Api(supervised.api_url, check_alive=supervised.check_alive)
-    try:
-        wait_until(lambda: httpx2.get(f"{supervised.api_url}/readyz", timeout=2).status_code == 200, timeout_seconds=30, what="the restarted API ready")
-        scenario = api.init(CAR_URL, name="after the kills")
-        api.wait_status(scenario, "inactive", timeout_seconds=120)
-        assert api.frame_numbers(scenario) == CAR_SAMPLED
-    finally:
-        api.close()
-    check_stored_equals_published(db_engine, results_topic, scenario)
+        fail_if_processes_left(kafka_settings.topic_prefix, after="./dev/services down")
 
 
 def test_down_stops_every_process_and_no_pid_file_makes_it_kill_another(supervised: SupervisedPlatform, kafka_settings: KafkaSettings) -> None:

@@ -11,8 +11,6 @@ the paths of outages of minutes (session timeout 6 s, the broker's minimum; stal
 
 from __future__ import annotations
 
-import os
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,7 +23,7 @@ from tests.conftest import has_failed
 from tests.e2e.e2e_support import CAR_VIDEO, TARGET_FPS, Api
 from tests.faults.harness import FaultPlatform, dump_logs
 from tests.faults.servers import KafkaBroker, KafkaCluster, PostgresCluster
-from tests.helpers import command_line, kill_all, pids_with_env
+from tests.helpers import fail_if_processes_left
 from vap_common.db import make_engine, migrate
 
 SCHEMA = "faults"
@@ -178,11 +176,4 @@ def make_platform(
             if has_failed(request):
                 dump_logs(sorted(platform.supervised.log_dir.glob("*.log")))
                 dump_logs([broker.log_file, postgres.log_file], chars=3000)
-    marker = f"VAP_KAFKA__TOPIC_PREFIX={topic_prefix}"
-    deadline = time.monotonic() + 15
-    while (left := [pid for pid in pids_with_env(marker) if pid != os.getpid()]) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    if left:
-        described = [f"{pid}: {command_line(pid)}" for pid in left]
-        kill_all(left)
-        pytest.fail(f"processes of the test still alive after ./dev/services down (now killed): {described}")
+    fail_if_processes_left(topic_prefix, after="./dev/services down")

@@ -104,10 +104,13 @@ def test_a_live_stream_over_budget_drops_oldest_results_but_never_a_status_event
 
     publisher.send_status(ScenarioStatus.ACTIVE)  # past the full budget: queued, not refused
     assert not publisher.publish_status(ScenarioStatus.FAILED, reason=FailureReason.DOWNSTREAM_BLOCKED, message="x", timeout_seconds=0.3)
+    caplog.clear()
     with caplog.at_level(logging.WARNING, logger="vap_runner.publisher"):
         assert publisher.close() == undelivered
     assert metrics.results_dropped_total() == 500
-    [report, exit_line] = [record for record in caplog.records if record.name == "vap_runner.publisher"]
+    records = [record for record in caplog.records if record.name == "vap_runner.publisher"]
+    [report] = [record for record in records if record.message.startswith("results dropped")]
+    [exit_line] = [record for record in records if hasattr(record, "status_events_dropped")]
     assert report.message.startswith("results dropped") and report.results_dropped == budget_drops  # type: ignore[attr-defined]
     # One contiguous run of the oldest: after those the producer took first, before the newest held.
     first, last = report.first_frame, report.last_frame  # type: ignore[attr-defined]
