@@ -6,6 +6,7 @@ import json
 import math
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx2
 from confluent_kafka.admin import AdminClient, NewTopic
 from sqlalchemy import text
 
@@ -130,3 +132,18 @@ def record(section: str, figures: dict[str, Any]) -> None:
     data[section] = {**figures, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cpus": os.cpu_count(), "load_average_1m": os.getloadavg()[0]}
     RESULTS.write_text(json.dumps(data, indent=2) + "\n")
     print(json.dumps({section: data[section]}, indent=2))
+
+
+def free_port() -> int:
+    """A TCP port free right now on 127.0.0.1 (for an API process of a bench)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def api_ready(base_url: str) -> bool:
+    """The API at ``base_url`` answers /readyz with 200."""
+    try:
+        return httpx2.get(f"{base_url}/readyz", timeout=2).status_code == 200
+    except httpx2.TransportError:
+        return False

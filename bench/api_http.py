@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,10 +29,10 @@ import httpx2
 from sqlalchemy import insert, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _api_common import Child, isolated_stack, record, wait_for  # noqa: E402
+from _api_common import Child, api_ready, free_port, isolated_stack, record, wait_for
 
-from vap_common.db import make_engine  # noqa: E402
-from vap_common.schema import Scenario  # noqa: E402
+from vap_common.db import make_engine
+from vap_common.schema import Scenario
 
 CONNECTIONS = 32
 THREADS = 2
@@ -58,12 +57,6 @@ wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.body = '{"camera_url": "rtsp://user:secret@cam.example:554/stream", "detector": {"name": "mock"}}'
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _wrk(url: str, script: str, seconds: int) -> dict[str, float]:
@@ -101,11 +94,11 @@ def main() -> None:
             connection.execute(text(_RESULTS), {"u": file_uuid, "run": "run-2", "d": detections, "last": FRAMES - 1})
         with engine.begin() as connection:  # planner statistics now, not whenever autovacuum gets to it during the run
             connection.execute(text("ANALYZE scenario_results"))
-        port = _free_port()
+        port = free_port()
         api = Child("vap_api", stack.env(VAP_PORT=str(port), VAP_ACCESS_LOG="false", VAP_DATABASE__POOL_SIZE="10"), Path(logs) / "api.log")
         base = f"http://127.0.0.1:{port}"
         try:
-            wait_for(lambda: _ready(base), timeout_seconds=60, what="the API")
+            wait_for(lambda: api_ready(base), timeout_seconds=60, what="the API")
             prediction_url = f"{base}/api/v1/prediction/{scenario_uuid}"
             # Served once no older transaction of the cluster runs: usually at once.
             wait_for(lambda: len(httpx2.get(prediction_url, timeout=10).json()["results"]) == 100, timeout_seconds=30, what="100 results served")
@@ -134,13 +127,6 @@ def _cursor_after(url: str, count: int) -> str:
     body = httpx2.get(url, params={"limit": count}, timeout=10).json()
     assert len(body["results"]) == count, f"{len(body['results'])} results served, not {count}"
     return str(body["next_cursor"])
-
-
-def _ready(base: str) -> bool:
-    try:
-        return httpx2.get(f"{base}/readyz", timeout=2).status_code == 200
-    except httpx2.TransportError:
-        return False
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ Run: .venv/bin/python bench/delivery_bench.py
 
 from __future__ import annotations
 
-import socket
 import sys
 import tempfile
 import threading
@@ -30,13 +29,13 @@ import httpx2
 from sqlalchemy import insert, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _api_common import Child, Stack, isolated_stack, percentile, record, wait_for  # noqa: E402
+from _api_common import Child, Stack, api_ready, free_port, isolated_stack, percentile, record, wait_for
 
-from vap_common.contracts import Detection, FrameResult, encode  # noqa: E402
-from vap_common.db import make_engine  # noqa: E402
-from vap_common.kafka import make_consumer, make_producer  # noqa: E402
-from vap_common.schema import Scenario  # noqa: E402
-from vap_common.topics import Topic, topic_name  # noqa: E402
+from vap_common.contracts import Detection, FrameResult, encode
+from vap_common.db import make_engine
+from vap_common.kafka import make_consumer, make_producer
+from vap_common.schema import Scenario
+from vap_common.topics import Topic, topic_name
 
 LEVELS = (1, 10, 20)
 FPS = 5.0
@@ -44,12 +43,6 @@ SECONDS = 20.0
 RUNNER_LINGER_MS = 100  # vap_runner.settings.RunnerSettings.results_linger_ms
 FOLLOWED = 5
 DETECTIONS = [Detection(class_name="person", confidence=0.9, bbox=(10.0, 20.0, 110.0, 220.0))]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def summary(values: list[float]) -> dict[str, float]:
@@ -179,7 +172,7 @@ def main() -> None:
         api = Child("vap_api", stack.env(VAP_PORT=str(port), VAP_ACCESS_LOG="false"), Path(logs) / "api.log")
         api_url = f"http://127.0.0.1:{port}"
         try:
-            wait_for(lambda: _ready(api_url), timeout_seconds=60, what="the API")
+            wait_for(lambda: api_ready(api_url), timeout_seconds=60, what="the API")
             time.sleep(3)  # the inbox joins its group
             figures: dict[str, Any] = {
                 "bare_linger_0": bare_latency(stack, linger_ms=0),
@@ -192,13 +185,6 @@ def main() -> None:
             api.stop()
             inbox.stop()
     record("delivery", figures)
-
-
-def _ready(api_url: str) -> bool:
-    try:
-        return httpx2.get(f"{api_url}/readyz", timeout=2).status_code == 200
-    except httpx2.TransportError:
-        return False
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import os
 import tempfile
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from sqlalchemy import Engine, text
@@ -105,7 +105,8 @@ def run_local(settings: OperatorSettings, engine: Engine, stop: threading.Event,
         is_permanent=is_permanent_error,
         stall_timeout_seconds=settings.consumer_stall_timeout_seconds,
     )
-    with _single_instance_when_reachable(engine, settings.database.schema_name, stop):
+    with ExitStack() as lock:
+        _wait_for_the_lock(lock, engine, settings.database.schema_name, stop)
         try:
             _resume_when_reachable(supervisor, stop)
             loop.consumer.subscribe(list(loop.contracts))
@@ -132,28 +133,22 @@ def run_local(settings: OperatorSettings, engine: Engine, stop: threading.Event,
             producer.flush(10)
 
 
-@contextmanager
-def _single_instance_when_reachable(engine: Engine, schema_name: str | None, stop: threading.Event) -> Iterator[None]:
-    """single_instance(), waiting for PostgreSQL if it is away at start (another runtime: raise)."""
+def _wait_for_the_lock(stack: ExitStack, engine: Engine, schema_name: str | None, stop: threading.Event) -> None:
+    """Enter single_instance() on ``stack``, waiting for PostgreSQL if it is away at start (another
+    runtime holding the lock: AnotherRuntimeRunning at once)."""
     delay = 0.5
     while True:
         try:
-            lock = single_instance(engine, schema_name)
-            lock.__enter__()
+            stack.enter_context(single_instance(engine, schema_name))
+            return
         except AnotherRuntimeRunning:
             raise
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - PostgreSQL not reachable yet
             if stop.is_set():
                 raise
             log.warning("PostgreSQL unreachable at start; waiting", extra={"retry_in_seconds": delay, "error": type(error).__name__})
             stop.wait(delay)
             delay = min(delay * 2, _MAX_STEP_BACKOFF_SECONDS)
-            continue
-        break
-    try:
-        yield
-    finally:
-        lock.__exit__(None, None, None)
 
 
 def _resume_when_reachable(supervisor: Supervisor, stop: threading.Event) -> None:
