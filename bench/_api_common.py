@@ -9,25 +9,31 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx2
+from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from sqlalchemy import text
 
+from vap_common.contracts import Detection, FrameResult, StatusEvent, encode
 from vap_common.db import make_engine, migrate
-from vap_common.kafka import ensure_topics, make_admin
+from vap_common.kafka import ensure_topics, make_admin, make_producer
+from vap_common.lifecycle import ScenarioStatus
 from vap_common.settings import DatabaseServiceSettings, DatabaseSettings, KafkaSettings
-from vap_common.topics import all_topic_names
+from vap_common.topics import Topic, all_topic_names, topic_name
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "api.json"
+_DETECTIONS = [Detection(class_name="person", confidence=0.9, bbox=(10.0, 20.0, 110.0, 220.0))]
 
 
 @dataclass(frozen=True)
@@ -109,6 +115,49 @@ class Child:
                 self.popen.kill()
                 self.popen.wait(30)
         self._log.close()
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash: no clean shutdown, no leaving the consumer group."""
+        self.popen.kill()
+        self.popen.wait(30)
+        self._log.close()
+
+
+def play_cameras(stack: Stack, scenarios: list[uuid.UUID], stop: threading.Event, *, fps: float, linger_ms: int) -> threading.Thread:
+    """One thread playing every camera the way a live runner publishes (idempotent, acks=all, its
+    linger): each sends a result every 1/fps s, with the capture time as its timestamp."""
+
+    def play() -> None:
+        producer = make_producer(stack.kafka, **{"linger.ms": linger_ms})
+        warm_up(producer, stack.kafka.topic_prefix, scenarios[0])
+        topic = topic_name(Topic.RESULTS, stack.kafka.topic_prefix)
+        run_id = uuid.uuid4().hex[:16]
+        started = time.monotonic()
+        frame = 0
+        while not stop.is_set():
+            due = started + frame / fps
+            if (wait := due - time.monotonic()) > 0:
+                stop.wait(wait)
+            for scenario in scenarios:
+                result = FrameResult(scenario_uuid=scenario, run_id=run_id, frame_number=frame, detections=_DETECTIONS, timestamp=datetime.now(UTC))
+                producer.produce(topic, key=str(scenario), value=encode(result))
+            producer.poll(0)
+            frame += 1
+        producer.flush(30)
+
+    thread = threading.Thread(target=play, daemon=True)
+    thread.start()
+    return thread
+
+
+def warm_up(producer: Producer, topic_prefix: str, scenario_uuid: uuid.UUID) -> None:
+    """Wait until an idempotent producer has its producer id: until then (0.2-0.5 s here) it sends
+    nothing, which is a process start, not a delivery latency. A runner gets its id while it opens its
+    source. Sends an `active` the inbox ignores (the scenario is active already)."""
+    topic = topic_name(Topic.SCENARIO_STATUS, topic_prefix)
+    producer.produce(topic, key=str(scenario_uuid), value=encode(StatusEvent(scenario_uuid=scenario_uuid, status=ScenarioStatus.ACTIVE)))
+    if producer.flush(30) != 0:
+        raise SystemExit("Kafka did not acknowledge the warm-up message")
 
 
 def percentile(values: list[float], fraction: float) -> float:

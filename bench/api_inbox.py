@@ -29,11 +29,12 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
+import msgspec
 from confluent_kafka.admin import AdminClient
 from psycopg2.extras import execute_values
-from pydantic_core import to_json
 from sqlalchemy import Engine, insert, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -41,7 +42,7 @@ from _api_common import Child, Stack, isolated_stack, record, wait_for  # noqa: 
 
 from vap_api.inbox.consumer import Inbox, _copy_lines  # noqa: E402
 from vap_common.consuming import ConsumerLoop  # noqa: E402
-from vap_common.contracts import FRAME_RESULT_RECORD, Detection, FrameResult, decode, encode  # noqa: E402
+from vap_common.contracts import Detection, FrameResult, FrameResultRecord, decode, encode  # noqa: E402
 from vap_common.db import make_engine  # noqa: E402
 from vap_common.kafka import ensure_topics, make_admin, make_consumer, make_producer  # noqa: E402
 from vap_common.schema import Scenario  # noqa: E402
@@ -134,7 +135,7 @@ def main() -> None:
             connection.execute(insert(Scenario), [{"scenario_uuid": s, "camera_url": "rtsp://cam.example/s", "status": "active"} for s in scenarios])
         results = _results(scenarios)
         values = [encode(result) for result in results]
-        records = [decode(FRAME_RESULT_RECORD, value) for value in values]  # what the inbox stores
+        records = [decode(FrameResultRecord, value) for value in values]  # what the inbox stores
         total = len(results)
         prefix = stack.kafka.topic_prefix
         inbox = Inbox(engine=engine, results_topic=topic_name(Topic.RESULTS, prefix), status_topic=topic_name(Topic.SCENARIO_STATUS, prefix))
@@ -152,7 +153,7 @@ def main() -> None:
         def multi_row_values() -> None:
             for start in range(0, total, BATCH):
                 rows = [
-                    (str(r["scenario_uuid"]), r["run_id"], r["frame_number"], to_json(r["detections"]).decode(), r["timestamp"])
+                    (str(r.scenario_uuid), r.run_id, r.frame_number, msgspec.json.encode(r.detections).decode(), r.timestamp)
                     for r in records[start : start + BATCH]
                 ]
                 with engine.begin() as connection, connection.connection.dbapi_connection.cursor() as cursor:  # type: ignore[union-attr]
@@ -175,7 +176,7 @@ def main() -> None:
         _produce(stack, inbox.results_topic, results, values)
         _emptied(engine)
         loop = ConsumerLoop(
-            consumer=make_consumer(stack.kafka, group_id=f"bench-{uuid.uuid4().hex[:8]}"),
+            new_consumer=partial(make_consumer, stack.kafka, group_id=f"bench-{uuid.uuid4().hex[:8]}"),
             dlq_producer=make_producer(stack.kafka),
             contracts=inbox.contracts,
             handler=inbox.handle,

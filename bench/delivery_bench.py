@@ -1,7 +1,7 @@
 """Delivery latency (issue 13): frame capture -> row stored in PostgreSQL -> visible to a polling client.
 
 N virtual cameras (1, 10, 20) each publish one mock result every 200 ms (5 fps) the way a runner does
-(its producer settings: idempotent, acks=all, linger as the runner's VAP_RESULTS_LINGER_MS), with the
+(its producer settings: idempotent, acks=all, linger as a live runner's VAP_LIVE_RESULTS_LINGER_MS), with the
 capture time as the result's timestamp. A real `python -m vap_api.inbox` stores them and a real
 `python -m vap_api` serves them. Measured, per level, for SECONDS:
   stored   capture -> the row is visible in scenario_results (a reader polls every 10 ms);
@@ -29,51 +29,36 @@ import httpx2
 from sqlalchemy import insert, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _api_common import Child, Stack, api_ready, free_port, isolated_stack, percentile, record, wait_for
+from _api_common import (
+    Child,
+    Stack,
+    api_ready,
+    free_port,
+    isolated_stack,
+    percentile,
+    play_cameras,
+    record,
+    wait_for,
+    warm_up,
+)
 
-from vap_common.contracts import Detection, FrameResult, encode
 from vap_common.db import make_engine
 from vap_common.kafka import make_consumer, make_producer
 from vap_common.schema import Scenario
 from vap_common.topics import Topic, topic_name
+from vap_runner.settings import RunnerSettings
 
 LEVELS = (1, 10, 20)
 FPS = 5.0
 SECONDS = 20.0
-RUNNER_LINGER_MS = 100  # vap_runner.settings.RunnerSettings.results_linger_ms
+RUNNER_LINGER_MS: int = RunnerSettings.model_fields["live_results_linger_ms"].default
 FOLLOWED = 5
-DETECTIONS = [Detection(class_name="person", confidence=0.9, bbox=(10.0, 20.0, 110.0, 220.0))]
 
 
 def summary(values: list[float]) -> dict[str, float]:
     if not values:
         return {"count": 0}
     return {"count": len(values), "p50_ms": round(percentile(values, 0.5) * 1000, 1), "p99_ms": round(percentile(values, 0.99) * 1000, 1)}
-
-
-def cameras(stack: Stack, scenarios: list[uuid.UUID], stop: threading.Event) -> threading.Thread:
-    """One thread playing every camera: each publishes a result every 1/FPS s, timestamp = capture time."""
-
-    def play() -> None:
-        producer = make_producer(stack.kafka, **{"linger.ms": RUNNER_LINGER_MS})
-        topic = topic_name(Topic.RESULTS, stack.kafka.topic_prefix)
-        run_id = uuid.uuid4().hex[:16]
-        started = time.monotonic()
-        frame = 0
-        while not stop.is_set():
-            due = started + frame / FPS
-            if (wait := due - time.monotonic()) > 0:
-                stop.wait(wait)
-            for scenario in scenarios:
-                result = FrameResult(scenario_uuid=scenario, run_id=run_id, frame_number=frame, detections=DETECTIONS, timestamp=datetime.now(UTC))
-                producer.produce(topic, key=str(scenario), value=encode(result))
-            producer.poll(0)
-            frame += 1
-        producer.flush(30)
-
-    thread = threading.Thread(target=play, daemon=True)
-    thread.start()
-    return thread
 
 
 def stored_latencies(stack: Stack, stop: threading.Event, out: list[float]) -> threading.Thread:
@@ -117,13 +102,14 @@ def visible_latencies(api_url: str, scenarios: list[uuid.UUID], stop: threading.
 
 def bare_latency(stack: Stack, *, linger_ms: int, count: int = 200) -> dict[str, float]:
     """produce -> consume on this broker, no inbox, no database: one message every 10 ms."""
-    topic = topic_name(Topic.SCENARIO_STATUS, stack.kafka.topic_prefix)  # a topic nothing else reads in this bench
+    topic = topic_name(Topic.SCENARIO_STATUS, stack.kafka.topic_prefix)  # its values are not results: the inbox only dead-letters them
     consumer = make_consumer(stack.kafka, group_id=f"bench-bare-{uuid.uuid4().hex[:6]}", **{"auto.offset.reset": "latest"})
     consumer.subscribe([topic])
     deadline = time.monotonic() + 30
     while not consumer.assignment() and time.monotonic() < deadline:
         consumer.poll(0.1)
     producer = make_producer(stack.kafka, **{"linger.ms": linger_ms})
+    warm_up(producer, stack.kafka.topic_prefix, uuid.uuid4())  # its key is not one of those measured
     latencies: list[float] = []
     sent: dict[bytes, float] = {}
     for index in range(count):
@@ -156,7 +142,7 @@ def level(stack: Stack, api_url: str, count: int) -> dict[str, Any]:
     threads = [
         stored_latencies(stack, stop, stored),
         visible_latencies(api_url, scenarios[:FOLLOWED], stop, visible),
-        cameras(stack, scenarios, stop),
+        play_cameras(stack, scenarios, stop, fps=FPS, linger_ms=RUNNER_LINGER_MS),
     ]
     time.sleep(SECONDS)
     stop.set()

@@ -15,9 +15,17 @@ Bad messages and bad luck are told apart (arroyo's line):
 - any other error is transient: nothing is committed, the consumer seeks back to the batch's first
   offsets and tries again after a backoff. It keeps polling meanwhile (a wait never outlasts the
   group's poll interval), so it keeps its partitions, and order is kept: nothing is skipped.
-Offset commits are never retried forever: a commit that fails (partitions lost to a rebalance, the
-group's coordinator gone, a lost assignment after a long broker outage) is logged and dropped. The
-effect is already durable, so the worst case is a redelivery, which the handlers absorb.
+Offsets are committed asynchronously and never retried: a commit that fails (partitions lost to a
+rebalance, the group's coordinator gone or wedged after a broker froze) is counted and dropped by the
+consumer's commit callback (``vap_common.kafka``). The effect is already durable, so the worst case is
+a redelivery, which the handlers absorb; a synchronous commit would block the loop, and with it the
+stall watchdog, for as long as a wedged coordinator does not answer.
+
+A fatal consumer error (a static member fenced when its join was lost with a killed coordinator)
+replaces the consumer in place with a new one from ``new_consumer``; the batch it came with is read
+again. A second one within ``_RENEWAL_INTERVAL_SECONDS`` (another live process with the same
+group.instance.id) raises :class:`ConsumerFailed` instead, so two processes do not fence each other
+forever.
 
 A consumer that sees messages waiting on its partitions while it takes none for
 ``stall_timeout_seconds`` raises :class:`ConsumerStalled`: the process exits and its supervisor
@@ -36,17 +44,16 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from prometheus_client import Counter
-from pydantic import TypeAdapter
 
-from vap_common.contracts import Contract, InvalidMessage, decode
-from vap_common.kafka import send_to_dlq
+from vap_common.contracts import Decodable, InvalidMessage, decode
+from vap_common.kafka import COMMITS_DROPPED, send_to_dlq
 
 log = logging.getLogger(__name__)
 
 MESSAGES_REJECTED = Counter("vap_messages_rejected_total", "Messages sent to a dead-letter topic", ["topic"])
 MESSAGES_CONSUMED = Counter("vap_messages_consumed_total", "Messages consumed and handled", ["topic"])
 BATCHES_RETRIED = Counter("vap_consumer_batches_retried_total", "Batches whose handling failed and is retried", ["topic"])
-COMMITS_DROPPED = Counter("vap_consumer_commits_dropped_total", "Offset commits that failed and were given up (redelivery follows)")
+CONSUMERS_RENEWED = Counter("vap_consumer_renewed_total", "Consumers replaced in place after a fatal consumer error")
 
 
 @dataclass(frozen=True)
@@ -75,19 +82,8 @@ class ConsumerStalled(ConsumerFailed):
 
 Handler = Callable[[Sequence[Accepted]], Sequence[Rejected]]
 
-# Commit errors after which retrying cannot help: the partitions belong to someone else now.
-_COMMIT_LOST = frozenset(
-    {
-        KafkaError.REBALANCE_IN_PROGRESS,
-        KafkaError.ILLEGAL_GENERATION,
-        KafkaError.UNKNOWN_MEMBER_ID,
-        KafkaError._STATE,
-        KafkaError._ASSIGNMENT_LOST,
-        KafkaError._NO_OFFSET,
-    }
-)
-_COMMIT_ATTEMPTS = 3
 _BROKER_QUERY_SECONDS = 5.0
+_RENEWAL_INTERVAL_SECONDS = 60.0
 
 
 def never_permanent(_error: BaseException) -> bool:
@@ -96,11 +92,11 @@ def never_permanent(_error: BaseException) -> bool:
 
 @dataclass
 class ConsumerLoop:
-    """Runs ``handler`` over batches from ``consumer`` until ``stop`` is set."""
+    """Runs ``handler`` over batches from a consumer made by ``new_consumer`` until ``stop`` is set."""
 
-    consumer: Consumer
+    new_consumer: Callable[[], Consumer]
     dlq_producer: Producer
-    contracts: Mapping[str, type[Contract] | TypeAdapter[Any]]  # broker topic name -> contract of its values
+    contracts: Mapping[str, Decodable]  # broker topic name -> contract of its values
     handler: Handler
     stop: threading.Event = field(default_factory=threading.Event)
     batch_size: int = 500
@@ -121,6 +117,11 @@ class ConsumerLoop:
     _stuck: dict[tuple[str, int], int] = field(default_factory=dict)  # partition -> committed offset seen waiting
     _stuck_since: float | None = None
     _last_committed: dict[tuple[str, int], int] = field(default_factory=dict)
+    _renewed_at: float | None = None
+    consumer: Consumer = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.consumer = self.new_consumer()
 
     def run(self) -> None:
         self.consumer.subscribe(list(self.contracts))
@@ -138,7 +139,13 @@ class ConsumerLoop:
         if wait > 0:
             self.stop.wait(min(wait, self.poll_timeout_seconds))
             return 0
-        messages = [message for message in self._poll() if self._usable(message)]
+        messages = self._poll()
+        if any(message.error() is not None for message in messages):  # rare: filter them out only then
+            fatal = next((message.error() for message in messages if _is_fatal(message)), None)
+            if fatal is not None:
+                self._renew(fatal)
+                return 0
+            messages = [message for message in messages if self._usable(message)]
         if not messages:
             self._check_progress()
             return 0
@@ -185,11 +192,23 @@ class ConsumerLoop:
             return True
         if error.code() != KafkaError._PARTITION_EOF:
             log.warning("kafka consumer error", extra={"error": str(error)})
-            # e.g. a static member fenced by another with its group.instance.id: librdkafka reports
-            # _FATAL without always setting fatal(); the consumer is unusable either way.
-            if error.fatal() or error.code() == KafkaError._FATAL:
-                raise ConsumerFailed(f"fatal Kafka consumer error: {error}")
         return False
+
+    def _renew(self, error: KafkaError) -> None:
+        """Replace a consumer that hit a fatal error by a new one subscribed to the same topics."""
+        now = self.clock()
+        if self._renewed_at is not None and now - self._renewed_at < _RENEWAL_INTERVAL_SECONDS:
+            raise ConsumerFailed(f"fatal Kafka consumer error again {now - self._renewed_at:.0f}s after the last renewal: {error}")
+        log.warning("fatal Kafka consumer error; replacing the consumer", extra={"error": str(error)})
+        try:
+            self.consumer.close()
+        except (KafkaException, RuntimeError) as close_error:
+            log.warning("closing the failed consumer failed", extra={"error": str(close_error)})
+        self.consumer = self.new_consumer()
+        self.consumer.subscribe(list(self.contracts))
+        self._renewed_at = now
+        self._stuck, self._stuck_since = {}, None
+        CONSUMERS_RENEWED.inc()
 
     def _handle(self, accepted: Sequence[Accepted]) -> list[Rejected]:
         """The handler's rejections; a permanent error is narrowed down to its message by halving."""
@@ -231,17 +250,11 @@ class ConsumerLoop:
 
     def _commit(self, messages: Sequence[Message]) -> None:
         offsets = [TopicPartition(topic, partition, offset + 1) for (topic, partition), offset in _last_offsets(messages).items()]
-        for attempt in range(1, _COMMIT_ATTEMPTS + 1):
-            try:
-                self.consumer.commit(offsets=offsets, asynchronous=False)
-                return
-            except KafkaException as error:
-                code = error.args[0].code()
-                if code in _COMMIT_LOST or attempt == _COMMIT_ATTEMPTS or self.stop.is_set():
-                    COMMITS_DROPPED.inc()
-                    log.warning("offset commit failed; the batch may be redelivered", extra={"error": str(error)})
-                    return
-                self.stop.wait(0.1 * attempt)
+        try:
+            self.consumer.commit(offsets=offsets, asynchronous=True)
+        except KafkaException as error:  # refused before it was sent (e.g. no longer assigned)
+            COMMITS_DROPPED.inc()
+            log.warning("offset commit failed; the batch may be redelivered", extra={"error": str(error)})
 
     # --- liveness ---------------------------------------------------------------------------------
 
@@ -300,6 +313,12 @@ class ConsumerLoop:
         return waiting
 
 
+def _is_fatal(message: Message) -> bool:
+    """librdkafka reports a fenced static member as _FATAL without always setting fatal()."""
+    error = message.error()
+    return error is not None and (error.fatal() or error.code() == KafkaError._FATAL)
+
+
 def _first_offsets(messages: Sequence[Message]) -> dict[tuple[str, int], int]:
     first: dict[tuple[str, int], int] = {}
     for message in messages:
@@ -309,8 +328,5 @@ def _first_offsets(messages: Sequence[Message]) -> dict[tuple[str, int], int]:
 
 
 def _last_offsets(messages: Sequence[Message]) -> dict[tuple[str, int], int]:
-    last: dict[tuple[str, int], int] = {}
-    for message in messages:
-        key = (message.topic() or "", message.partition() or 0)
-        last[key] = max(last.get(key, -1), message.offset() or 0)
-    return last
+    """Each partition's last offset: a batch holds each partition's messages in offset order."""
+    return {(message.topic() or "", message.partition() or 0): message.offset() or 0 for message in messages}

@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Message, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
+from prometheus_client import Counter
 
 from vap_common.settings import KafkaSettings
 from vap_common.topics import dlq_name
@@ -16,6 +17,8 @@ log = logging.getLogger(__name__)
 
 # Header names on dead-letter records (DESIGN.md: original topic, partition, offset, error, attempts).
 DLQ_HEADERS = ("dlq.original.topic", "dlq.original.partition", "dlq.original.offset", "dlq.error", "dlq.attempts")
+
+COMMITS_DROPPED = Counter("vap_consumer_commits_dropped_total", "Offset commits that failed and were given up (redelivery follows)")
 
 
 def make_producer(settings: KafkaSettings, **overrides: Any) -> Producer:
@@ -44,11 +47,24 @@ def make_consumer(settings: KafkaSettings, *, group_id: str, **overrides: Any) -
         "auto.offset.reset": "earliest",
         "isolation.level": "read_committed",
         "partition.assignment.strategy": "cooperative-sticky",
+        "on_commit": _on_commit,
     }
     if settings.instance_id:
         config["group.instance.id"] = settings.instance_id
     config.update(overrides)
     return Consumer(config)
+
+
+def _on_commit(error: KafkaError | None, partitions: list[TopicPartition]) -> None:
+    """Outcome of an asynchronous offset commit (served by the consumer's next poll)."""
+    failed = [p for p in partitions if p.error is not None]
+    if error is None and not failed:
+        return
+    COMMITS_DROPPED.inc()
+    log.warning(
+        "offset commit failed; the batch may be redelivered",
+        extra={"error": str(error or failed[0].error), "partitions": [f"{p.topic}[{p.partition}]" for p in failed or partitions]},
+    )
 
 
 def make_admin(settings: KafkaSettings) -> AdminClient:

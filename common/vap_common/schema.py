@@ -1,7 +1,7 @@
 """The database tables, as SQLAlchemy models. Alembic migrations in ``migrations/`` create them.
 
-`scenarios`, `outbox_scenario` and `scenario_results` belong to the API; `workers` to the
-orchestrator. They share one database, and their definitions live here once.
+`scenarios`, `outbox_scenario`, `scenario_results` and `result_drops` belong to the API; `workers`
+to the orchestrator. They share one database, and their definitions live here once.
 """
 
 from __future__ import annotations
@@ -122,6 +122,20 @@ class ScenarioResult(Base):
     timestamp: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     stored_xact: Mapped[str] = mapped_column(Xid8(), server_default=text("pg_current_xact_id()"))
+
+
+class ResultDrops(Base):
+    """Results a runner run dropped (its undelivered-results budget was full during a Kafka outage), as
+    reported in its status events (migration 0005). The counts are the run's totals."""
+
+    __tablename__ = "result_drops"
+
+    scenario_uuid: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    run_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    dropped: Mapped[int] = mapped_column(BigInteger)
+    first_frame: Mapped[int] = mapped_column(BigInteger)
+    last_frame: Mapped[int] = mapped_column(BigInteger)
+    reported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 class Worker(Base):

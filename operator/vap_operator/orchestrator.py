@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
+from functools import partial
 
 from prometheus_client import Counter
 from sqlalchemy.orm import Session, sessionmaker
@@ -92,7 +93,7 @@ def build_loop(
     """The orchestrator's consumer loop (call ``.run()``; set ``stop`` to end it)."""
     producer = make_producer(kafka)
     return ConsumerLoop(
-        consumer=make_consumer(kafka, group_id=group_id, **(consumer_overrides or {})),
+        new_consumer=partial(make_consumer, kafka, group_id=group_id, **(consumer_overrides or {})),
         dlq_producer=producer,
         contracts={topic_name(Topic.INIT_SCENARIO, kafka.topic_prefix): ScenarioCommand},
         handler=Orchestrator(sessions=sessions, publisher=Publisher(producer, topic_prefix=kafka.topic_prefix)),

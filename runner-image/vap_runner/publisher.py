@@ -2,7 +2,8 @@
 
 1. Results go through :class:`~vap_runner.undelivered.UndeliveredResults`: in frame order, within the
    memory budget; a live stream drops its oldest results over the budget (counted, logged, reported in
-   a status event once delivery has caught up), a file pauses instead (:meth:`Publisher.has_room`).
+   a status event's ``drops`` once delivery has caught up: the API shows them), a file pauses instead
+   (:meth:`Publisher.has_room`).
 2. librdkafka never gives up on a message (``message.timeout.ms=0``) and its queue is bounded, so it
    holds only the budget's producer share of results, plus room for status events.
 3. Status events go straight to the producer, never into the droppable buffer: never dropped.
@@ -21,7 +22,7 @@ from uuid import UUID
 
 from confluent_kafka import KafkaError, KafkaException, Message
 
-from vap_common.contracts import StatusEvent, encode
+from vap_common.contracts import ResultDrops, StatusEvent, encode
 from vap_common.kafka import make_producer
 from vap_common.lifecycle import FailureReason, ScenarioStatus
 from vap_common.settings import KafkaSettings
@@ -50,6 +51,7 @@ class Publisher:
         *,
         kafka: KafkaSettings,
         scenario_uuid: UUID,
+        run_id: str,
         outage_after_seconds: float,
         outage_limit_seconds: float,
         budget_bytes: int,
@@ -75,6 +77,8 @@ class Publisher:
         self._status_topic = topic_name(Topic.SCENARIO_STATUS, kafka.topic_prefix)
         self._scenario_uuid = scenario_uuid
         self._key = str(scenario_uuid).encode()
+        self._run_id = run_id
+        self._first_dropped_frame: int | None = None
         self._outage_after_seconds = outage_after_seconds
         self._outage_limit_seconds = outage_limit_seconds
         self._metrics = metrics
@@ -122,10 +126,11 @@ class Publisher:
                 log.warning("undelivered results fill their budget; reading paused until Kafka takes them", extra=extra)
         return room
 
-    def send_status(self, status: ScenarioStatus, *, message: str | None = None) -> None:
+    def send_status(self, status: ScenarioStatus, *, message: str | None = None, drops: ResultDrops | None = None) -> None:
         """Queue a status event without waiting (delivered with the results, or by the final flush)."""
+        value = encode(StatusEvent(scenario_uuid=self._scenario_uuid, status=status, message=message, drops=drops))
         try:
-            self._producer.produce(self._status_topic, key=self._key, value=self._status_value(status, None, message), on_delivery=self._on_status_delivery)
+            self._producer.produce(self._status_topic, key=self._key, value=value, on_delivery=self._on_status_delivery)
         except (KafkaException, BufferError) as error:
             raise DownstreamBlocked(f"Kafka refused a status event: {error}") from error
         self._statuses_pending += 1
@@ -139,7 +144,8 @@ class Publisher:
             acknowledged.append(error is None)
 
         try:
-            self._producer.produce(self._status_topic, key=self._key, value=self._status_value(status, reason, message), on_delivery=on_delivery)
+            value = encode(StatusEvent(scenario_uuid=self._scenario_uuid, status=status, reason=reason, message=message))
+            self._producer.produce(self._status_topic, key=self._key, value=value, on_delivery=on_delivery)
         except (KafkaException, BufferError) as error:
             log.error("Kafka refused a status event", extra={"status": status.value, "error": str(error)})
             return False
@@ -246,14 +252,17 @@ class Publisher:
         drops = self._log_drops()
         if drops is None:
             return
+        if self._first_dropped_frame is None:
+            self._first_dropped_frame = drops.first_frame
         budget_mib = self._results.budget_bytes / 2**20
         try:
-            # `active` again: the scenario's state is unchanged (the inbox ignores a repeated state); the
-            # message tells whoever reads the topic what this run lost.
+            # `active` again: the scenario's state is unchanged (the inbox ignores a repeated state and
+            # stores the run's totals from `drops`).
             self.send_status(
                 ScenarioStatus.ACTIVE,
                 message=f"results dropped: {drops.count} (frames {drops.first_frame}-{drops.last_frame}), oldest first: "
                 f"Kafka took none while the undelivered-results budget ({budget_mib:g} MiB) was full",
+                drops=ResultDrops(run_id=self._run_id, dropped=self._results.dropped, first_frame=self._first_dropped_frame, last_frame=drops.last_frame),
             )
         except DownstreamBlocked as error:  # the log line above still says it
             log.error("drop report not queued", extra={"error": str(error)})
@@ -271,9 +280,6 @@ class Publisher:
                 },
             )
         return drops
-
-    def _status_value(self, status: ScenarioStatus, reason: FailureReason | None, message: str | None) -> bytes:
-        return encode(StatusEvent(scenario_uuid=self._scenario_uuid, status=status, reason=reason, message=message))
 
     def _on_result_delivery(self, error: KafkaError | None, message: Message) -> None:
         self._results.delivered(len(message), ok=error is None)

@@ -11,7 +11,7 @@ import uuid
 from vap_common.lifecycle import FailureReason, ScenarioStatus
 from vap_common.redact import redact_text, redact_url
 from vap_common.runner_contract import RunnerExit
-from vap_runner.detectors import InvalidDetectorConfig, validate_config
+from vap_runner.detectors import DetectorConfig, InvalidDetectorConfig, validate_config
 from vap_runner.failure import Failure
 from vap_runner.handoff import Frame, FrameHandoff, Wakeup
 from vap_runner.metrics import RunnerMetrics
@@ -21,7 +21,7 @@ from vap_runner.publisher import DownstreamBlocked, Publisher
 from vap_runner.reader import ReadOutcome, StreamReader
 from vap_runner.settings import RunnerSettings
 from vap_runner.slots import shared_memory_budget
-from vap_runner.sources import InvalidSource, parse_source
+from vap_runner.sources import InvalidSource, Source, parse_source
 
 log = logging.getLogger(__name__)
 
@@ -77,29 +77,30 @@ class Runner:
                 "target_fps": settings.target_fps,
             },
         )
+        try:
+            detector_config = validate_config(settings.detector.name, settings.detector.settings)
+            source = parse_source(settings.camera_url, allow_files=settings.allow_file_sources)
+            invalid = None
+        except (InvalidDetectorConfig, InvalidSource) as error:
+            invalid = Failure(FailureReason.INVALID_CONFIG, str(error))
         publisher = Publisher(
             kafka=settings.kafka,
             scenario_uuid=settings.scenario_uuid,
+            run_id=self.run_id,
             outage_after_seconds=settings.downstream_blocked_timeout_seconds,
             outage_limit_seconds=settings.downstream_outage_limit_seconds,
             budget_bytes=int(settings.undelivered_results_mib * 2**20),
-            linger_ms=settings.results_linger_ms,
+            linger_ms=settings.linger_ms(local_file=invalid is not None or source.local_file),
             metrics=self.metrics,
             on_wait=self.health.beat,
         )
         try:
-            return self._run(publisher)
+            return self._report_failure(publisher, invalid) if invalid else self._run(publisher, detector_config, source)
         finally:
             publisher.close()  # what Kafka never acknowledged is counted and logged as dropped
 
-    def _run(self, publisher: Publisher) -> int:
+    def _run(self, publisher: Publisher, detector_config: DetectorConfig, source: Source) -> int:
         settings = self._settings
-        try:
-            detector_config = validate_config(settings.detector.name, settings.detector.settings)
-            source = parse_source(settings.camera_url, allow_files=settings.allow_file_sources)
-        except (InvalidDetectorConfig, InvalidSource) as error:
-            return self._report_failure(publisher, Failure(FailureReason.INVALID_CONFIG, str(error)))
-
         server = serve(host=settings.http_host, port=settings.http_port, health=self.health, registry=self.metrics.registry)
         self.http_port = server.server_address[1]
         log.info("http endpoint listening", extra={"port": self.http_port})

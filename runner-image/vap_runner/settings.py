@@ -55,6 +55,9 @@ class RunnerSettings(CommonSettings):
     # Results wait up to this long to go to Kafka together: at full speed a file's results then take ten
     # requests a second, not hundreds: each costs the broker CPU (4x less broker CPU per file in bench/).
     results_linger_ms: int = Field(default=100, ge=0, le=5_000)
+    # The same for a network source (a camera: a few results a second, each of which would wait the whole
+    # linger): it is most of the capture -> stored latency (bench/delivery_bench.py).
+    live_results_linger_ms: int = Field(default=5, ge=0, le=5_000)
     # Decoded frames waiting for or in analysis live in /dev/shm; they use at most this much of it (and at
     # most 3/4 of its free space): about 40 frames of 1080p.
     frame_memory_mib: int = Field(default=256, ge=16)
@@ -85,3 +88,7 @@ class RunnerSettings(CommonSettings):
     exit_code_file: Path | None = None
     # /healthz fails when the main loop has not ticked for this long.
     liveness_timeout_seconds: float = Field(default=30.0, gt=0)
+
+    def linger_ms(self, *, local_file: bool) -> int:
+        """How long results wait to go to Kafka together: a file's for throughput, a camera's for latency."""
+        return self.results_linger_ms if local_file else self.live_results_linger_ms

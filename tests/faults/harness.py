@@ -44,6 +44,8 @@ LOG_SIGNALS = {
     "session timed out": "|SESSTMOUT|",
     # librdkafka: an error after which the client is unusable (e.g. a fenced static member).
     "fatal client error": "|FATAL|",
+    # ConsumerLoop replaced such a consumer in place (no process restart).
+    "consumer renewed": "replacing the consumer",
     "batch retried": "batch failed; it will be read again",
     "commit dropped": "offset commit failed",
     # ConsumerStalled: the service exits for supervisord to restart it.

@@ -12,7 +12,8 @@ the retries and the commit-after-effect). One batch is one PostgreSQL transactio
   multi-row ``INSERT … VALUES … ON CONFLICT`` ~40k (the speculative insertion of ON CONFLICT is
   what costs; the result is the same either way);
 * status events move ``scenarios.status`` only along the lifecycle transition table; a stale or
-  repeated one is ignored, counted and logged;
+  repeated one is ignored, counted and logged. The drops a runner reports with one (``drops``: the
+  run's totals) are kept in ``result_drops`` whatever its status, the largest totals per run winning;
 * messages about a scenario that does not exist are rejected (they go to the dead-letter topic), and
   so are results of a scenario that ended (inactive or failed) longer than ``late_result_grace_seconds``
   ago: no runner is left to produce them;
@@ -28,18 +29,18 @@ import re
 import signal
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from types import FrameType
 from typing import Any
 from uuid import UUID
 
+import msgspec
 from prometheus_client import Counter, Histogram, start_http_server
-from pydantic import TypeAdapter
-from pydantic_core import to_json
 from sqlalchemy import Connection, Engine, text
 
 from vap_api.settings import InboxSettings
 from vap_common.consuming import Accepted, ConsumerFailed, ConsumerLoop, Rejected
-from vap_common.contracts import FRAME_RESULT_RECORD, Contract, FrameResultRecord, StatusEvent
+from vap_common.contracts import Decodable, FrameResultRecord, StatusEvent
 from vap_common.db import is_permanent_error, make_engine
 from vap_common.kafka import make_consumer, make_producer
 from vap_common.lifecycle import FailureReason, ScenarioStatus, can_transition
@@ -55,6 +56,7 @@ STATUS_APPLIED = Counter("vap_inbox_status_applied_total", "Status events that m
 STATUS_IGNORED = Counter("vap_inbox_status_ignored_total", "Stale or repeated status events ignored", ["current", "event"])
 UNKNOWN_SCENARIO = Counter("vap_inbox_unknown_scenario_total", "Messages for a scenario that does not exist", ["kind"])
 LATE_RESULTS = Counter("vap_inbox_late_results_total", "Results of a scenario that ended before the grace period, refused")
+DROPS_REPORTED = Counter("vap_inbox_result_drop_reports_total", "Status events reporting results a runner dropped")
 BATCH_SECONDS = Histogram("vap_inbox_batch_seconds", "Time to store one consumed batch in PostgreSQL")
 
 _STAGING = text(
@@ -83,6 +85,13 @@ _SET_STATUS = text(
     "error_reason = COALESCE(:error_reason, error_reason), error_message = COALESCE(:error_message, error_message) "
     "WHERE scenario_uuid = :scenario_uuid"
 )
+_STORE_DROPS = text(
+    "INSERT INTO result_drops (scenario_uuid, run_id, dropped, first_frame, last_frame) "
+    "VALUES (:scenario_uuid, :run_id, :dropped, :first_frame, :last_frame) "
+    "ON CONFLICT (scenario_uuid, run_id) DO UPDATE SET dropped = GREATEST(result_drops.dropped, EXCLUDED.dropped), "
+    "first_frame = LEAST(result_drops.first_frame, EXCLUDED.first_frame), "
+    "last_frame = GREATEST(result_drops.last_frame, EXCLUDED.last_frame), reported_at = now()"
+)
 
 _STORED_KEYS = text(
     "SELECT r.scenario_uuid, r.run_id, r.frame_number FROM scenario_results AS r "
@@ -93,6 +102,7 @@ _STORED_KEYS = text(
 # COPY text format: backslash escapes, tab separates columns, newline ends a row.
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 _NEEDS_ESCAPE = re.compile(r"[\\\t\n\r]")
+_JSON = msgspec.json.Encoder()
 
 
 @dataclass(frozen=True)
@@ -112,17 +122,17 @@ class Inbox:
         self._grace_seconds = late_result_grace_seconds
 
     @property
-    def contracts(self) -> dict[str, type[Contract] | TypeAdapter[Any]]:
+    def contracts(self) -> dict[str, Decodable]:
         """Broker topic name → the contract of its values, as ConsumerLoop wants it. Results are
-        validated as FrameResult records (dicts): they go straight into COPY rows."""
-        return {self.results_topic: FRAME_RESULT_RECORD, self.status_topic: StatusEvent}
+        validated as FrameResultRecords: they go straight into COPY rows."""
+        return {self.results_topic: FrameResultRecord, self.status_topic: StatusEvent}
 
     def handle(self, batch: Sequence[Accepted]) -> Sequence[Rejected]:
         """Store one batch in one transaction; returns the messages about unknown scenarios and the
         results of ended ones."""
         results: list[FrameResultRecord] = [item.value for item in batch if not isinstance(item.value, StatusEvent)]
         events = [item.value for item in batch if isinstance(item.value, StatusEvent)]
-        result_ids = {result["scenario_uuid"] for result in results}
+        result_ids = {result.scenario_uuid for result in results}
         with BATCH_SECONDS.time(), self._engine.begin() as connection:
             statuses, ended = self._lock_for_status(connection, {event.scenario_uuid for event in events})
             existing = self._existing(connection, result_ids, set(statuses), ended)
@@ -131,11 +141,12 @@ class Inbox:
                 events = [event for event in events if event.scenario_uuid not in unknown]
             late = ended & result_ids
             if unknown or late:
-                results = [result for result in results if result["scenario_uuid"] not in unknown and result["scenario_uuid"] not in late]
+                results = [result for result in results if result.scenario_uuid not in unknown and result.scenario_uuid not in late]
             # A redelivery of results stored before the scenario ended is no late result: not refused.
-            redelivered = self._stored_keys(connection, [item.value for item in batch if not isinstance(item.value, StatusEvent) and item.value["scenario_uuid"] in late]) if late else set()
+            redelivered = self._stored_keys(connection, [item.value for item in batch if not isinstance(item.value, StatusEvent) and item.value.scenario_uuid in late]) if late else set()
             self._store_results(connection, results)
             self._apply_statuses(connection, events, statuses)
+            self._store_drops(connection, events)
         RESULTS_DUPLICATE.inc(len(redelivered))
         return self._reject(batch, unknown, late, redelivered) if unknown or late else []
 
@@ -143,7 +154,7 @@ class Inbox:
         rejected: list[Rejected] = []
         for item in batch:
             is_status = isinstance(item.value, StatusEvent)
-            scenario_uuid = item.value.scenario_uuid if is_status else item.value["scenario_uuid"]
+            scenario_uuid = item.value.scenario_uuid
             if scenario_uuid in unknown:
                 UNKNOWN_SCENARIO.labels("status" if is_status else "result").inc()
                 error = f"unknown scenario_uuid {scenario_uuid}: no such scenario"
@@ -183,9 +194,9 @@ class Inbox:
         rows = connection.execute(
             _STORED_KEYS,
             {
-                "ids": [str(result["scenario_uuid"]) for result in results],
-                "runs": [result["run_id"] for result in results],
-                "frames": [result["frame_number"] for result in results],
+                "ids": [str(result.scenario_uuid) for result in results],
+                "runs": [result.run_id for result in results],
+                "frames": [result.frame_number for result in results],
             },
         )
         return {(row.scenario_uuid, row.run_id, row.frame_number) for row in rows}
@@ -195,12 +206,11 @@ class Inbox:
     def _store_results(self, connection: Connection, results: list[FrameResultRecord]) -> None:
         if not results:
             return
-        rows = "".join(_copy_lines(results))
         dbapi: Any = connection.connection.dbapi_connection
         savepoint = connection.begin_nested()
         try:
             with dbapi.cursor() as cursor:
-                cursor.copy_expert(_COPY_DIRECT, io.StringIO(rows))
+                cursor.copy_expert(_COPY_DIRECT, _Rows(_copy_lines(results)))
             savepoint.commit()
             inserted = len(results)
         except Exception as error:
@@ -209,7 +219,7 @@ class Inbox:
             savepoint.rollback()
             connection.execute(_STAGING)
             with dbapi.cursor() as cursor:
-                cursor.copy_expert(_COPY_STAGING, io.StringIO(rows))
+                cursor.copy_expert(_COPY_STAGING, _Rows(_copy_lines(results)))
             inserted = connection.execute(_MOVE).rowcount
         RESULTS_STORED.inc(inserted)
         RESULTS_DUPLICATE.inc(len(results) - inserted)
@@ -244,24 +254,53 @@ class Inbox:
             )
             STATUS_APPLIED.labels(change.status.value).inc()
 
+    def _store_drops(self, connection: Connection, events: list[StatusEvent]) -> None:
+        reports = [(event.scenario_uuid, event.drops) for event in events if event.drops is not None]
+        if not reports:
+            return
+        connection.execute(_STORE_DROPS, [{"scenario_uuid": scenario_uuid, **drops.model_dump()} for scenario_uuid, drops in reports])
+        DROPS_REPORTED.inc(len(reports))
+        for scenario_uuid, drops in reports:
+            log.warning("a runner reported dropped results", extra={"scenario_uuid": str(scenario_uuid), **drops.model_dump()})
+
 
 def _key(result: FrameResultRecord) -> tuple[UUID, str, int]:
-    return result["scenario_uuid"], result["run_id"], result["frame_number"]
+    return result.scenario_uuid, result.run_id, result.frame_number
 
 
 def _copy_lines(results: list[FrameResultRecord]) -> Iterator[str]:
     """COPY text-format rows of ``results`` (the hot loop of the inbox: kept lean)."""
     uuids: dict[UUID, str] = {}
+    encode_json = _JSON.encode
     for result in results:
-        scenario = uuids.get(result["scenario_uuid"])
+        scenario = uuids.get(result.scenario_uuid)
         if scenario is None:
-            scenario = uuids[result["scenario_uuid"]] = str(result["scenario_uuid"])
-        run_id = result["run_id"]
+            scenario = uuids[result.scenario_uuid] = str(result.scenario_uuid)
+        run_id = result.run_id
         if _NEEDS_ESCAPE.search(run_id):
             run_id = run_id.translate(_COPY_ESCAPES)
         # JSON text never holds a raw tab or newline; only its backslashes need escaping for COPY.
-        detections = to_json(result["detections"]).decode().replace("\\", "\\\\")
-        yield f"{scenario}\t{run_id}\t{result['frame_number']}\t{detections}\t{result['timestamp'].isoformat()}\n"
+        detections = encode_json(result.detections).decode().replace("\\", "\\\\")
+        yield f"{scenario}\t{run_id}\t{result.frame_number}\t{detections}\t{result.timestamp.isoformat()}\n"
+
+
+class _Rows(io.TextIOBase):
+    """COPY input formatted as psycopg2 reads it, a few kilobytes at a time: PostgreSQL stores the
+    first rows (on its own core) while the next ones are formatted, instead of after all of them."""
+
+    def __init__(self, lines: Iterator[str]) -> None:
+        self._lines = lines
+
+    def read(self, size: int | None = -1) -> str:
+        wanted = size if size is not None and size >= 0 else float("inf")
+        parts: list[str] = []
+        length = 0
+        for line in self._lines:
+            parts.append(line)
+            length += len(line)
+            if length >= wanted:
+                break
+        return "".join(parts)
 
 
 def main() -> None:
@@ -279,7 +318,7 @@ def main() -> None:
     )
     producer = make_producer(settings.kafka)
     loop = ConsumerLoop(
-        consumer=make_consumer(
+        new_consumer=partial(make_consumer, 
             settings.kafka,
             group_id=f"{prefix}{settings.inbox.group_id}",
             **{"session.timeout.ms": int(settings.inbox.session_timeout_seconds * 1000)},

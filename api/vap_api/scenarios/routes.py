@@ -107,5 +107,6 @@ def _scenario_out(view: service.ScenarioView) -> ScenarioOut:
             stale=runtime.stale,
             wait_reason=redact_text(runtime.wait_reason) if runtime.wait_reason else None,
             restarts=runtime.restarts,
+            results_dropped=runtime.results_dropped,
         ),
     )

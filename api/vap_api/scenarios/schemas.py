@@ -47,6 +47,10 @@ class RuntimeOut(BaseModel):
     stale: bool = Field(description="Active (or shutting down) but the lease lapsed: the runner may not be running")
     wait_reason: str | None = Field(description="Why a runner that should run is not running yet (e.g. the runtime is at capacity)")
     restarts: int = Field(description="Times the runtime restarted the runner")
+    results_dropped: int = Field(
+        description="Results its runners reported dropping, oldest first, because a Kafka outage outlasted their "
+        "undelivered-results budget (VAP_UNDELIVERED_RESULTS_MIB); 0 when none was lost"
+    )
 
 
 class ScenarioOut(BaseModel):

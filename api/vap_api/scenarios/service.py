@@ -19,7 +19,7 @@ from vap_api.outbox.service import enqueue
 from vap_common.contracts import DetectorSpec, ScenarioCommand
 from vap_common.lifecycle import SHUTDOWN_NOOP_STATES, ScenarioStatus, can_transition
 from vap_common.redact import redact_url
-from vap_common.schema import Scenario, Worker
+from vap_common.schema import ResultDrops, Scenario, Worker
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,7 @@ class Runtime:
     stale: bool  # its runner should be running but its lease lapsed: `active` may not be true
     wait_reason: str | None
     restarts: int
+    results_dropped: int  # what its runners reported dropping (result_drops, summed over runs)
 
 
 @dataclass(frozen=True)
@@ -144,21 +145,24 @@ def is_stale(*, status: ScenarioStatus, heartbeat_at: datetime | None, now: date
     return heartbeat_at is None or now - heartbeat_at > timedelta(seconds=stale_after_seconds)
 
 
-# A scenario with its runner's lease, wait reason and restarts (NULLs without a workers row) and now().
-_RuntimeRow = tuple[Scenario, datetime | None, str | None, int, datetime]
+# A scenario with its runner's lease, wait reason and restarts (NULLs without a workers row), the
+# results its runs dropped, and now().
+_RuntimeRow = tuple[Scenario, datetime | None, str | None, int, int, datetime]
 
 
 def _with_runtime() -> Select[*_RuntimeRow]:
+    dropped = select(func.coalesce(func.sum(ResultDrops.dropped), 0)).where(ResultDrops.scenario_uuid == Scenario.scenario_uuid).scalar_subquery()
     # The database's clock, not ours: the runtime renews heartbeat_at with now() too.
-    return select(Scenario, Worker.heartbeat_at, Worker.wait_reason, Worker.restart_count, func.now()).outerjoin(
+    return select(Scenario, Worker.heartbeat_at, Worker.wait_reason, Worker.restart_count, dropped, func.now()).outerjoin(
         Worker, Worker.scenario_uuid == Scenario.scenario_uuid
     )
 
 
 def _view(row: Row[*_RuntimeRow], *, stale_after_seconds: float) -> ScenarioView:
-    scenario, heartbeat_at, wait_reason, restart_count, now = row
+    scenario, heartbeat_at, wait_reason, restart_count, dropped, now = row
     stale = is_stale(status=ScenarioStatus(scenario.status), heartbeat_at=heartbeat_at, now=now, stale_after_seconds=stale_after_seconds)
-    return ScenarioView(scenario, Runtime(heartbeat_at=heartbeat_at, stale=stale, wait_reason=wait_reason, restarts=restart_count or 0))
+    runtime = Runtime(heartbeat_at=heartbeat_at, stale=stale, wait_reason=wait_reason, restarts=restart_count or 0, results_dropped=int(dropped))
+    return ScenarioView(scenario, runtime)
 
 
 def get_scenario(*, session: Session, scenario_uuid: uuid.UUID, stale_after_seconds: float) -> ScenarioView:

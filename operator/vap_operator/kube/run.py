@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+from functools import partial
 
 import kopf
 from sqlalchemy import Engine
@@ -70,7 +71,7 @@ def run_kubernetes(settings: OperatorSettings, engine: Engine, stop: threading.E
     producer = make_producer(settings.kafka)
     publisher = Publisher(producer, topic_prefix=settings.kafka.topic_prefix)
     deploy_loop = ConsumerLoop(
-        consumer=make_consumer(settings.kafka, group_id=settings.kubernetes.consumer_group, **settings.consumer_overrides()),
+        new_consumer=partial(make_consumer, settings.kafka, group_id=settings.kubernetes.consumer_group, **settings.consumer_overrides()),
         dlq_producer=producer,
         contracts={topic_name(Topic.TO_DEPLOY, settings.kafka.topic_prefix): DeployCommand},
         handler=KubeDeployer(kube=kube, sessions=sessions, publisher=publisher, max_workers=settings.runner.max_workers),

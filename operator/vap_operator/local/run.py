@@ -14,6 +14,7 @@ import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
+from functools import partial
 from pathlib import Path
 
 from sqlalchemy import Engine, text
@@ -96,7 +97,7 @@ def run_local(settings: OperatorSettings, engine: Engine, stop: threading.Event,
         heartbeat_seconds=settings.heartbeat_seconds,
     )
     loop = ConsumerLoop(
-        consumer=make_consumer(kafka, group_id=settings.local.consumer_group, **settings.consumer_overrides()),
+        new_consumer=partial(make_consumer, kafka, group_id=settings.local.consumer_group, **settings.consumer_overrides()),
         dlq_producer=producer,
         contracts={topic_name(Topic.TO_DEPLOY, kafka.topic_prefix): DeployCommand},
         handler=LocalDeployer(supervisor),

@@ -7,6 +7,7 @@ import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -76,7 +77,7 @@ def make_inbox_loop(inbox: Inbox, kafka_settings: KafkaSettings) -> Iterator[Cal
 
     def factory(*, group: str | None = None) -> ConsumerLoop:
         loop = ConsumerLoop(
-            consumer=make_consumer(kafka_settings, group_id=group or f"inbox-{uuid.uuid4().hex[:8]}"),
+            new_consumer=partial(make_consumer, kafka_settings, group_id=group or f"inbox-{uuid.uuid4().hex[:8]}"),
             dlq_producer=make_producer(kafka_settings),
             contracts=inbox.contracts,
             handler=inbox.handle,

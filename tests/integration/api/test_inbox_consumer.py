@@ -6,15 +6,17 @@ import json
 import time
 import uuid
 from collections.abc import Callable
+from functools import partial
 
 from api_test_support import Process, add_scenario, encoded_frames, frame, produce, run_loop_until
+from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.helpers import consume, wait_until
 from vap_api.inbox.consumer import RESULTS_DUPLICATE, STATUS_IGNORED, Inbox
 from vap_common.consuming import ConsumerLoop
-from vap_common.contracts import Detection, StatusEvent, encode
+from vap_common.contracts import Detection, ResultDrops, StatusEvent, encode
 from vap_common.kafka import make_consumer, make_producer
 from vap_common.lifecycle import FailureReason, ScenarioStatus
 from vap_common.settings import KafkaSettings
@@ -175,7 +177,7 @@ def test_results_of_a_scenario_that_ended_before_the_grace_period_are_refused(
         )
     inbox = Inbox(engine=db_engine, results_topic=results_topic, status_topic=status_topic, late_result_grace_seconds=600)
     loop = ConsumerLoop(
-        consumer=make_consumer(kafka_settings, group_id=f"inbox-{uuid.uuid4().hex[:8]}"),
+        new_consumer=partial(make_consumer, kafka_settings, group_id=f"inbox-{uuid.uuid4().hex[:8]}"),
         dlq_producer=make_producer(kafka_settings),
         contracts=inbox.contracts,
         handler=inbox.handle,
@@ -234,6 +236,28 @@ def test_failed_event_stores_its_reason_and_a_masked_message(
     assert _scenario(db_engine, scenario_uuid) == ("failed", "SourceUnreachable", "cannot open rtsp://admin:***@cam.example/s")
     with db_engine.connect() as connection:
         assert connection.execute(text("SELECT updated_at FROM scenarios")).scalar_one() > before
+
+
+def test_drop_reports_are_stored_per_run_once_whatever_their_order_and_shown_by_the_api(
+    make_inbox_loop: Callable[..., ConsumerLoop], kafka_settings: KafkaSettings, session_factory: sessionmaker[Session], client: TestClient
+) -> None:
+    """A live runner over its budget reports its run's totals with an unchanged `active`; redelivered,
+    reordered and two runs' reports add up to what was really dropped, also after the scenario ended."""
+    scenario_uuid = add_scenario(session_factory, status=S.ACTIVE)
+
+    def report(run_id: str, dropped: int, first: int, last: int, status: ScenarioStatus = S.ACTIVE) -> tuple[str, bytes]:
+        drops = ResultDrops(run_id=run_id, dropped=dropped, first_frame=first, last_frame=last)
+        return str(scenario_uuid), encode(StatusEvent(scenario_uuid=scenario_uuid, status=status, drops=drops))
+
+    assert client.get(f"/api/v1/scenario/{scenario_uuid}").json()["runtime"]["results_dropped"] == 0
+    reports = [report("run-a", 40, 100, 139), report("run-a", 40, 100, 139), report("run-a", 70, 100, 209), report("run-a", 40, 100, 139)]
+    produce(kafka_settings, _topics(kafka_settings)[1], [*reports, report("run-b", 5, 0, 4, S.INACTIVE)])
+    run_loop_until(make_inbox_loop(), 5)
+
+    body = client.get(f"/api/v1/scenario/{scenario_uuid}").json()
+    assert (body["status"], body["runtime"]["results_dropped"]) == ("inactive", 75)
+    [listed] = [item for item in client.get("/api/v1/scenarios").json()["items"] if item["scenario_uuid"] == str(scenario_uuid)]
+    assert listed["runtime"]["results_dropped"] == 75
 
 
 def test_inbox_process_killed_mid_stream_stores_each_result_once(

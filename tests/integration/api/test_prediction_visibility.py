@@ -102,7 +102,7 @@ def test_a_poller_gets_every_row_of_overlapping_writers_exactly_once(client: Tes
 
 
 def _record(scenario_uuid: uuid.UUID, frame: int) -> FrameResultRecord:
-    return {"scenario_uuid": scenario_uuid, "run_id": "run-1", "frame_number": frame, "detections": [], "timestamp": datetime(2026, 12, 1, tzinfo=UTC)}
+    return FrameResultRecord(scenario_uuid=scenario_uuid, run_id="run-1", frame_number=frame, detections=[], timestamp=datetime(2026, 12, 1, tzinfo=UTC))
 
 
 def test_both_inbox_copy_paths_fill_stored_xact_with_their_transaction(inbox: Inbox, db_engine: Engine, session_factory: sessionmaker[Session]) -> None:

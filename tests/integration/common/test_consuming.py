@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Sequence
+from functools import partial
 
 from sqlalchemy import Engine, text
 
@@ -50,7 +51,7 @@ def test_poison_to_dlq_handler_retried_and_offsets_committed_after_effect(kafka_
 
     group = f"loop-{uuid.uuid4().hex[:8]}"
     loop = ConsumerLoop(
-        consumer=make_consumer(kafka_settings, group_id=group),
+        new_consumer=partial(make_consumer, kafka_settings, group_id=group),
         dlq_producer=producer,
         contracts={topic: StatusEvent},
         handler=handler,
@@ -95,7 +96,7 @@ def test_a_value_postgresql_refuses_for_good_goes_to_the_dlq_and_the_rest_of_its
         return []
 
     loop = ConsumerLoop(
-        consumer=make_consumer(kafka_settings, group_id=f"loop-{uuid.uuid4().hex[:8]}"),
+        new_consumer=partial(make_consumer, kafka_settings, group_id=f"loop-{uuid.uuid4().hex[:8]}"),
         dlq_producer=producer,
         contracts={topic: StatusEvent},
         handler=handler,

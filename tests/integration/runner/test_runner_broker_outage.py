@@ -168,7 +168,8 @@ def test_live_runner_over_its_budget_drops_the_oldest_results_counted_exactly(
     analysed, acknowledged, dropped = summary["frames_analysed"], summary["results_acknowledged"], summary["results_dropped"]
     assert isinstance(analysed, int) and isinstance(acknowledged, int) and isinstance(dropped, int)
     assert acknowledged + dropped == analysed and dropped == report["results_dropped"] == report["results_dropped_total"] > 20, (summary, report)
-    numbers = assert_one_run_in_order(results(until=lambda got: len(got) >= acknowledged, timeout_seconds=30), scenario)
+    delivered = results(until=lambda got: len(got) >= acknowledged, timeout_seconds=30)
+    numbers = assert_one_run_in_order(delivered, scenario)
     assert len(numbers) == acknowledged
     # The dropped ones are the oldest that waited: one run of frames, with results delivered before it
     # (those librdkafka held) and after it (the newest, held within the budget until Kafka returned).
@@ -181,6 +182,12 @@ def test_live_runner_over_its_budget_drops_the_oldest_results_counted_exactly(
     events = statuses(until=lambda got: len(got) >= 2, timeout_seconds=10)
     assert [event.status for event in events] == [ScenarioStatus.ACTIVE, ScenarioStatus.ACTIVE]
     assert events[1].message and events[1].message.startswith(f"results dropped: {dropped} (frames {first}-{last}), oldest first")
+    assert events[1].drops is not None and events[1].drops.model_dump() == {
+        "run_id": delivered[0].run_id,
+        "dropped": dropped,
+        "first_frame": first,
+        "last_frame": last,
+    }, "the report the inbox stores for the API: the run's exact totals"
     print(f"tiny budget ({TINY_BUDGET_MIB} MiB): broker away {outage:.1f} s; analysed {analysed} = published {acknowledged} + dropped {dropped} (frames {first}-{last})")
 
 

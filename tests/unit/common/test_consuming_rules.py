@@ -1,22 +1,25 @@
 """ConsumerLoop's rules with a scripted stand-in consumer (one module, no broker): transient errors
 seek back and retry, permanent ones are narrowed down to their message, commits are never retried
-forever, and a consumer that takes nothing while messages wait unmoved raises ConsumerStalled."""
+forever, a fatal consumer error replaces the consumer, and a consumer that takes nothing while messages
+wait unmoved raises ConsumerStalled."""
 
 from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from prometheus_client import REGISTRY
 
 from vap_common.consuming import Accepted, ConsumerFailed, ConsumerLoop, ConsumerStalled, Rejected
 from vap_common.contracts import StatusEvent, encode
 from vap_common.db import is_permanent_error
+from vap_common.kafka import _on_commit
 from vap_common.lifecycle import ScenarioStatus
 
 TOPIC = "scenario_status"
@@ -61,6 +64,14 @@ class FakeConsumer:
     seeks: list[int] = field(default_factory=list)
     committed_offset: int = -1001  # OFFSET_INVALID: nothing committed yet
     high_watermark: int | None = None
+    subscribed: list[str] = field(default_factory=list)
+    closed: bool = False
+
+    def subscribe(self, topics: list[str]) -> None:
+        self.subscribed = topics
+
+    def close(self) -> None:
+        self.closed = True
 
     def consume(self, num_messages: int, timeout: float) -> list[FakeMessage]:
         batch = self.log[self.position : self.position + num_messages]
@@ -72,6 +83,7 @@ class FakeConsumer:
         self.position = partition.offset
 
     def commit(self, *, offsets: list[TopicPartition], asynchronous: bool) -> None:
+        assert asynchronous, "a synchronous commit blocks the loop while the coordinator does not answer"
         if self.commit_errors:
             raise KafkaException(KafkaError(self.commit_errors.pop(0)))
         self.commits.append([(tp.partition, tp.offset) for tp in offsets])
@@ -110,10 +122,12 @@ def events(count: int) -> list[FakeMessage]:
     return [FakeMessage(encode(StatusEvent(scenario_uuid=scenario, status=ScenarioStatus.ACTIVE, message=f"m{index}")), index) for index in range(count)]
 
 
-def make_loop(consumer: FakeConsumer, handler: Any, clock: Clock | None = None, **options: Any) -> tuple[ConsumerLoop, FakeProducer]:
+def make_loop(
+    consumer: FakeConsumer | Callable[[], FakeConsumer], handler: Any, clock: Clock | None = None, **options: Any
+) -> tuple[ConsumerLoop, FakeProducer]:
     producer = FakeProducer()
     loop = ConsumerLoop(
-        consumer=consumer,  # type: ignore[arg-type]
+        new_consumer=consumer if callable(consumer) else lambda: consumer,  # type: ignore[arg-type,return-value]
         dlq_producer=producer,  # type: ignore[arg-type]
         contracts={TOPIC: StatusEvent},
         handler=handler,
@@ -183,19 +197,30 @@ def test_a_permanent_error_is_not_mistaken_for_a_transient_one_or_the_other_way_
     assert not is_permanent_error(ConnectionError("refused"))
 
 
-@pytest.mark.parametrize("code", [KafkaError._ASSIGNMENT_LOST, KafkaError.UNKNOWN_MEMBER_ID, KafkaError._TRANSPORT])
-def test_a_failing_commit_is_given_up_after_a_few_tries_and_consuming_goes_on(code: int) -> None:
-    consumer = FakeConsumer(events(4), commit_errors=[code] * 10)
+@pytest.mark.parametrize("code", [KafkaError._ASSIGNMENT_LOST, KafkaError.UNKNOWN_MEMBER_ID, KafkaError._STATE])
+def test_a_commit_refused_at_once_is_counted_and_dropped_and_consuming_goes_on(code: int) -> None:
+    consumer = FakeConsumer(events(4), commit_errors=[code])
     consumer.log = consumer.log[:2]
     handled: list[int] = []
     loop, _ = make_loop(consumer, lambda batch: handled.append(len(batch)) or [])
+    dropped = REGISTRY.get_sample_value("vap_consumer_commits_dropped_total") or 0.0
     assert loop.run_once() == 2
+    assert REGISTRY.get_sample_value("vap_consumer_commits_dropped_total") == dropped + 1
     consumer.log += events(2)
     for message, offset in zip(consumer.log[2:], (2, 3), strict=True):
         message.offset_number = offset
-    consumer.commit_errors.clear()
     assert loop.run_once() == 2  # the loop did not stay in the failed commit
     assert handled == [2, 2] and consumer.commits == [[(0, 4)]]
+
+
+def test_an_asynchronous_commit_that_fails_later_is_counted_by_the_commit_callback() -> None:
+    dropped = REGISTRY.get_sample_value("vap_consumer_commits_dropped_total") or 0.0
+    _on_commit(None, [TopicPartition(TOPIC, 0, 5)])
+    assert REGISTRY.get_sample_value("vap_consumer_commits_dropped_total") == dropped
+    _on_commit(KafkaError(KafkaError.REQUEST_TIMED_OUT), [TopicPartition(TOPIC, 0, 5)])
+    failed = SimpleNamespace(topic=TOPIC, partition=1, offset=7, error=KafkaError(KafkaError.UNKNOWN_MEMBER_ID))
+    _on_commit(None, [failed])  # type: ignore[list-item]
+    assert REGISTRY.get_sample_value("vap_consumer_commits_dropped_total") == dropped + 2
 
 
 def test_a_consumer_that_takes_nothing_while_messages_wait_unmoved_raises_stalled() -> None:
@@ -243,12 +268,31 @@ def test_a_consumer_whose_group_coordinator_stopped_answering_still_raises_stall
             clock.now += 5
 
 
-def test_a_fatal_consumer_error_ends_the_loop_for_the_supervisor_to_restart_the_process() -> None:
-    class FatalMessage(FakeMessage):
-        def error(self) -> Any:  # type: ignore[override]
-            return KafkaError(KafkaError._FATAL, "Static consumer fenced by other consumer with same group.instance.id")
+class FatalMessage(FakeMessage):
+    def error(self) -> Any:  # type: ignore[override]
+        return KafkaError(KafkaError._FATAL, "Static consumer fenced by other consumer with same group.instance.id")
 
-    consumer = FakeConsumer([FatalMessage(b"", 0)])
-    loop, _ = make_loop(consumer, lambda batch: [])
+
+def test_a_fatal_consumer_error_replaces_the_consumer_and_its_batch_is_read_again() -> None:
+    """After a broker kill a static member whose join was lost with the coordinator gets fenced by
+    itself: a new consumer under the same group.instance.id takes over, without a process restart."""
+    first = FakeConsumer([*events(2), FatalMessage(b"", 2)])
+    second = FakeConsumer(events(3))
+    consumers = iter([first, second])
+    handled: list[int] = []
+    clock = Clock()
+    loop, _ = make_loop(lambda: next(consumers), lambda batch: handled.append(len(batch)) or [], clock)
+    assert loop.run_once() == 0  # nothing of the fenced consumer's batch is handled or committed
+    assert first.closed and first.commits == [] and handled == []
+    assert loop.consumer is second and second.subscribed == [TOPIC]
+    assert loop.run_once() == 3 and handled == [3] and second.commits == [[(0, 3)]]
+
+
+def test_fatal_errors_in_a_row_end_the_loop_for_the_supervisor_to_restart_the_process() -> None:
+    """Two live processes with one group.instance.id would fence each other forever."""
+    clock = Clock()
+    loop, _ = make_loop(lambda: FakeConsumer([FatalMessage(b"", 0)]), lambda batch: [], clock)
+    assert loop.run_once() == 0
+    clock.now += 30
     with pytest.raises(ConsumerFailed, match="fenced"):
         loop.run_once()

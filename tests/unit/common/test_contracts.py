@@ -4,11 +4,12 @@ import json
 import uuid
 from datetime import UTC, datetime
 
+import msgspec
 import pytest
 
 from vap_common.contracts import (
-    FRAME_RESULT_RECORD,
     Detection,
+    DetectionRecord,
     FrameResult,
     FrameResultRecord,
     InvalidMessage,
@@ -94,6 +95,20 @@ def _with(path: tuple[object, ...], value: object) -> bytes:
         _with(("detections", 0, "class"), ...),
         _with(("detections", 0, "class_name"), "car"),
         _with(("detections", 0, "colour"), "red"),
+        # What msgspec's strict fast path does not take is decided by the model:
+        _with(("timestamp",), 1764028800),  # lax: a Unix time
+        _with(("frame_number",), "3"),  # lax: a numeric string
+        _with(("timestamp",), "2026-11-25T00:00:00"),  # no offset
+        _with(("detections", 0, "class"), "a\u0000b"),  # NUL: PostgreSQL cannot store it
+        _with(("run_id",), "\u0000"),
+        _with(("detections", 0, "class"), "\\u0000 is text, not NUL"),
+        _with(("frame_number",), 2**63),
+        _with(("detections", 0, "bbox"), [1, 2, 3, 1e308]),
+        _with(("detections", 0, "confidence"), True),
+        json.dumps(GOOD_RESULT).replace("[1, 2, 3, 4]", "[1, 2, 3, NaN]").encode(),
+        json.dumps(GOOD_RESULT).replace("[1, 2, 3, 4]", "[1, 2, 3, 1e400]").encode(),
+        json.dumps(GOOD_RESULT).replace('"person"', '"\\ud800"').encode(),
+        _with(("detections",), [GOOD_RESULT["detections"][0]] * 1001),  # type: ignore[index]
     ],
 )
 def test_frame_result_record_accepts_and_rejects_what_the_model_does(raw: bytes) -> None:
@@ -105,12 +120,14 @@ def test_frame_result_record_accepts_and_rejects_what_the_model_does(raw: bytes)
         except InvalidMessage:
             return "rejected"
 
-    model, record = outcome(FrameResult), outcome(FRAME_RESULT_RECORD)
+    model, record = outcome(FrameResult), outcome(FrameResultRecord)
     if model == "rejected":
         assert record == "rejected"
     else:
-        assert isinstance(model, FrameResult) and record == model.model_dump(by_alias=True)
+        assert isinstance(model, FrameResult) and isinstance(record, FrameResultRecord)
+        assert json.loads(msgspec.json.encode(record)) == json.loads(encode(model))
 
 
 def test_frame_result_record_has_the_model_fields() -> None:
-    assert set(FrameResultRecord.__annotations__) == set(FrameResult.model_fields)
+    assert set(FrameResultRecord.__struct_fields__) == set(FrameResult.model_fields)
+    assert set(DetectionRecord.__struct_encode_fields__) == {field.alias or name for name, field in Detection.model_fields.items()}

@@ -216,3 +216,13 @@ def test_settings_read_exactly_what_the_runtime_writes(monkeypatch: pytest.Monke
     overridden = RunnerSettings(**_overrides(args))
     assert overridden.max_workers == 1 and overridden.detector.name == "hog_person" and overridden.detector.settings == {"scale": 1.2}
     assert (overridden.kafka.bootstrap_servers, overridden.kafka.topic_prefix) == ("kafka:9092", "q.")
+
+
+@pytest.mark.parametrize(
+    ("camera_url", "linger_ms"),
+    [("rtsp://cam.example/stream", 5), ("https://cam.example/mjpeg", 5), ("file:///videos/car.mp4", 100), ("/videos/car.mp4", 100)],
+)
+def test_a_camera_sends_its_results_at_once_and_a_file_batches_them(camera_url: str, linger_ms: int) -> None:
+    """A camera's few results a second would each wait a file's whole linger (capture -> stored latency)."""
+    settings = RunnerSettings(scenario_uuid=uuid.uuid4(), camera_url=camera_url)
+    assert settings.linger_ms(local_file=parse_source(camera_url, allow_files=True).local_file) == linger_ms

@@ -51,6 +51,7 @@ def make_publisher(clock: Clock, metrics: RunnerMetrics) -> Iterator[Callable[..
         publisher = Publisher(
             kafka=KafkaSettings(bootstrap_servers="127.0.0.1:1"),  # nobody listens
             scenario_uuid=SCENARIO,
+            run_id="r1",
             outage_after_seconds=outage_after_seconds,
             outage_limit_seconds=outage_limit_seconds,
             budget_bytes=budget_bytes,
