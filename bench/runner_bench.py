@@ -34,7 +34,7 @@ from vap_common.settings import KafkaSettings
 from vap_common.topics import all_topic_names
 
 ROOT = Path(__file__).resolve().parent.parent
-VIDEO = ROOT.parent / "shared" / "media" / "one-by-one-person-detection.mp4"
+VIDEO = ROOT / "media" / "one-by-one-person-detection.mp4"
 RESULTS = ROOT / "bench" / "results" / "runner.json"
 HOG_FRAMES = 120  # ~0.15 s of HOG per 768x432 frame: 10-20 s per run, so start-up and the last frames weigh little
 OVERHEAD_PAIRS = 7

@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx2
 from platform_stack import ROOT, SupervisedPlatform
 
-MEDIA = ROOT.parent / "shared" / "media"
+MEDIA = ROOT / "media"
 STATE = Path(os.environ.get("VAP_STATE_DIR", ROOT / ".vap"))
 
 

@@ -4,7 +4,7 @@
 GStreamer's RTSP server from Debian (installed by ``./dev/infra up``, see dev/lib/rtsp.sh). Its Python
 bindings belong to Debian's interpreter, so run it with /usr/bin/python3, not the virtualenv:
 
-    /usr/bin/python3 dev/rtsp_camera.py --port 18554 --media ../shared/media/car-detection.mp4
+    /usr/bin/python3 dev/rtsp_camera.py --port 18554 --media media/car-detection.mp4
 
 Stopping the process (SIGTERM/SIGINT) is a real camera outage: tests use that for reconnects. The
 stream ends with the file (no looping); a client that connects after the last one left starts the file

@@ -24,7 +24,7 @@ from vap_common.settings import DatabaseServiceSettings, DatabaseSettings, Kafka
 from vap_common.topics import all_topic_names
 
 ROOT = Path(__file__).resolve().parent.parent
-MEDIA = ROOT.parent / "shared" / "media"
+MEDIA = ROOT / "media"
 # dev/platform_stack.py (the platform's processes, the RTSP test camera) is shared with the demo.
 sys.path.insert(0, str(ROOT / "dev"))
 from platform_stack import RtspCamera, free_port  # noqa: E402

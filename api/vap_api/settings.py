@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field, field_validator
 
-from vap_common.contracts import MAX_CAMERA_URL_LENGTH
+from vap_common import camera, detector_config
 from vap_common.settings import DatabaseServiceSettings
 
 # Detector plug-ins the runner ships (DESIGN.md "Runner"); the runner validates their settings.
-DEFAULT_DETECTORS = ["mock", "hog_person", "haar_face", "motion", "onnx"]
 
 
 class ApiSettings(DatabaseServiceSettings):
@@ -24,10 +23,11 @@ class ApiSettings(DatabaseServiceSettings):
     access_log: bool = True
     # `file://` camera URLs read files on the runner's machine: only for the local demo and tests.
     allow_file_urls: bool = False
-    detectors: list[str] = Field(default_factory=lambda: list(DEFAULT_DETECTORS))
+    # Detectors a scenario may use: every one vap_common.detector_config knows, unless narrowed here.
+    detectors: list[str] = Field(default_factory=detector_config.names)
     # Limits on what a client may send. 64 KiB is far above any real scenario request.
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
-    max_camera_url_length: int = Field(default=2048, ge=16, le=MAX_CAMERA_URL_LENGTH)  # the contracts carry at most that
+    max_camera_url_length: int = Field(default=camera.MAX_LENGTH, ge=16, le=camera.MAX_LENGTH)  # what Kubernetes can run
     max_detector_settings_bytes: int = Field(default=16 * 1024, ge=2)
     max_idempotency_key_length: int = 200
     # Nesting of detector.settings: real settings need a few levels, and the response serialiser
@@ -55,9 +55,11 @@ class ApiSettings(DatabaseServiceSettings):
 
     @field_validator("detectors")
     @classmethod
-    def _detectors_not_empty(cls, value: list[str]) -> list[str]:
+    def _known_detectors(cls, value: list[str]) -> list[str]:
         if not value:
             raise ValueError("at least one detector must be allowed")
+        if unknown := sorted(set(value) - set(detector_config.names())):
+            raise ValueError(f"unknown detectors {unknown}; known: {detector_config.names()}")
         return value
 
 

@@ -32,6 +32,7 @@ def runner_environment(
     *,
     kafka: KafkaSettings,
     max_workers: int,
+    grace_seconds: float,
     target_fps: float | None = None,
     http_port: int = RUNNER_HTTP_PORT,
     include_camera_url: bool = True,
@@ -43,6 +44,8 @@ def runner_environment(
     ``include_camera_url=False`` leaves VAP_CAMERA_URL out, for runtimes that inject it from a Secret;
     ``exit_code_file`` asks the runner to write its exit code there (see :func:`write_exit_code`);
     ``extra``: more runner settings (the operator's VAP_RUNNER__ENVIRONMENT); the ones set here win.
+    ``grace_seconds`` is the runtime's time between SIGTERM and SIGKILL: the runner plans its drain
+    within it (one value, so the two cannot drift apart).
     """
     env = {
         **(extra or {}),
@@ -51,6 +54,7 @@ def runner_environment(
         "VAP_DETECTOR__NAME": command.detector.name,
         "VAP_DETECTOR__SETTINGS": json.dumps(command.detector.settings),
         "VAP_MAX_WORKERS": str(max_workers),
+        "VAP_GRACE_PERIOD_SECONDS": str(grace_seconds),
         "VAP_HTTP_PORT": str(http_port),
         "VAP_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
         "VAP_KAFKA__TOPIC_PREFIX": kafka.topic_prefix,

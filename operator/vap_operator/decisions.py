@@ -174,12 +174,19 @@ class ExitKind(StrEnum):
     STOPPED = "stopped"  # we asked it to stop: whatever the code, it is stopped
 
 
-def classify_exit(exit_code: int | None, *, stop_requested: bool) -> ExitKind:
-    """What a runner's exit means (``exit_code`` None: it died without one, e.g. a lost Pod)."""
+def classify_exit(exit_code: int | None, *, stop_requested: bool, stopped_by_node: bool = False) -> ExitKind:
+    """What a runner's exit means, for both runtimes (``exit_code`` None: it died without one, e.g. a lost Pod).
+
+    Exit 0 is the runner finishing: its source ended, or it drained after a SIGTERM. Unasked, that is
+    the end of the scenario, except when ``stopped_by_node``: Kubernetes marks a Pod Failed whose
+    runner exited 0 when the node stopped it (eviction, node shutdown, a deadline), so it did not finish
+    its source and is restarted like a crash (counting towards the crash loop). A local runner has no
+    node: one stopped by a person's SIGTERM is taken as done.
+    """
     if stop_requested:
         return ExitKind.STOPPED
     if exit_code == RunnerExit.DONE:
-        return ExitKind.COMPLETED
+        return ExitKind.CRASHED if stopped_by_node else ExitKind.COMPLETED
     if exit_code == RunnerExit.FAILED:
         return ExitKind.GAVE_UP
     return ExitKind.CRASHED
@@ -405,10 +412,7 @@ def _plan_shutdown(memory: RunnerMemory, pod: ObservedPod | None, base: Plan, po
 
 
 def _plan_failed_pod(memory: RunnerMemory, pod: ObservedPod, base: Plan, now: float, policy: RestartPolicy, poll_seconds: float) -> Plan:
-    kind = classify_exit(pod.exit_code, stop_requested=False)
-    if kind == ExitKind.COMPLETED:
-        # A Pod marked Failed whose container exited 0 (e.g. evicted after finishing): treat as done.
-        kind = ExitKind.CRASHED
+    kind = classify_exit(pod.exit_code, stop_requested=False, stopped_by_node=True)
     if kind == ExitKind.GAVE_UP:
         reason = failure_reason_from(pod.message)
         message = (pod.message or "the runner gave up (exit 3)").strip()[:1000]
@@ -531,19 +535,3 @@ def admit_runner(plan: Plan, *, capacity: int | None, live_pods: int, waiting_ah
         message=message,
         events=() if already_waiting else (Transition("Normal", WAITING_FOR_CAPACITY, message),),
     )
-
-
-# --- validation -----------------------------------------------------------------------------------
-
-CAMERA_SCHEMES = frozenset({"rtsp", "rtsps", "http", "https", "file"})
-CAMERA_URL_MAX_LENGTH = 2048
-
-
-def camera_url_problem(url: str) -> str | None:
-    """Why a camera URL cannot be run (None: it can); the same rule the VideoScenario CRD enforces."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or scheme not in CAMERA_SCHEMES or not rest:
-        return f"camera URL scheme must be one of {sorted(CAMERA_SCHEMES)}"
-    if len(url) > CAMERA_URL_MAX_LENGTH:
-        return f"camera URL longer than {CAMERA_URL_MAX_LENGTH} characters"
-    return None

@@ -64,8 +64,10 @@ class RunnerSettings(BaseModel):
     max_workers: int = Field(default=1, ge=1, le=64)
     # Frames per second the runner analyses (None: the runner's own default).
     target_fps: float | None = Field(default=None, gt=0)
-    # Seconds between SIGTERM and SIGKILL: the runner finishes frames in flight and flushes Kafka.
-    stop_grace_seconds: float = Field(default=30.0, ge=0)
+    # Seconds between SIGTERM and SIGKILL (Kubernetes: the Pod's terminationGracePeriodSeconds, rounded
+    # up). The runner gets the same value (VAP_GRACE_PERIOD_SECONDS) and finishes its frames in flight and
+    # flushes Kafka within it.
+    stop_grace_seconds: float = Field(default=30.0, gt=0)
     # Any other runner setting, passed as it is to every runner (VAP_* names of vap_runner.settings,
     # e.g. VAP_RUNNER__ENVIRONMENT='{"VAP_DOWNSTREAM_OUTAGE_LIMIT_SECONDS": "600"}'); the fields above win.
     environment: dict[str, str] = Field(default_factory=dict)

@@ -16,8 +16,8 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 from uuid import UUID
 
+from vap_common.detector_config import DetectorConfig
 from vap_common.lifecycle import FailureReason
-from vap_runner.detectors import DetectorConfig
 from vap_runner.failure import Failure
 from vap_runner.handoff import QUEUED_FILE_FRAMES, Frame
 from vap_runner.metrics import RunnerMetrics

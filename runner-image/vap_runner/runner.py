@@ -8,10 +8,11 @@ import threading
 import time
 import uuid
 
+from vap_common.detector_config import DetectorConfig, InvalidDetectorConfig
 from vap_common.lifecycle import FailureReason, ScenarioStatus
 from vap_common.redact import redact_text, redact_url
 from vap_common.runner_contract import RunnerExit
-from vap_runner.detectors import DetectorConfig, InvalidDetectorConfig, validate_config
+from vap_runner.detectors import validate_config
 from vap_runner.failure import Failure
 from vap_runner.handoff import Frame, FrameHandoff, Wakeup
 from vap_runner.metrics import RunnerMetrics
@@ -39,6 +40,8 @@ _READER_STOP_SECONDS = 5.0
 # Of the SIGTERM grace period, at most this share goes to finishing frames in flight; what is left
 # of it (at least the rest) to delivering their results.
 _DRAIN_SHARE = 0.75
+# Of the grace period, the share the runner plans to use: its runtime SIGKILLs it at the end of it.
+_GRACE_USED = 0.9
 
 
 class Runner:
@@ -150,7 +153,7 @@ class Runner:
                     log.info("stop requested; finishing frames in flight", extra={"frames_in_flight": pool.pending})
                     reader.stop()
                     pending = None
-                    drain_deadline = self._stop_requested_at + self._settings.grace_period_seconds * _DRAIN_SHARE
+                    drain_deadline = self._stop_requested_at + self._grace_budget() * _DRAIN_SHARE
                 pool.wait(timeout_seconds=_TICK_SECONDS)
                 self._wakeup.clear()
                 self._publish(pool, publisher)
@@ -208,13 +211,16 @@ class Runner:
         """Deliver what can be within the grace period (Kafka may be away); the rest is counted as dropped."""
         if pool.pending:
             log.warning("grace period over; frames in flight abandoned", extra={"frames": pool.pending})
-        grace = self._settings.grace_period_seconds
+        grace = self._grace_budget()
         delivery_seconds = max(self._stop_requested_at + grace - time.monotonic(), grace * (1 - _DRAIN_SHARE))
         if not publisher.flush(timeout_seconds=delivery_seconds):
             log.error("Kafka did not acknowledge every result before the grace period ended")
         publisher.close()
         self._log_summary("stopped on request", started, publisher)
         return RunnerExit.DONE
+
+    def _grace_budget(self) -> float:
+        return self._settings.grace_period_seconds * _GRACE_USED
 
     def _report_failure(self, publisher: Publisher, failure: Failure) -> int:
         log.error("runner failed", extra={"reason": failure.reason.value, "error": failure.message})

@@ -50,7 +50,8 @@ class RunnerSettings(CommonSettings):
     # Stop as at the end of the stream after this many frames are read (tests, benchmarks, demos).
     max_frames: int | None = Field(default=None, ge=1)
 
-    # SIGTERM: finish frames in flight and flush within this; below Kubernetes' default 30 s grace period.
+    # SIGTERM to SIGKILL: the runner finishes frames in flight and flushes within the first 90% of it.
+    # Both runtimes set it to their own stop grace (VAP_RUNNER__STOP_GRACE_SECONDS of the operator).
     grace_period_seconds: float = Field(default=20.0, gt=0)
     # Results wait up to this long to go to Kafka together: at full speed a file's results then take ten
     # requests a second, not hundreds: each costs the broker CPU (4x less broker CPU per file in bench/).

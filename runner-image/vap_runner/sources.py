@@ -5,15 +5,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import cv2
 
+from vap_common import camera
 from vap_common.lifecycle import FailureReason
 from vap_common.redact import redact_url
-
-_LIVE_SCHEMES = frozenset({"rtsp", "rtsps"})
-_HTTP_SCHEMES = frozenset({"http", "https"})
 
 
 class InvalidSource(ValueError):
@@ -51,20 +49,20 @@ class OpenedSource:
 
 
 def parse_source(url: str, *, allow_files: bool) -> Source:
-    """Accept rtsp(s)://, http(s):// and, when allowed, file:// or a plain path; refuse any other FFmpeg
-    protocol (``concat:``, ``pipe:``, ``udp://``...), which could read local files or hang."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme in _LIVE_SCHEMES or scheme in _HTTP_SCHEMES:
-        if not parts.hostname:
-            raise InvalidSource(f"camera URL has no host: {redact_url(url)}")
-        return Source(target=url, safe_name=redact_url(url), local_file=False, rtsp=scheme in _LIVE_SCHEMES)
-    if scheme == "file" or not scheme:
+    """The source ``url`` names, admitted by vap_common.camera: rtsp(s)://, http(s):// and, when
+    allowed, file:// (a plain path is taken for its file:// URL); no other FFmpeg protocol
+    (``concat:``, ``pipe:``, ``udp://``...), which could read local files or hang."""
+    if not urlsplit(url).scheme and url:
         if not allow_files:
             raise InvalidSource("local file sources are disabled (VAP_ALLOW_FILE_SOURCES=false)")
-        path = unquote(parts.path) if scheme == "file" else url
-        return Source(target=path, safe_name=path, local_file=True, rtsp=False)
-    raise InvalidSource(f"unsupported camera URL scheme {scheme!r}: use rtsp://, rtsps://, http(s):// or a file")
+        url = Path(url).absolute().as_uri()
+    try:
+        admitted = camera.admit(url, allow_files=allow_files)
+    except camera.InadmissibleCamera as error:
+        raise InvalidSource(str(error)) from None
+    if admitted.local_path is not None:
+        return Source(target=admitted.local_path, safe_name=admitted.local_path, local_file=True, rtsp=False)
+    return Source(target=admitted.url, safe_name=redact_url(admitted.url), local_file=False, rtsp=admitted.scheme in camera.LIVE_SCHEMES)
 
 
 def open_source(source: Source, *, open_timeout_seconds: float, read_timeout_seconds: float, decode_threads: int) -> OpenedSource:

@@ -24,8 +24,9 @@ from uuid import UUID
 import cv2
 
 from vap_common.contracts import FrameResult, encode
+from vap_common.detector_config import DetectorConfig
 from vap_common.logs import configure_logging
-from vap_runner.detectors import DetectorConfig, build_detector
+from vap_runner.detectors import build_detector
 from vap_runner.slots import SlotRef, SlotViews
 
 log = logging.getLogger(__name__)

@@ -172,3 +172,19 @@ def test_kubernetes_runtime_keeps_camera_credentials_in_a_secret(kube_platform: 
     wait_until(lambda: cluster.pod(scenario) is None, timeout_seconds=30, what="the Pod deleted on shutdown")
     api.wait_status(scenario, "inactive", timeout_seconds=30)
     api.close()
+
+
+def test_a_camera_url_with_an_upper_case_scheme_runs_on_kubernetes_too(kube_platform: PlatformStack, cluster: Cluster) -> None:
+    """The API answered 201 to RTSP://... and the kubernetes runtime then failed it with InvalidConfig
+    (its own rule wanted a lower-case scheme): both now admit it through vap_common.camera."""
+    api = Api(kube_platform.api_url, check_alive=kube_platform.check_alive)
+    scenario = api.init("RTSP://127.0.0.1:9/cam", detector="hog_person")
+    cluster.wait_pod(scenario)
+    videoscenario = cluster.vs(scenario)
+    assert videoscenario is not None and videoscenario["spec"]["cameraURL"] == "rtsp://127.0.0.1:9/cam"
+    assert api.scenario(scenario)["camera_url"] == "rtsp://127.0.0.1:9/cam"
+
+    api.shutdown(scenario)
+    wait_until(lambda: cluster.pod(scenario) is None, timeout_seconds=30, what="the Pod deleted on shutdown")
+    api.wait_status(scenario, "inactive", timeout_seconds=30)
+    api.close()

@@ -63,7 +63,7 @@ def report(request: pytest.FixtureRequest) -> Report:
 
 @pytest.fixture(scope="session", autouse=True)
 def sample_video() -> Path:
-    assert CAR_VIDEO.exists(), f"{CAR_VIDEO} missing (../shared/media)"
+    assert CAR_VIDEO.exists(), f"{CAR_VIDEO} missing (media/ in the repository)"
     return CAR_VIDEO
 
 

@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 
 from vap_api.errors import NotFound
 from vap_api.predictions.cursor import START, Position, decode_cursor, encode_cursor
-from vap_api.scenarios.rules import FILE_SCHEME
+from vap_common import camera
 from vap_common.lifecycle import ScenarioStatus
 from vap_common.schema import Scenario
 
@@ -106,7 +106,7 @@ def serves_each_frame_once(camera_url: str) -> bool:
     """Whether a frame number is served once across runs: a file source (a rerun re-reads the same
     frames), not a live one (a new run is new footage)."""
     try:
-        return urlsplit(camera_url).scheme.lower() == FILE_SCHEME
+        return urlsplit(camera_url).scheme.lower() == camera.FILE_SCHEME
     except ValueError:
         return False
 

@@ -39,11 +39,11 @@ def init_scenario(
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> ScenarioState:
     """Register a camera stream; the scenario starts asynchronously (status `init_startup`)."""
-    rules.check_init(body, settings=settings)
+    camera_url = rules.check_init(body, settings=settings)
     rules.check_idempotency_key(idempotency_key, max_length=settings.max_idempotency_key_length)
     outcome = service.create_scenario(
         session=session,
-        camera_url=body.camera_url,
+        camera_url=camera_url,
         detector=DetectorSpec(name=body.detector.name, settings=body.detector.settings),
         start_queue=service.StartQueue(max_starting=settings.max_starting_scenarios, retry_after_seconds=settings.start_queue_retry_after_seconds),
         name=body.name,

@@ -1,4 +1,4 @@
-"""Rules on a new scenario: camera URL schemes and limits, detectors, and what PostgreSQL can store.
+"""Rules on a new scenario: its camera URL (vap_common.camera), detectors, and what PostgreSQL can store.
 
 Messages never repeat the URL itself: it may carry a password. Input PostgreSQL cannot store
 (vap_common.storable) is a 422 naming its field, never a failed INSERT.
@@ -7,52 +7,28 @@ Messages never repeat the URL itself: it may carry a password. Input PostgreSQL 
 from __future__ import annotations
 
 import json
-from urllib.parse import urlsplit
 
 from vap_api.errors import InvalidRequest
 from vap_api.scenarios.schemas import ScenarioInit
 from vap_api.settings import ApiSettings
+from vap_common import camera, detector_config
 from vap_common.storable import json_problem, text_problem
 
-NETWORK_SCHEMES = ("rtsp", "rtsps", "http", "https")
-FILE_SCHEME = "file"
 _URL = ("body", "camera_url")
 
 
-def allowed_schemes(*, allow_file_urls: bool) -> tuple[str, ...]:
-    """The camera URL schemes accepted under the current settings."""
-    return (*NETWORK_SCHEMES, FILE_SCHEME) if allow_file_urls else NETWORK_SCHEMES
-
-
-def check_camera_url(url: str, *, allow_file_urls: bool, max_length: int) -> None:
-    """Raise InvalidRequest unless ``url`` is a camera URL the platform may open."""
-    if len(url) > max_length:
-        raise InvalidRequest(_URL, f"camera_url is longer than {max_length} characters")
-    if any(character.isspace() or not character.isprintable() for character in url):
-        raise InvalidRequest(_URL, "camera_url must not contain whitespace or control characters")
+def admit_camera_url(url: str, *, settings: ApiSettings) -> str:
+    """The camera URL to store (vap_common.camera: its scheme lower-cased), or InvalidRequest."""
     try:
-        parts = urlsplit(url)
-        port = parts.port  # parses (and range-checks) the port
-    except ValueError:
-        raise InvalidRequest(_URL, "camera_url is not a valid URL") from None
-    schemes = allowed_schemes(allow_file_urls=allow_file_urls)
-    scheme = parts.scheme.lower()
-    if scheme not in schemes:
-        shown = f"'{scheme}'" if scheme else "missing"
-        raise InvalidRequest(_URL, f"camera_url scheme {shown} is not allowed; use one of: {', '.join(schemes)}")
-    if scheme == FILE_SCHEME:
-        if parts.netloc not in ("", "localhost") or not parts.path.startswith("/") or parts.path == "/":
-            raise InvalidRequest(_URL, "a file camera_url must be file:///absolute/path/to/video")
-        return
-    if not parts.hostname:
-        raise InvalidRequest(_URL, f"a {scheme} camera_url needs a host")
-    if port == 0:
-        raise InvalidRequest(_URL, "camera_url port must be between 1 and 65535")
+        return camera.admit(url, allow_files=settings.allow_file_urls, max_length=settings.max_camera_url_length).url
+    except camera.InadmissibleCamera as error:
+        raise InvalidRequest(_URL, str(error)) from None
 
 
-def check_init(body: ScenarioInit, *, settings: ApiSettings) -> None:
-    """Raise InvalidRequest unless a scenario may be created from ``body``."""
-    check_camera_url(body.camera_url, allow_file_urls=settings.allow_file_urls, max_length=settings.max_camera_url_length)
+def check_init(body: ScenarioInit, *, settings: ApiSettings) -> str:
+    """Raise InvalidRequest unless a scenario may be created from ``body``; returns its camera URL as
+    admitted (see admit_camera_url)."""
+    camera_url = admit_camera_url(body.camera_url, settings=settings)
     if body.name is not None and (problem := text_problem(body.name)):
         raise InvalidRequest(("body", "name"), f"name {problem}")
     # Before the list of detectors: that message repeats the name, which must be printable first.
@@ -65,6 +41,11 @@ def check_init(body: ScenarioInit, *, settings: ApiSettings) -> None:
     size = len(json.dumps(body.detector.settings, separators=(",", ":")).encode())
     if size > settings.max_detector_settings_bytes:
         raise InvalidRequest(("body", "detector", "settings"), f"detector.settings is {size} bytes as JSON; the limit is {settings.max_detector_settings_bytes}")
+    try:
+        detector_config.validate(body.detector.name, body.detector.settings)
+    except detector_config.InvalidDetectorConfig as error:
+        raise InvalidRequest(("body", "detector", "settings", *map(str, error.field)), str(error)) from None
+    return camera_url
 
 
 def check_idempotency_key(key: str | None, *, max_length: int) -> None:

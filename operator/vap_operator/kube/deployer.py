@@ -21,6 +21,7 @@ from kubernetes.client.exceptions import ApiException
 from prometheus_client import Counter
 from sqlalchemy.orm import Session, sessionmaker
 
+from vap_common import camera
 from vap_common.consuming import Accepted, Rejected
 from vap_common.contracts import DeployCommand
 from vap_common.db import transaction
@@ -30,7 +31,6 @@ from vap_operator.decisions import (
     DeployVerdict,
     DesiredState,
     camera_secret_name_for,
-    camera_url_problem,
     judge_deploy,
     pod_name_for,
     resource_name_for,
@@ -87,9 +87,10 @@ class KubeDeployer:
         self._ensure(command, name, desired)
 
     def _ensure(self, command: DeployCommand, name: str, desired: DesiredState) -> None:
-        problem = camera_url_problem(command.camera_url)
-        if problem is not None:
-            self._invalid(command, problem)
+        try:
+            command = command.model_copy(update={"camera_url": camera.admit(command.camera_url, allow_files=True).url})
+        except camera.InadmissibleCamera as error:
+            self._invalid(command, str(error))
             return
         if manifests.needs_secret(command):
             self._kube.apply_secret(manifests.camera_secret(command))

@@ -6,6 +6,7 @@ that the API server accepts and stores it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -100,6 +101,7 @@ def runner_pod(videoscenario: Mapping[str, Any], *, kubernetes: KubernetesSettin
         command,
         kafka=kafka,
         max_workers=int(spec.get("maxWorkers", runner.max_workers)),
+        grace_seconds=runner.stop_grace_seconds,
         target_fps=runner.target_fps,
         http_port=RUNNER_HTTP_PORT,
         include_camera_url=secret_ref is None,
@@ -113,7 +115,7 @@ def runner_pod(videoscenario: Mapping[str, Any], *, kubernetes: KubernetesSettin
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
-        "terminationGracePeriodSeconds": int(runner.stop_grace_seconds),
+        "terminationGracePeriodSeconds": math.ceil(runner.stop_grace_seconds),
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": kubernetes.run_as_user,

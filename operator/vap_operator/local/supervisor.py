@@ -321,6 +321,7 @@ class Supervisor:
                 runner.command,
                 kafka=self._kafka,
                 max_workers=self._runner.max_workers,
+                grace_seconds=self._runner.stop_grace_seconds,
                 target_fps=self._runner.target_fps,
                 http_port=self._port(),
                 exit_code_file=exit_file,

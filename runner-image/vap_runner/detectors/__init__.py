@@ -1,9 +1,9 @@
 """Detector plug-ins and their registry.
 
-Each module of this package (except ``_``-prefixed ones) defines one :class:`Detector` subclass with
-a ``key`` and a pydantic config model whose ``type`` is ``Literal[key]``. The registry imports them all,
-so adding a detector is adding a module; a scenario's ``{name, settings}`` is validated through the
-discriminated union of every config model.
+Each module of this package (except ``_``-prefixed ones) defines one :class:`Detector` subclass whose
+``key`` names its config model in ``vap_common.detector_config`` (the settings it accepts, shared with
+the API). The registry imports them all, so adding a detector is adding that config module and a module
+here; tests/unit/runner/test_runner_detectors.py checks that the two lists of names agree.
 """
 
 from __future__ import annotations
@@ -13,33 +13,27 @@ import math
 import pkgutil
 from abc import ABC, abstractmethod
 from functools import cache
-from typing import Annotated, Any, ClassVar, Union
+from typing import Any, ClassVar
 
 import cv2
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from vap_common import detector_config
 from vap_common.contracts import Detection
-
-
-class InvalidDetectorConfig(ValueError):
-    """Unknown detector name or settings its config model rejects (reported as InvalidConfig)."""
-
-
-class DetectorConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    type: str
+from vap_common.detector_config import DetectorConfig, InvalidDetectorConfig
 
 
 class Detector(ABC):
     """Finds objects in one BGR frame. Built once per worker process, then called frame after frame."""
 
     key: ClassVar[str]
-    config_model: ClassVar[type[DetectorConfig]]
 
     def __init__(self, config: Any) -> None:
         self.config = config
+
+    @classmethod
+    def check(cls, config: Any) -> None:
+        """Refuse (InvalidDetectorConfig) what only this machine can tell, e.g. a missing model file."""
 
     @abstractmethod
     def detect(self, frame: np.ndarray) -> list[Detection]:
@@ -55,23 +49,12 @@ def detectors() -> dict[str, type[Detector]]:
     return {cls.key: cls for cls in Detector.__subclasses__()}
 
 
-@cache
-def _config_adapter() -> TypeAdapter[Any]:
-    models = tuple(cls.config_model for cls in detectors().values())
-    return TypeAdapter(Annotated[Union[models], Field(discriminator="type")])  # type: ignore[arg-type]  # noqa: UP007 - built at run time
-
-
 def validate_config(name: str, settings: dict[str, Any]) -> DetectorConfig:
     """The config of detector ``name`` built from a scenario's settings, or :class:`InvalidDetectorConfig`."""
+    config = detector_config.validate(name, settings)
     if name not in detectors():
-        raise InvalidDetectorConfig(f"unknown detector {name!r}; known: {', '.join(sorted(detectors()))}")
-    if settings.get("type", name) != name:
-        raise InvalidDetectorConfig(f"detector settings say type {settings['type']!r} but the detector is {name!r}")
-    try:
-        config: DetectorConfig = _config_adapter().validate_python({**settings, "type": name})
-    except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(map(str, item['loc'][1:])) or 'settings'}: {item['msg']}" for item in error.errors())
-        raise InvalidDetectorConfig(f"detector {name!r}: {problems}") from error
+        raise InvalidDetectorConfig(f"detector {name!r} has no implementation in this runner")
+    detectors()[name].check(config)
     return config
 
 

@@ -4,30 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import time
-from typing import Literal
 
 import numpy as np
-from pydantic import Field
 
 from vap_common.contracts import Detection
-from vap_runner.detectors import Detector, DetectorConfig, detection
+from vap_common.detector_config.mock import MockConfig
+from vap_runner.detectors import Detector, detection
 
 # Bytes of the content digest used per detection: class, confidence, x, y, width, height.
 _BYTES_PER_DETECTION = 6
 
 
-class MockConfig(DetectorConfig):
-    type: Literal["mock"] = "mock"
-    classes: tuple[str, ...] = Field(default=("person", "car"), min_length=1)
-    max_detections: int = Field(default=3, ge=0, le=100)
-    # Simulated inference time: each frame sleeps between 0 and this, chosen by its content, so that
-    # parallel workers finish out of order the same way on every run.
-    delay_ms: float = Field(default=0.0, ge=0, le=10_000)
-
-
 class MockDetector(Detector):
     key = "mock"
-    config_model = MockConfig
     config: MockConfig
 
     def detect(self, frame: np.ndarray) -> list[Detection]:

@@ -6,33 +6,18 @@ it is given (every n-th one), which is enough for a fixed camera.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import cv2
 import numpy as np
-from pydantic import Field
 
 from vap_common.contracts import Detection
-from vap_runner.detectors import Detector, DetectorConfig, detection, shrink
+from vap_common.detector_config.motion import MotionConfig
+from vap_runner.detectors import Detector, detection, shrink
 
 _FOREGROUND = 255  # MOG2 marks shadows 127 when shadow detection is on; those are not motion
 
 
-class MotionConfig(DetectorConfig):
-    type: Literal["motion"] = "motion"
-    history_frames: int = Field(default=200, ge=1)
-    var_threshold: float = Field(default=16.0, gt=0)
-    detect_shadows: bool = True
-    # Regions smaller than this (in original-frame pixels) are noise.
-    min_area_px: int = Field(default=600, ge=1)
-    # The first frames build the background: everything looks like motion until then.
-    warmup_frames: int = Field(default=5, ge=1)
-    process_width_px: int | None = Field(default=320, ge=32)
-
-
 class MotionDetector(Detector):
     key = "motion"
-    config_model = MotionConfig
     config: MotionConfig
 
     def __init__(self, config: MotionConfig) -> None:

@@ -2,36 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import cv2
 import numpy as np
-from pydantic import Field, FilePath
 
 from vap_common.contracts import Detection
-from vap_runner.detectors import Detector, DetectorConfig, detection
+from vap_common.detector_config import InvalidDetectorConfig
+from vap_common.detector_config.onnx import OnnxConfig
+from vap_runner.detectors import Detector, detection
 
 _LETTERBOX_GREY = 114  # the padding value YOLO models are trained with
 
 
-class OnnxConfig(DetectorConfig):
-    type: Literal["onnx"] = "onnx"
-    model_path: FilePath
-    input_width_px: int = Field(default=640, ge=8)
-    input_height_px: int = Field(default=640, ge=8)
-    # yolov8: output (1, 4 + classes, candidates), no objectness (also YOLO11).
-    # yolov5: output (1, candidates, 5 + classes), class scores multiplied by objectness.
-    # Boxes are (centre x, centre y, width, height) in input pixels in both.
-    output_layout: Literal["yolov8", "yolov5"] = "yolov8"
-    class_names: tuple[str, ...] = ()  # index -> name; unnamed classes are reported as class_<index>
-    confidence_threshold: float = Field(default=0.25, ge=0, le=1)
-    nms_iou_threshold: float = Field(default=0.45, ge=0, le=1)
-
-
 class OnnxDetector(Detector):
     key = "onnx"
-    config_model = OnnxConfig
     config: OnnxConfig
+
+    @classmethod
+    def check(cls, config: OnnxConfig) -> None:
+        if not config.model_path.is_file():
+            raise InvalidDetectorConfig(f"detector 'onnx': model_path: {config.model_path} is not a file on this runner", field=("model_path",))
 
     def __init__(self, config: OnnxConfig) -> None:
         super().__init__(config)

@@ -35,7 +35,7 @@ def _count(factory: sessionmaker[Session], model: type[Any]) -> int:
 
 
 def test_init_writes_scenario_and_start_command_together(client: TestClient, session_factory: sessionmaker[Session]) -> None:
-    body = {"camera_url": "rtsp://cam.example:8554/live", "name": "gate", "detector": {"name": "hog_person", "settings": {"min_confidence": 0.4}}}
+    body = {"camera_url": "rtsp://cam.example:8554/live", "name": "gate", "detector": {"name": "hog_person", "settings": {"hit_threshold": 0.4}}}
     response = client.post(INIT, json=body)
 
     assert response.status_code == 201
@@ -46,14 +46,24 @@ def test_init_writes_scenario_and_start_command_together(client: TestClient, ses
         scenario = session.get(Scenario, scenario_uuid)
     assert scenario is not None
     assert (scenario.status, scenario.camera_url, scenario.name, scenario.detector, scenario.detector_settings) == (
-        "init_startup", "rtsp://cam.example:8554/live", "gate", "hog_person", {"min_confidence": 0.4}
+        "init_startup", "rtsp://cam.example:8554/live", "gate", "hog_person", {"hit_threshold": 0.4}
     )
     [row] = _outbox(session_factory)
     assert (row.scenario_uuid, row.topic, row.event_type, row.published_at) == (scenario_uuid, "init_scenario", "start", None)
     command = ScenarioCommand.model_validate(row.payload)
     assert (command.command, command.camera_url, command.detector.name, command.detector.settings) == (
-        "start", "rtsp://cam.example:8554/live", "hog_person", {"min_confidence": 0.4}
+        "start", "rtsp://cam.example:8554/live", "hog_person", {"hit_threshold": 0.4}
     )
+
+
+def test_init_stores_the_camera_url_with_its_scheme_lower_cased(client: TestClient, session_factory: sessionmaker[Session]) -> None:
+    """RTSP://... was stored as sent and then failed by the kubernetes runtime (InvalidConfig)."""
+    scenario_uuid = uuid.UUID(client.post(INIT, json={"camera_url": "RTSP://Cam.Example/Live"}).json()["scenario_uuid"])
+    with session_factory() as session:
+        scenario = session.get(Scenario, scenario_uuid)
+        command = session.scalars(select(OutboxScenario).where(OutboxScenario.scenario_uuid == scenario_uuid)).one()
+    assert scenario is not None and scenario.camera_url == "rtsp://Cam.Example/Live"
+    assert command.payload["camera_url"] == "rtsp://Cam.Example/Live"
 
 
 def test_init_defaults_to_the_mock_detector(client: TestClient) -> None:
@@ -76,6 +86,7 @@ def test_init_defaults_to_the_mock_detector(client: TestClient) -> None:
         ({}, ["body", "camera_url"], "Field required"),
         ({"camera_url": 7}, ["body", "camera_url"], "valid string"),
         ({"camera_url": "rtsp://c/s", "extra": 1}, ["body", "extra"], "Extra inputs"),
+        ({"camera_url": "rtsp://c/s", "detector": {"name": "mock", "settings": {"max_detections": -1}}}, ["body", "detector", "settings", "max_detections"], "greater than or equal to 0"),
         ({"camera_url": "rtsp://c/s", "detector": {"name": "yolo"}}, ["body", "detector", "name"], "unknown detector 'yolo'"),
         ({"camera_url": "rtsp://c/s", "detector": {"settings": [1, 2]}}, ["body", "detector", "settings"], "valid dictionary"),
         ({"camera_url": "rtsp://c/s", "detector": {"settings": {"x": "y" * 20000}}}, ["body", "detector", "settings"], "the limit is 16384"),

@@ -61,6 +61,7 @@ def test_runner_processes_start_and_stop_cleanly_and_a_stubborn_one_is_killed_af
     assert (env["VAP_SCENARIO_UUID"], env["VAP_WORKER_ID"], env["VAP_CAMERA_URL"]) == (str(polite), f"w-{polite}", "rtsp://cam.example/stream")
     assert env["VAP_KAFKA__TOPIC_PREFIX"] == kafka_settings.topic_prefix and int(env["VAP_HTTP_PORT"]) > 0
     assert "VAP_DATABASE__URL" not in env  # the runner gets its own settings only
+    assert float(env["VAP_GRACE_PERIOD_SECONDS"]) == 1.0  # it drains within the grace it gets before SIGKILL
     assert os.getpgid(pid) == pid  # its own process group
 
     produce(kafka_settings, Topic.INIT_SCENARIO, [shutdown(polite), shutdown(stubborn)])

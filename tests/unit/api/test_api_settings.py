@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from vap_api.settings import DEFAULT_DETECTORS, ApiSettings, InboxSettings, RelaySettings
+from vap_api.settings import ApiSettings, InboxSettings, RelaySettings
+from vap_common import detector_config
 
 
 def test_api_defaults_refuse_file_urls_and_allow_the_shipped_detectors(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -13,7 +14,7 @@ def test_api_defaults_refuse_file_urls_and_allow_the_shipped_detectors(monkeypat
         monkeypatch.delenv(name, raising=False)
     settings = ApiSettings()
     assert settings.allow_file_urls is False
-    assert settings.detectors == DEFAULT_DETECTORS == ["mock", "hog_person", "haar_face", "motion", "onnx"]
+    assert settings.detectors == detector_config.names() == ["haar_face", "hog_person", "mock", "motion", "onnx"]
     assert (settings.prediction_default_limit, settings.prediction_max_limit) == (100, 1000)
 
 
@@ -28,6 +29,12 @@ def test_api_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch)
 def test_an_empty_detector_list_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VAP_DETECTORS", "[]")
     with pytest.raises(ValidationError, match="at least one detector"):
+        ApiSettings()
+
+
+def test_a_detector_list_can_only_narrow_the_known_detectors(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VAP_DETECTORS", '["mock", "yolo9000"]')
+    with pytest.raises(ValidationError, match=r"unknown detectors \['yolo9000'\]"):
         ApiSettings()
 
 

@@ -15,10 +15,10 @@ from vap_operator.decisions import (
     ExitKind,
     ObservedPod,
     PodPhase,
+    Publish,
     RestartPolicy,
     RunnerMemory,
     WorkerState,
-    camera_url_problem,
     classify_exit,
     crashes_after,
     decide_command,
@@ -147,19 +147,16 @@ def test_exit_codes_follow_the_runner_contract(code: int | None, stop: bool, kin
     assert classify_exit(code, stop_requested=stop) == kind
 
 
+def test_exit_0_of_a_runner_the_node_stopped_is_a_crash_and_any_other_exit_0_is_done() -> None:
+    assert classify_exit(0, stop_requested=False, stopped_by_node=True) == ExitKind.CRASHED
+    assert classify_exit(0, stop_requested=True, stopped_by_node=True) == ExitKind.STOPPED
+    assert classify_exit(3, stop_requested=False, stopped_by_node=True) == ExitKind.GAVE_UP
+
+
 def test_failure_reason_is_read_from_the_termination_message() -> None:
     assert failure_reason_from("SourceUnreachable: 5 attempts to rtsp://cam") == FailureReason.SOURCE_UNREACHABLE
     assert failure_reason_from("Traceback (most recent call last)") is None
     assert failure_reason_from(None) is None and failure_reason_from("  ") is None
-
-
-def test_camera_urls_are_checked_like_the_crd_does() -> None:
-    assert camera_url_problem("rtsp://cam.example/stream") is None
-    assert camera_url_problem("file:///media/car.mp4") is None
-    assert camera_url_problem("ftp://cam.example/x") is not None
-    assert camera_url_problem("RTSP://cam.example/x") is not None
-    assert camera_url_problem("not a url") is not None
-    assert camera_url_problem("http://" + "a" * 3000) is not None
 
 
 # --- the reconcile plan -------------------------------------------------------------------------------
@@ -195,6 +192,16 @@ def test_first_crash_is_recorded_before_anything_is_deleted() -> None:
     assert result.record_crash == Crash("u1", 1000.0, 1)
     assert (result.restarts, result.wait_seconds, result.publish) == (1, 2.0, None)
     assert result.last_error is not None and "code 1: boom" in result.last_error[1]
+
+
+def test_a_failed_pod_whose_runner_exited_0_was_stopped_by_its_node_and_is_restarted() -> None:
+    """Evicted (or its node shut down): the kubelet's SIGTERM drained the runner, which exited 0, and
+    the Pod is Failed. The source did not end: a restart with backoff, not `inactive`."""
+    evicted = plan(ObservedPod("u1", PodPhase.FAILED, exit_code=0, message="The node was low on resource: memory."))
+    assert (evicted.phase, evicted.publish, evicted.record_crash) == (S.IN_STARTUP_PROCESSING, None, Crash("u1", 1000.0, 0))
+    assert (evicted.restarts, evicted.ready_reason) == (1, "BackOff")
+    finished = plan(ObservedPod("u1", PodPhase.SUCCEEDED, exit_code=0))
+    assert (finished.phase, finished.publish, finished.record_crash) == (S.INACTIVE, Publish(S.INACTIVE), None)
 
 
 def test_recorded_crash_waits_for_backoff_then_replaces_the_pod() -> None:

@@ -97,6 +97,17 @@ def test_runner_pod_spec() -> None:
     assert env["VAP_MAX_WORKERS"] == "2" and env["VAP_TARGET_FPS"] == "5.0"
     assert env["VAP_KAFKA__BOOTSTRAP_SERVERS"] == "kafka:9092" and env["VAP_KAFKA__TOPIC_PREFIX"] == "p."
     assert env["VAP_HTTP_PORT"] == str(RUNNER_HTTP_PORT)
+    # One grace value: the runner plans its drain within the time before the kubelet's SIGKILL.
+    assert env["VAP_GRACE_PERIOD_SECONDS"] == "20.0"
+
+
+def test_a_fractional_stop_grace_is_rounded_up_never_down_to_an_immediate_kill() -> None:
+    body = stored(manifests.videoscenario(command(), max_workers=1, desired=DesiredState.ACTIVE))
+    pod = manifests.runner_pod(body, kubernetes=KubernetesSettings(), runner=RunnerSettings(stop_grace_seconds=0.5), kafka=KAFKA)
+    assert pod["spec"]["terminationGracePeriodSeconds"] == 1
+    assert {"name": "VAP_GRACE_PERIOD_SECONDS", "value": "0.5"} in pod["spec"]["containers"][0]["env"]
+    with pytest.raises(ValueError, match="stop_grace_seconds"):
+        RunnerSettings(stop_grace_seconds=0)  # the runner refuses a grace of 0: it would not start
 
 
 def test_runner_pod_reads_a_credentialed_url_from_the_secret() -> None:

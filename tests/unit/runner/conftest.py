@@ -17,7 +17,7 @@ CAR_VIDEO = MEDIA / "car-detection.mp4"
 def read_frames(path: str, numbers: set[int]) -> dict[int, np.ndarray]:
     """The frames of ``path`` with these indices (decoding stops after the last one asked for)."""
     capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
-    assert capture.isOpened(), f"cannot open sample video {path}: is ../shared/media there?"
+    assert capture.isOpened(), f"cannot open sample video {path}: is media/ checked out?"
     frames: dict[int, np.ndarray] = {}
     index = 0
     while index <= max(numbers):

@@ -77,6 +77,7 @@ def test_frame_order_releases_results_in_submission_order_and_skips_abandoned_fr
         ("https://cam.example/mjpeg?token=abc", "https://cam.example/mjpeg?token=abc", False),
         ("file:///data/my%20clip.mp4", "/data/my clip.mp4", True),
         ("/data/clip.mp4", "/data/clip.mp4", True),
+        ("RTSP://cam.example/stream", "rtsp://cam.example/stream", False),
     ],
 )
 def test_supported_camera_urls(url: str, target: str, local_file: bool) -> None:
@@ -202,13 +203,15 @@ def test_settings_read_exactly_what_the_runtime_writes(monkeypatch: pytest.Monke
     command = DeployCommand(
         scenario_uuid=uuid.uuid4(), worker_id="w-1", action="deploy", camera_url="rtsp://cam/1", detector=DetectorSpec(name="hog_person", settings={"scale": 1.1})
     )
-    env = runner_environment(command, kafka=KafkaSettings(bootstrap_servers="kafka:9092", topic_prefix="p."), max_workers=3, target_fps=2.5, http_port=9200)
+    env = runner_environment(
+        command, kafka=KafkaSettings(bootstrap_servers="kafka:9092", topic_prefix="p."), max_workers=3, grace_seconds=12.5, target_fps=2.5, http_port=9200
+    )
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     settings = RunnerSettings()
     assert (settings.scenario_uuid, settings.camera_url, settings.worker_id) == (command.scenario_uuid, "rtsp://cam/1", "w-1")
     assert (settings.detector.name, settings.detector.settings) == ("hog_person", {"scale": 1.1})
-    assert (settings.max_workers, settings.target_fps, settings.http_port) == (3, 2.5, 9200)
+    assert (settings.max_workers, settings.target_fps, settings.http_port, settings.grace_period_seconds) == (3, 2.5, 9200, 12.5)
     assert (settings.kafka.bootstrap_servers, settings.kafka.topic_prefix) == ("kafka:9092", "p.")
 
     # Flags override the environment; nested groups merge with it.

@@ -1,4 +1,4 @@
-"""Each detector plug-in on real frames from ../shared/media, plus the registry that validates them."""
+"""Each detector plug-in on real frames from media/, plus the registry that validates them."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ import pytest
 from tiny_onnx import build as build_tiny_onnx
 
 from tests.conftest import MEDIA
+from vap_common import detector_config
 from vap_common.contracts import Detection
-from vap_runner.detectors import Detector, InvalidDetectorConfig, build_detector, detectors, validate_config
+from vap_common.detector_config import InvalidDetectorConfig
+from vap_runner.detectors import Detector, build_detector, detectors, validate_config
 
 PERSON_VIDEO = str(MEDIA / "one-by-one-person-detection.mp4")
 Frames = Callable[[str, set[int]], dict[int, np.ndarray]]
@@ -35,8 +37,9 @@ def overlaps_x(found: Detection, left: float, right: float) -> bool:
 # --- registry -------------------------------------------------------------------------------------
 
 
-def test_registry_discovers_every_plugin_module() -> None:
+def test_registry_discovers_every_plugin_module_and_implements_exactly_the_shared_configs() -> None:
     assert set(detectors()) == {"mock", "hog_person", "haar_face", "motion", "onnx"}
+    assert sorted(detectors()) == detector_config.names()  # the API's names are the runner's
 
 
 @pytest.mark.parametrize(
@@ -47,7 +50,7 @@ def test_registry_discovers_every_plugin_module() -> None:
         ("mock", {"colour": "red"}, "colour"),
         ("mock", {"type": "motion"}, "say type 'motion'"),
         ("onnx", {}, "model_path"),
-        ("onnx", {"model_path": "/nonexistent/model.onnx"}, "model_path"),
+        ("onnx", {"model_path": "/nonexistent/model.onnx"}, "model_path: /nonexistent/model.onnx is not a file on this runner"),
         ("haar_face", {"cascade": "../../etc/passwd"}, "cascade"),
     ],
 )
