@@ -14,10 +14,33 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Message, TopicPartition
 
 from vap_common.kafka import make_consumer
-from vap_common.settings import KafkaSettings
+from vap_common.settings import DatabaseSettings, KafkaSettings
 from vap_common.topics import Topic, topic_name
 
 T = TypeVar("T")
+
+
+def service_settings(database: DatabaseSettings, kafka: KafkaSettings, **extra: str) -> dict[str, str]:
+    """The VAP_* settings that point a service (API, relay, inbox, operator) at one test's schema, topic
+    prefix and consumer groups (the inbox prefixes its group itself, the operator's do not); ``extra``
+    adds or overrides settings."""
+    prefix = kafka.topic_prefix
+    return {
+        "VAP_ENVIRONMENT": "test",
+        "VAP_DATABASE__URL": database.url,
+        "VAP_DATABASE__SCHEMA_NAME": database.schema_name or "",
+        "VAP_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "VAP_KAFKA__TOPIC_PREFIX": prefix,
+        "VAP_ORCHESTRATOR__CONSUMER_GROUP": f"{prefix}orchestrator",
+        "VAP_KUBERNETES__CONSUMER_GROUP": f"{prefix}kubernetes",
+        "VAP_LOCAL__CONSUMER_GROUP": f"{prefix}local",
+        **extra,
+    }
+
+
+def child_environment(settings: dict[str, str]) -> dict[str, str]:
+    """A child process's whole environment: this one without its VAP_* variables, then ``settings``."""
+    return {**{key: value for key, value in os.environ.items() if not key.startswith("VAP_")}, "PYTHONUNBUFFERED": "1", **settings}
 
 
 def wait_until(predicate: Callable[[], T], *, timeout_seconds: float = 30.0, what: str = "condition", interval_seconds: float = 0.1) -> T:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import cv2
 import pytest
-from e2e_support import CAR_FPS, CAR_FRAMES, CAR_VIDEO, TARGET_FPS, Api, ResultsTopic
+from e2e_support import CAR_FPS, CAR_FRAMES, CAR_VIDEO, Api, ResultsTopic, platform_settings
 from platform_stack import PlatformStack
 
 from tests.conftest import has_failed
@@ -37,34 +37,13 @@ def sample_video() -> Path:
 @pytest.fixture
 def platform_env(db_settings: DatabaseSettings, kafka_settings: KafkaSettings) -> dict[str, str]:
     """The VAP_* settings every service of the test's platform shares."""
-    prefix = kafka_settings.topic_prefix
-    return {
-        "VAP_ENVIRONMENT": "test",
-        "VAP_LOG_LEVEL": "INFO",
-        "VAP_DATABASE__URL": db_settings.url,
-        "VAP_DATABASE__SCHEMA_NAME": db_settings.schema_name or "",
-        "VAP_DATABASE__POOL_SIZE": "3",
-        "VAP_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
-        "VAP_KAFKA__TOPIC_PREFIX": prefix,
-        # The API accepts file:// camera URLs (the runners read the sample videos of this machine).
-        "VAP_ALLOW_FILE_URLS": "true",
-        "VAP_ACCESS_LOG": "false",
-        # Consumer groups of this test only (the inbox prefixes its group itself, the operator does not).
-        "VAP_ORCHESTRATOR__CONSUMER_GROUP": f"{prefix}orchestrator",
-        "VAP_LOCAL__CONSUMER_GROUP": f"{prefix}local",
-        "VAP_KUBERNETES__CONSUMER_GROUP": f"{prefix}kubernetes",
+    return platform_settings(
+        db_settings,
+        kafka_settings,
         # A killed consumer's partitions move to its restarted successor after 6 s (the broker's minimum).
-        "VAP_INBOX__SESSION_TIMEOUT_SECONDS": "6",
-        "VAP_CONSUMER_SESSION_TIMEOUT_SECONDS": "6",
-        # Cheap runners: analyse every 5th frame of the 12.5 fps sample file, one inference process.
-        "VAP_RUNNER__TARGET_FPS": str(TARGET_FPS),
-        "VAP_RUNNER__MAX_WORKERS": "1",
-        "VAP_RUNNER__STOP_GRACE_SECONDS": "10",
-        # A crashed runner is restarted after 0.5 s (doubling), not 2 s.
-        "VAP_RESTART__BACKOFF_BASE_SECONDS": "0.5",
-        "VAP_RESTART__BACKOFF_MAX_SECONDS": "2",
-        "VAP_RELAY__POLL_INTERVAL_SECONDS": "0.5",
-    }
+        VAP_INBOX__SESSION_TIMEOUT_SECONDS="6",
+        VAP_CONSUMER_SESSION_TIMEOUT_SECONDS="6",
+    )
 
 
 PlatformFactory = Callable[..., PlatformStack]

@@ -12,9 +12,9 @@ import httpx2
 from sqlalchemy import Engine, text
 
 from tests.conftest import MEDIA
-from tests.helpers import TopicReader, pids_with_env, wait_until
+from tests.helpers import TopicReader, pids_with_env, service_settings, wait_until
 from vap_common.contracts import FrameResult, decode
-from vap_common.settings import KafkaSettings
+from vap_common.settings import DatabaseSettings, KafkaSettings
 from vap_common.topics import Topic
 
 # The file every file scenario reads: 377 frames at 12.5 fps (checked by the `sample_video` fixture).
@@ -27,6 +27,29 @@ CAR_SAMPLED = list(range(0, CAR_FRAMES, 5))  # 0, 5, ..., 375: 76 frames
 CAR_URL = f"file://{CAR_VIDEO}"
 # A live camera (RTSP) plays this one: 139 s at 10 fps, longer than any test needs.
 PERSON_VIDEO = MEDIA / "one-by-one-person-detection.mp4"
+
+
+def platform_settings(database: DatabaseSettings, kafka: KafkaSettings, **extra: str) -> dict[str, str]:
+    """The VAP_* settings of a whole platform under test (API, relay, inbox, operator and its runners)
+    on ``database`` and ``kafka``: file:// cameras allowed, cheap runners that restart fast."""
+    return service_settings(
+        database,
+        kafka,
+        VAP_LOG_LEVEL="INFO",
+        VAP_DATABASE__POOL_SIZE="3",
+        # The API accepts file:// camera URLs (the runners read the sample videos of this machine).
+        VAP_ALLOW_FILE_URLS="true",
+        VAP_ACCESS_LOG="false",
+        # Cheap runners: analyse every 5th frame of the 12.5 fps sample file, one inference process.
+        VAP_RUNNER__TARGET_FPS=str(TARGET_FPS),
+        VAP_RUNNER__MAX_WORKERS="1",
+        VAP_RUNNER__STOP_GRACE_SECONDS="10",
+        # A crashed runner is restarted after 0.5 s (doubling), not 2 s.
+        VAP_RESTART__BACKOFF_BASE_SECONDS="0.5",
+        VAP_RESTART__BACKOFF_MAX_SECONDS="2",
+        VAP_RELAY__POLL_INTERVAL_SECONDS="0.5",
+        **extra,
+    )
 
 TERMINAL = ("inactive", "failed")
 

@@ -20,7 +20,7 @@ from platform_stack import SupervisedPlatform
 from sqlalchemy import text
 
 from tests.conftest import has_failed
-from tests.e2e.e2e_support import CAR_VIDEO, TARGET_FPS, Api
+from tests.e2e.e2e_support import CAR_VIDEO, Api, platform_settings
 from tests.faults.harness import FaultPlatform, dump_logs
 from tests.faults.servers import KafkaBroker, KafkaCluster, PostgresCluster
 from tests.helpers import fail_if_processes_left
@@ -106,32 +106,16 @@ def postgres(tmp_path: Path) -> Iterator[PostgresCluster]:
 @pytest.fixture
 def fault_env(broker: KafkaBroker | KafkaCluster, postgres: PostgresCluster, topic_prefix: str, tmp_path: Path) -> dict[str, str]:
     """The VAP_* settings every service shares (tests/e2e/conftest.py platform_env, on the private servers)."""
-    return {
-        "VAP_ENVIRONMENT": "test",
-        "VAP_LOG_LEVEL": "INFO",
-        "VAP_DATABASE__URL": postgres.url,
-        "VAP_DATABASE__SCHEMA_NAME": SCHEMA,
-        "VAP_DATABASE__POOL_SIZE": "3",
-        "VAP_KAFKA__BOOTSTRAP_SERVERS": broker.bootstrap_servers,
-        "VAP_KAFKA__TOPIC_PREFIX": topic_prefix,
-        "VAP_ALLOW_FILE_URLS": "true",
-        "VAP_ACCESS_LOG": "false",
-        "VAP_ORCHESTRATOR__CONSUMER_GROUP": f"{topic_prefix}orchestrator",
-        "VAP_LOCAL__CONSUMER_GROUP": f"{topic_prefix}local",
-        "VAP_KUBERNETES__CONSUMER_GROUP": f"{topic_prefix}kubernetes",
+    return platform_settings(
+        postgres.settings(SCHEMA),
+        broker.settings(topic_prefix),
         # The runtime's exit-code files: this test's own (the default is shared by every runtime of a schema name).
-        "VAP_LOCAL__STATE_DIR": str(tmp_path / "runtime"),
-        "VAP_INBOX__SESSION_TIMEOUT_SECONDS": str(SESSION_TIMEOUT_SECONDS),
-        "VAP_CONSUMER_SESSION_TIMEOUT_SECONDS": str(SESSION_TIMEOUT_SECONDS),
-        "VAP_INBOX__STALL_TIMEOUT_SECONDS": str(STALL_TIMEOUT_SECONDS),
-        "VAP_CONSUMER_STALL_TIMEOUT_SECONDS": str(STALL_TIMEOUT_SECONDS),
-        "VAP_RUNNER__TARGET_FPS": str(TARGET_FPS),
-        "VAP_RUNNER__MAX_WORKERS": "1",
-        "VAP_RUNNER__STOP_GRACE_SECONDS": "10",
-        "VAP_RESTART__BACKOFF_BASE_SECONDS": "0.5",
-        "VAP_RESTART__BACKOFF_MAX_SECONDS": "2",
-        "VAP_RELAY__POLL_INTERVAL_SECONDS": "0.5",
-    }
+        VAP_LOCAL__STATE_DIR=str(tmp_path / "runtime"),
+        VAP_INBOX__SESSION_TIMEOUT_SECONDS=str(SESSION_TIMEOUT_SECONDS),
+        VAP_CONSUMER_SESSION_TIMEOUT_SECONDS=str(SESSION_TIMEOUT_SECONDS),
+        VAP_INBOX__STALL_TIMEOUT_SECONDS=str(STALL_TIMEOUT_SECONDS),
+        VAP_CONSUMER_STALL_TIMEOUT_SECONDS=str(STALL_TIMEOUT_SECONDS),
+    )
 
 
 PlatformFactory = Callable[..., FaultPlatform]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 import uuid
@@ -16,6 +15,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from tests.helpers import child_environment, service_settings
 from vap_api.inbox.consumer import Inbox
 from vap_api.main import create_app
 from vap_api.outbox.relay import Relay
@@ -97,19 +97,7 @@ def make_inbox_loop(inbox: Inbox, kafka_settings: KafkaSettings) -> Iterator[Cal
 @pytest.fixture
 def process_env(db_settings: DatabaseSettings, kafka_settings: KafkaSettings) -> dict[str, str]:
     """Environment of a vap_api subprocess pointed at this test's schema and topic prefix."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("VAP_")}
-    env.update(
-        {
-            "VAP_ENVIRONMENT": "test",
-            "VAP_DATABASE__URL": db_settings.url,
-            "VAP_DATABASE__SCHEMA_NAME": db_settings.schema_name or "",
-            "VAP_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
-            "VAP_KAFKA__TOPIC_PREFIX": kafka_settings.topic_prefix,
-            "VAP_METRICS_PORT": "0",
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
-    return env
+    return child_environment(service_settings(db_settings, kafka_settings, VAP_METRICS_PORT="0"))
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ every operator process), and vap-operator subprocesses on this test's schema, to
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,6 +24,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.conftest import free_port, has_failed, kubectl
+from tests.helpers import child_environment, service_settings
 from vap_common.db import make_session_factory
 from vap_common.settings import DatabaseSettings, KafkaSettings
 
@@ -96,23 +96,7 @@ def status_log(kafka_settings: KafkaSettings) -> Iterator[StatusLog]:
 
 @pytest.fixture
 def base_env(db_settings: DatabaseSettings, kafka_settings: KafkaSettings) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("VAP_")}
-    env.update(
-        {
-            "VAP_ENVIRONMENT": "test",
-            "VAP_DATABASE__URL": db_settings.url,
-            "VAP_DATABASE__SCHEMA_NAME": db_settings.schema_name or "",
-            "VAP_DATABASE__POOL_SIZE": "2",
-            "VAP_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
-            "VAP_KAFKA__TOPIC_PREFIX": kafka_settings.topic_prefix,
-            # Groups of this test only (the prefix makes the topics unique, the groups follow).
-            "VAP_ORCHESTRATOR__CONSUMER_GROUP": f"{kafka_settings.topic_prefix}orchestrator",
-            "VAP_KUBERNETES__CONSUMER_GROUP": f"{kafka_settings.topic_prefix}kubernetes",
-            "VAP_LOCAL__CONSUMER_GROUP": f"{kafka_settings.topic_prefix}local",
-            **FAST,
-        }
-    )
-    return env
+    return child_environment(service_settings(db_settings, kafka_settings, VAP_DATABASE__POOL_SIZE="2", **FAST))
 
 
 @pytest.fixture

@@ -9,17 +9,18 @@ import sys
 import uuid
 from typing import Any
 
-from operator_test_support import ROOT, StatusLog, TopicReader, produce, shutdown, start
+from operator_test_support import StatusLog, TopicReader, produce, shutdown, start
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from tests.conftest import MEDIA
 from tests.helpers import pids_with_env, wait_until
 from vap_common.contracts import FrameResult, decode
 from vap_common.schema import Worker
 from vap_common.settings import KafkaSettings
 from vap_common.topics import Topic
 
-VIDEO = f"file://{ROOT.parent / 'shared' / 'media' / 'car-detection.mp4'}"  # 377 frames
+VIDEO = (MEDIA / "car-detection.mp4").as_uri()  # 377 frames
 
 
 def worker(sessions: sessionmaker[Session], scenario: uuid.UUID) -> Worker:
