@@ -33,6 +33,12 @@ def row(sessions: sessionmaker[Session], scenario: uuid.UUID) -> Worker | None:
         return session.scalars(select(Worker).where(Worker.scenario_uuid == scenario)).one_or_none()
 
 
+def recorded(sessions: sessionmaker[Session], scenario: uuid.UUID, status: str) -> Worker:
+    """The scenario's workers row once it shows ``status``: the runtime publishes a status event just
+    before it records the same in the row, so a reader who saw the event may still find the old row."""
+    return wait_until(lambda: (r := row(sessions, scenario)) is not None and r.status == status and r, what=f"the workers row to say {status}")
+
+
 def live_pid(sessions: sessionmaker[Session], scenario: uuid.UUID) -> int | None:
     stored = row(sessions, scenario)
     pid = stored.process_pid if stored else None
@@ -68,8 +74,8 @@ def test_runner_processes_start_and_stop_cleanly_and_a_stubborn_one_is_killed_af
     for scenario in (polite, stubborn):
         status_log.wait_for(scenario, [("in_startup_processing", None), ("in_shutdown_processing", None), ("inactive", None)])
         wait_until(lambda: not pids_with_env(f"VAP_SCENARIO_UUID={scenario}"), what="no process of the scenario left")  # noqa: B023
-        stored = row(sessions, scenario)
-        assert stored is not None and (stored.status, stored.process_pid) == ("inactive", None) and stored.stopped_at is not None
+        stored = recorded(sessions, scenario, "inactive")
+        assert (stored.status, stored.process_pid) == ("inactive", None) and stored.stopped_at is not None
 
 
 def test_crashes_restart_with_backoff_a_crash_loop_fails_exit_3_and_exit_0_are_final(
@@ -97,8 +103,8 @@ def test_crashes_restart_with_backoff_a_crash_loop_fails_exit_3_and_exit_0_are_f
 
     status_log.wait_for(looping, [("in_startup_processing", None), ("failed", "RunnerCrashLoop")])
     assert len(starts(records[looping])) == 3
-    looping_row = row(sessions, looping)
-    assert looping_row is not None and (looping_row.status, looping_row.restart_count, looping_row.process_pid) == ("failed", 2, None)
+    looping_row = recorded(sessions, looping, "failed")
+    assert (looping_row.status, looping_row.restart_count, looping_row.process_pid) == ("failed", 2, None)
 
     status_log.wait_for(finishing, [("in_startup_processing", None), ("inactive", None)])
     wait_until(lambda: (r := row(sessions, giving_up)) is not None and r.status == "failed", what="giving_up failed")
@@ -168,8 +174,8 @@ def test_a_runner_that_ends_while_no_runtime_runs_is_reported_by_the_next_runtim
 
     start_local_runtime(runner_command=STAND_IN)
     status_log.wait_for(scenario, [("in_startup_processing", None), ("inactive", None)])
-    stored = row(sessions, scenario)
-    assert stored is not None and (stored.status, stored.process_pid, stored.restart_count) == ("inactive", None, 0)
+    stored = recorded(sessions, scenario, "inactive")
+    assert (stored.status, stored.process_pid, stored.restart_count) == ("inactive", None, 0)
 
 
 def test_a_second_local_runtime_on_the_same_database_refuses_to_start(start_local_runtime: Any) -> None:
