@@ -166,12 +166,12 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered), max(1, math.ceil(fraction * len(ordered)))) - 1]
 
 
-def wait_for(predicate: Any, *, timeout_seconds: float, what: str) -> None:
+def wait_for(predicate: Any, *, timeout_seconds: float, what: str, interval_seconds: float = 0.05) -> None:
     deadline = time.monotonic() + timeout_seconds
     while not predicate():
         if time.monotonic() > deadline:
             raise SystemExit(f"timed out waiting for {what}")
-        time.sleep(0.05)
+        time.sleep(interval_seconds)
 
 
 def record(section: str, figures: dict[str, Any]) -> None:

@@ -31,7 +31,7 @@ from sqlalchemy import Engine, insert, text
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "bench"), str(ROOT / "dev"), str(ROOT)]
-from _api_common import Child, Stack, isolated_stack, play_cameras, record  # noqa: E402
+from _api_common import Child, Stack, isolated_stack, play_cameras, record, wait_for  # noqa: E402
 
 from tests.faults.servers import KafkaBroker  # noqa: E402
 from vap_common.db import make_engine  # noqa: E402
@@ -54,11 +54,7 @@ def _max_id(engine: Engine) -> int:
 
 def _stored_after(engine: Engine, after_id: int, *, timeout_seconds: float = 180.0) -> float:
     """When (monotonic) a row past ``after_id`` is stored; polled every 10 ms."""
-    deadline = time.monotonic() + timeout_seconds
-    while _max_id(engine) <= after_id:
-        if time.monotonic() > deadline:
-            raise SystemExit(f"nothing stored within {timeout_seconds:g}s")
-        time.sleep(0.01)
+    wait_for(lambda: _max_id(engine) > after_id, timeout_seconds=timeout_seconds, what=f"a result stored past id {after_id}", interval_seconds=0.01)
     return time.monotonic()
 
 

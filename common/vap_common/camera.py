@@ -41,8 +41,9 @@ def schemes(*, allow_files: bool) -> tuple[str, ...]:
 
 def admit(url: str, *, allow_files: bool, max_length: int = MAX_LENGTH) -> Camera:
     """The camera ``url`` names, or InadmissibleCamera (file:// only with ``allow_files``)."""
-    if len(url) > min(max_length, MAX_LENGTH):
-        raise InadmissibleCamera(f"camera_url is longer than {min(max_length, MAX_LENGTH)} characters")
+    limit = min(max_length, MAX_LENGTH)
+    if len(url) > limit:
+        raise InadmissibleCamera(f"camera_url is longer than {limit} characters")
     if any(character.isspace() or not character.isprintable() for character in url):
         raise InadmissibleCamera("camera_url must not contain whitespace or control characters")
     try:

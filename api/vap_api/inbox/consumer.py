@@ -258,10 +258,11 @@ class Inbox:
         reports = [(event.scenario_uuid, event.drops) for event in events if event.drops is not None]
         if not reports:
             return
-        connection.execute(_STORE_DROPS, [{"scenario_uuid": scenario_uuid, **drops.model_dump()} for scenario_uuid, drops in reports])
-        DROPS_REPORTED.inc(len(reports))
-        for scenario_uuid, drops in reports:
-            log.warning("a runner reported dropped results", extra={"scenario_uuid": str(scenario_uuid), **drops.model_dump()})
+        rows = [{"scenario_uuid": scenario_uuid, **drops.model_dump()} for scenario_uuid, drops in reports]
+        connection.execute(_STORE_DROPS, rows)
+        DROPS_REPORTED.inc(len(rows))
+        for row in rows:
+            log.warning("a runner reported dropped results", extra={**row, "scenario_uuid": str(row["scenario_uuid"])})
 
 
 def _key(result: FrameResultRecord) -> tuple[UUID, str, int]:
@@ -318,7 +319,8 @@ def main() -> None:
     )
     producer = make_producer(settings.kafka)
     loop = ConsumerLoop(
-        new_consumer=partial(make_consumer, 
+        new_consumer=partial(
+            make_consumer,
             settings.kafka,
             group_id=f"{prefix}{settings.inbox.group_id}",
             **{"session.timeout.ms": int(settings.inbox.session_timeout_seconds * 1000)},
