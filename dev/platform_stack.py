@@ -247,15 +247,20 @@ class RtspCamera:
 
     media: Path
     port: int = field(default_factory=free_port)
+    # (user, password): the camera asks for RTSP basic authentication, and url carries them.
+    credentials: tuple[str, str] | None = None
     process: subprocess.Popen[str] | None = None
 
     @property
     def url(self) -> str:
-        return f"rtsp://127.0.0.1:{self.port}/cam"
+        login = f"{self.credentials[0]}:{self.credentials[1]}@" if self.credentials else ""
+        return f"rtsp://{login}127.0.0.1:{self.port}/cam"
 
     def start(self) -> None:
+        login = ["--user", self.credentials[0]] if self.credentials else []
         self.process = subprocess.Popen(
-            [DEBIAN_PYTHON, str(ROOT / "dev" / "rtsp_camera.py"), "--media", str(self.media), "--port", str(self.port)],
+            [DEBIAN_PYTHON, str(ROOT / "dev" / "rtsp_camera.py"), "--media", str(self.media), "--port", str(self.port), *login],
+            env={**os.environ, "VAP_CAMERA_PASSWORD": self.credentials[1]} if self.credentials else None,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

@@ -14,6 +14,7 @@ from its beginning.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from pathlib import Path
@@ -25,7 +26,20 @@ gi.require_version("GstRtspServer", "1.0")
 from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
 
 
-def build_server(*, media: Path, port: int, mount: str) -> GstRtspServer.RTSPServer:
+def require_credentials(server: GstRtspServer.RTSPServer, factory: GstRtspServer.RTSPMediaFactory, user: str, password: str) -> None:
+    """Basic authentication, as a real camera asks for: a client without these credentials gets 401."""
+    token = GstRtspServer.RTSPToken()
+    token.set_string(GstRtspServer.RTSP_TOKEN_MEDIA_FACTORY_ROLE, "viewer")
+    auth = GstRtspServer.RTSPAuth()
+    auth.add_basic(GstRtspServer.RTSPAuth.make_basic(user, password), token)
+    server.set_auth(auth)
+    permissions = GstRtspServer.RTSPPermissions()
+    permissions.add_permission_for_role("viewer", GstRtspServer.RTSP_PERM_MEDIA_FACTORY_ACCESS, True)
+    permissions.add_permission_for_role("viewer", GstRtspServer.RTSP_PERM_MEDIA_FACTORY_CONSTRUCT, True)
+    factory.set_permissions(permissions)
+
+
+def build_server(*, media: Path, port: int, mount: str, credentials: tuple[str, str] | None = None) -> GstRtspServer.RTSPServer:
     factory = GstRtspServer.RTSPMediaFactory()
     # The stream is the file's own H.264, re-packetised: no decoding, so the camera costs almost no CPU.
     factory.set_launch(
@@ -35,6 +49,8 @@ def build_server(*, media: Path, port: int, mount: str) -> GstRtspServer.RTSPSer
     server = GstRtspServer.RTSPServer()
     server.set_address("127.0.0.1")
     server.set_service(str(port))
+    if credentials is not None:
+        require_credentials(server, factory, *credentials)
     server.get_mount_points().add_factory(mount, factory)
     return server
 
@@ -44,12 +60,14 @@ def main() -> int:
     parser.add_argument("--media", type=Path, required=True, help="an H.264 .mp4 file")
     parser.add_argument("--port", type=int, default=8554)
     parser.add_argument("--mount", default="/cam")
+    parser.add_argument("--user", help="require RTSP basic authentication as this user (the password is read from VAP_CAMERA_PASSWORD)")
     args = parser.parse_args()
     if not args.media.is_file():
         parser.error(f"no such file: {args.media}")
 
     Gst.init(None)
-    server = build_server(media=args.media.resolve(), port=args.port, mount=args.mount)
+    credentials = (args.user, os.environ["VAP_CAMERA_PASSWORD"]) if args.user else None
+    server = build_server(media=args.media.resolve(), port=args.port, mount=args.mount, credentials=credentials)
     if server.attach(None) == 0:
         print(f"rtsp camera: cannot listen on 127.0.0.1:{args.port}", file=sys.stderr)
         return 1

@@ -18,6 +18,7 @@ import pytest
 from confluent_kafka.admin import AdminClient
 from sqlalchemy import Engine, text
 
+from tests.helpers import wait_until
 from vap_common.db import make_engine, migrate
 from vap_common.kafka import ensure_topics
 from vap_common.settings import DatabaseServiceSettings, DatabaseSettings, KafkaSettings
@@ -160,12 +161,29 @@ def kubectl(kubeconfig: str, *args: str, check: bool = True, stdin: str | None =
 
 @pytest.fixture
 def kube_namespace(kubeconfig: str) -> Iterator[str]:
-    """A namespace of this test's own, deleted after (no controller-manager runs here, so objects in it
-    are deleted explicitly first)."""
-    name = _unique("t-")
-    kubectl(kubeconfig, "create", "namespace", name)
+    """A namespace of this test's own, deleted after by the cluster's namespace controller.
+
+    Pods are admitted once the namespace's `default` ServiceAccount exists (ServiceAccount admission),
+    so the fixture waits for it. After the test no operator is left to remove its finalizer from the
+    VideoScenarios, so the fixture does, or the namespace would stay Terminating for ever.
+    """
+    name = create_namespace(kubeconfig, _unique("t-"))
     yield name
     kubectl(kubeconfig, "delete", "namespace", name, "--wait=false", check=False)
+    remove_finalizers(kubeconfig, name, "videoscenarios.vap.dev")
+
+
+def create_namespace(kubeconfig: str, name: str) -> str:
+    """Create ``name`` and wait for its `default` ServiceAccount, without which no Pod is admitted."""
+    kubectl(kubeconfig, "create", "namespace", name)
+    wait_until(lambda: kubectl(kubeconfig, "-n", name, "get", "serviceaccount", "default", check=False).returncode == 0, timeout_seconds=30, what=f"ServiceAccount default in {name}")
+    return name
+
+
+def remove_finalizers(kubeconfig: str, namespace: str, resource: str) -> None:
+    listed = kubectl(kubeconfig, "-n", namespace, "get", resource, "-o", "name", check=False).stdout.split()
+    for name in listed:
+        kubectl(kubeconfig, "-n", namespace, "patch", name, "--type=merge", "-p", '{"metadata":{"finalizers":null}}', check=False)
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -41,6 +42,12 @@ def service_settings(database: DatabaseSettings, kafka: KafkaSettings, **extra: 
 def child_environment(settings: dict[str, str]) -> dict[str, str]:
     """A child process's whole environment: this one without its VAP_* variables, then ``settings``."""
     return {**{key: value for key, value in os.environ.items() if not key.startswith("VAP_")}, "PYTHONUNBUFFERED": "1", **settings}
+
+
+# For tests that play the kubelet (they write the Pod status): the local stack's real scheduler and
+# kubelet share the API server, and a nodeSelector no node has keeps them from scheduling such runner
+# Pods, running them and overwriting the statuses the tests write.
+UNSCHEDULED_RUNNERS = {"VAP_KUBERNETES__NODE_SELECTOR": json.dumps({"vap.local/kubelet": "played-by-the-test"})}
 
 
 def wait_until(predicate: Callable[[], T], *, timeout_seconds: float = 30.0, what: str = "condition", interval_seconds: float = 0.1) -> T:

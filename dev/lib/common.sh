@@ -72,6 +72,22 @@ wait_for() {
   printf '\n'
 }
 
+# with_progress WHAT LOGFILE CMD...: run CMD with its output in LOGFILE, a progress line every 30 s,
+# and its time at the end; on failure the log's tail and an error.
+with_progress() {
+  local what=$1 logfile=$2 start; shift 2
+  start=$(now_ms)
+  info "$what (log: $logfile)"
+  "$@" >>"$logfile" 2>&1 &
+  local pid=$! waited=0
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 1; waited=$((waited + 1))
+    (( waited % 30 == 0 )) && info "... still working (${waited}s)"
+  done
+  wait "$pid" || { tail -n 30 "$logfile" >&2; die "$what failed (log: $logfile)"; }
+  info "done in $(seconds_since "$start")s"
+}
+
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 apt_install() {

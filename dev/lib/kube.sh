@@ -1,5 +1,5 @@
 # A real Kubernetes API server: etcd + kube-apiserver built from the Go module proxy, run the way
-# controller-runtime's envtest runs them. Nothing runs Pods' containers here.
+# controller-runtime's envtest runs them. The node that runs Pods is dev/lib/node.sh.
 # shellcheck shell=bash
 
 # module_version GO_MOD MODULE: the version GO_MOD requires (single-line or block `require`).
@@ -21,33 +21,48 @@ go_build() {
   [[ -x $output ]] && return
   command -v go >/dev/null || die "Go toolchain not found (needed once to build $(basename "$output"))"
   mkdir -p "$(dirname "$output")"
-  info "building $(basename "$output") from the Go module proxy (cold: 10-20 min on 2 cores; log: $LOGS/go-build.log)"
-  local start; start=$(now_ms)
-  ( cd "$module" && go build -trimpath -ldflags "-s -w $ldflags" -o "$output.tmp" "$package" ) >>"$LOGS/go-build.log" 2>&1 &
-  local pid=$!
-  local waited=0
-  while kill -0 "$pid" 2>/dev/null; do
-    sleep 1; waited=$((waited + 1))
-    (( waited % 30 == 0 )) && info "... still building (${waited}s)"
-  done
-  wait "$pid" || die "go build failed (log: $LOGS/go-build.log)"
+  with_progress "building $(basename "$output") from the Go module proxy (cold: minutes on 2 cores)" "$LOGS/go-build.log" \
+    bash -c 'cd "$1" && go build -trimpath -ldflags "-s -w $2" -o "$3.tmp" "$4"' _ "$module" "$ldflags" "$output" "$package"
   mv "$output.tmp" "$output"
-  info "built in $(seconds_since "$start")s"
+}
+
+# The version every Kubernetes binary reports (without it /version says v0.0.0 and Helm's kubeVersion fails).
+kube_version_flags() {
+  echo "-X k8s.io/component-base/version.gitVersion=$KUBE_VERSION" \
+    "-X k8s.io/component-base/version.gitMajor=$(cut -d. -f1 <<<"${KUBE_VERSION#v}")" \
+    "-X k8s.io/component-base/version.gitMinor=$(cut -d. -f2 <<<"$KUBE_VERSION")"
 }
 
 kube_install() {
-  local version_flags="-X k8s.io/component-base/version.gitVersion=$KUBE_VERSION"
-  version_flags+=" -X k8s.io/component-base/version.gitMajor=$(cut -d. -f1 <<<"${KUBE_VERSION#v}")"
-  version_flags+=" -X k8s.io/component-base/version.gitMinor=$(cut -d. -f2 <<<"$KUBE_VERSION")"
   go_build "$ROOT/dev/etcd-build" ./cmd/etcd "$ETCD_BIN"
-  go_build "$ROOT/dev/kube-build" ./cmd/kube-apiserver "$KUBE_BIN" "$version_flags"
+  go_build "$ROOT/dev/kube-build" ./cmd/kube-apiserver "$KUBE_BIN" "$(kube_version_flags)"
 }
 
+# Static token identities (token.csv): user and groups of each. The node's components use the
+# identities Kubernetes' default RBAC (and the Node authorizer) already grant what they need.
+declare -A KUBE_IDENTITIES=(
+  [admin]='admin,admin-uid,"system:masters"'
+  [kubelet]="system:node:$NODE_NAME,node-uid,\"system:nodes\""
+  [kube-scheduler]='system:kube-scheduler,scheduler-uid'
+  [kube-controller-manager]='system:kube-controller-manager,controller-manager-uid'
+)
+
+kube_token() { awk -F, -v user="$1" '$2 == user { print $1 }' "$KUBE_DIR/pki/token.csv"; }
+
 # Certificates and keys, made once per state folder: a CA, the serving cert, the service-account key,
-# and static tokens for an admin and for tests of least-privilege RBAC.
+# and a static token per identity.
 kube_credentials() {
+  local pki=$KUBE_DIR/pki identity
+  [[ -f $pki/sa.key ]] || kube_keys
+  touch "$pki/token.csv"
+  for identity in "${!KUBE_IDENTITIES[@]}"; do
+    local line=${KUBE_IDENTITIES[$identity]}
+    [[ -n $(kube_token "${line%%,*}") ]] || printf '%s,%s\n' "$(openssl rand -hex 24)" "$line" >>"$pki/token.csv"
+  done
+}
+
+kube_keys() {
   local pki=$KUBE_DIR/pki
-  [[ -f $pki/token.csv ]] && return
   mkdir -p "$pki"
   (
     cd "$pki"
@@ -57,7 +72,6 @@ kube_credentials() {
     openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out apiserver.crt -days 3650 -extfile san.ext 2>/dev/null
     openssl genrsa -out sa.key 2048 2>/dev/null
     openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
-    printf '%s,admin,admin-uid,"system:masters"\n' "$(openssl rand -hex 24)" >token.csv
   )
 }
 
@@ -78,14 +92,16 @@ kube_start() {
     --secure-port "$KUBE_PORT" --bind-address 127.0.0.1 --advertise-address 127.0.0.1 \
     --service-cluster-ip-range 10.0.0.0/24 --service-account-issuer "https://127.0.0.1:$KUBE_PORT" \
     --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
-    --token-auth-file "$pki/token.csv" --authorization-mode RBAC --allow-privileged=true \
-    --disable-admission-plugins ServiceAccount --endpoint-reconciler-type none --v 0
-  kube_write_kubeconfig
+    --token-auth-file "$pki/token.csv" --authorization-mode Node,RBAC --allow-privileged=true \
+    --enable-admission-plugins NodeRestriction --endpoint-reconciler-type none --v 0
+  kube_write_kubeconfig "$KUBECONFIG_FILE" admin
 }
 
+# kube_write_kubeconfig FILE IDENTITY: a kubeconfig for one identity of KUBE_IDENTITIES.
 kube_write_kubeconfig() {
-  local token; token=$(cut -d, -f1 "$KUBE_DIR/pki/token.csv" | head -n 1)
-  cat >"$KUBECONFIG_FILE" <<CONF
+  local line=${KUBE_IDENTITIES[$2]} token
+  token=$(kube_token "${line%%,*}")
+  cat >"$1" <<CONF
 apiVersion: v1
 kind: Config
 clusters:
@@ -94,21 +110,21 @@ clusters:
     server: https://127.0.0.1:$KUBE_PORT
     certificate-authority: $KUBE_DIR/pki/ca.crt
 users:
-- name: admin
+- name: $2
   user:
     token: $token
 contexts:
 - name: vap-local
-  context: {cluster: vap-local, user: admin, namespace: default}
+  context: {cluster: vap-local, user: $2, namespace: default}
 current-context: vap-local
 CONF
-  chmod 600 "$KUBECONFIG_FILE"
+  chmod 600 "$1"
 }
 
 etcd_ready() { curl -sf "http://127.0.0.1:$ETCD_PORT/health" | grep -q '"health":"true"'; }
 
 kube_ready() {
-  local token; token=$(cut -d, -f1 "$KUBE_DIR/pki/token.csv" | head -n 1)
+  local token; token=$(kube_token admin)
   [[ $(curl -s --cacert "$KUBE_DIR/pki/ca.crt" -H "Authorization: Bearer $token" "https://127.0.0.1:$KUBE_PORT/readyz") == ok ]]
 }
 

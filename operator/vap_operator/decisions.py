@@ -6,7 +6,7 @@ broker or a database, and re-run after a restart with the same result (level-bas
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Literal
@@ -527,6 +527,20 @@ def admit_runner(plan: Plan, *, capacity: int | None, live_pods: int, waiting_ah
     message = f"waiting for capacity: {live_pods} of {capacity} runner Pods"
     if waiting_ahead:
         message += f", {waiting_ahead} older scenario(s) waiting first"
+    return _wait_for_capacity(plan, message, already_waiting=already_waiting, poll_seconds=poll_seconds)
+
+
+def free_host_port(used: Collection[int], *, first: int, last: int) -> int | None:
+    """The lowest port of ``first``..``last`` that no runner Pod has (None: every one is taken)."""
+    return next((port for port in range(first, last + 1) if port not in used), None)
+
+
+def wait_for_host_port(plan: Plan, *, first: int, last: int, already_waiting: bool, poll_seconds: float) -> Plan:
+    """Hold back a CREATE_POD plan while every host port is taken: it waits as one past the capacity does."""
+    return _wait_for_capacity(plan, f"no free host port in {first}-{last}", already_waiting=already_waiting, poll_seconds=poll_seconds)
+
+
+def _wait_for_capacity(plan: Plan, message: str, *, already_waiting: bool, poll_seconds: float) -> Plan:
     return replace(
         plan,
         action=Action.NONE,

@@ -110,6 +110,15 @@ class KubernetesSettings(BaseModel):
     # Runner Pods that may exist at once (None: no limit). Past it, scenarios wait in
     # in_startup_processing with the reason in workers.wait_reason and the VideoScenario's conditions.
     capacity: int | None = Field(default=None, ge=1)
+    # Runner Pods use the node's network (hostNetwork): for a single node without a pod network.
+    host_network: bool = False
+    # With host_network: the HTTP ports runner Pods take, one each (they share the node's); none free: a scenario waits.
+    host_port_first: int = 28300
+    host_port_last: int = 28399
+    # nodeSelector of runner Pods, e.g. a GPU node pool ({}: any node).
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    # httpGet.host of the runner probes (None: the Pod's IP); loopback on a hostNetwork node without a pod network.
+    probe_host: str | None = None
     # Kafka consumer group of the to_deploy consumer (shared by replicas: VideoScenario writes are idempotent).
     consumer_group: str = "vap-runtime-kubernetes"
     poll_timeout_seconds: float = Field(default=0.1, gt=0)
@@ -129,6 +138,12 @@ class KubernetesSettings(BaseModel):
     resync_seconds: float = Field(default=120.0, ge=1)
     # Port of kopf's liveness endpoint (/healthz); 0 disables it.
     liveness_port: int = Field(default=8080, ge=0)
+
+    @model_validator(mode="after")
+    def _host_ports_are_a_range(self) -> KubernetesSettings:
+        if not 1024 <= self.host_port_first <= self.host_port_last <= 65535:
+            raise ValueError("kubernetes.host_port_first..host_port_last must be a range within 1024..65535")
+        return self
 
     def resolved_namespace(self) -> str:
         if self.namespace:

@@ -57,10 +57,16 @@ helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version }}
 checksum/config: {{ include (print .Template.BasePath "/configmap.yaml") . | sha256sum }}
 {{- end -}}
 
-{{/* Pod-level fields every Deployment shares. Call with (dict "root" $ "values" .Values.api). */}}
+{{/* Pod-level fields every Pod of the chart shares (the Deployments and the migration Job).
+Call with (dict "root" $ "values" .Values.api). */}}
 {{- define "vap.podCommon" -}}
 # No Service links: a Service named e.g. "vap" would inject VAP_PORT=tcp://... into the settings namespace.
 enableServiceLinks: false
+{{- if .root.Values.hostNetwork }}
+# The node's network (values.yaml hostNetwork), with cluster DNS still first.
+hostNetwork: true
+dnsPolicy: ClusterFirstWithHostNet
+{{- end }}
 securityContext:
   {{- toYaml .root.Values.podSecurityContext | nindent 2 }}
 {{- with .root.Values.imagePullSecrets }}
@@ -84,6 +90,39 @@ volumes:
     emptyDir: {medium: Memory, sizeLimit: {{ .root.Values.tmpSizeLimit }}}
 {{- end -}}
 
+{{/* A Deployment's update strategy. On the node's network a new Pod cannot start next to the old
+one (same ports), so the old one goes first; otherwise Kubernetes' default rolling update. */}}
+{{- define "vap.deploymentStrategy" -}}
+{{- if .Values.hostNetwork -}}
+strategy:
+  type: RollingUpdate
+  rollingUpdate: {maxSurge: 0, maxUnavailable: 1}
+{{- end -}}
+{{- end -}}
+
+{{/* With hostNetwork every port is one of the node's: the chart's ports must differ from each other
+and stay out of runner.hostPorts. Renders nothing; fails the install otherwise. */}}
+{{- define "vap.checkHostPorts" -}}
+{{- if .Values.hostNetwork -}}
+{{- $first := int .Values.runner.hostPorts.first -}}
+{{- $last := int .Values.runner.hostPorts.last -}}
+{{- if gt $first $last }}{{ fail "runner.hostPorts: first must not be above last" }}{{ end -}}
+{{- $ports := dict "api.port" .Values.api.port "relay.metricsPort" .Values.relay.metricsPort "inbox.metricsPort" .Values.inbox.metricsPort "operator.metricsPort" .Values.operator.metricsPort "operator.healthPort" .Values.operator.healthPort -}}
+{{- $seen := dict -}}
+{{- range $name, $port := $ports -}}
+{{- $key := toString (int $port) -}}
+{{- if hasKey $seen $key }}{{ fail (printf "hostNetwork: %s and %s are both port %s of the node" (get $seen $key) $name $key) }}{{ end -}}
+{{- $_ := set $seen $key $name -}}
+{{- if and (ge (int $port) $first) (le (int $port) $last) }}{{ fail (printf "hostNetwork: %s (%s) is inside runner.hostPorts (%d-%d)" $name $key $first $last) }}{{ end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* A probe's httpGet, to probeHost when set. Call with (dict "root" $ "path" "/healthz" "port" "http"). */}}
+{{- define "vap.httpGet" -}}
+httpGet: {path: {{ .path }}, port: {{ .port }}{{ with .root.Values.probeHost }}, host: {{ . | quote }}{{ end }}}
+{{- end -}}
+
 {{- define "vap.containerSecurity" -}}
 securityContext:
   {{- toYaml .Values.securityContext | nindent 2 }}
@@ -95,5 +134,18 @@ volumeMounts:
 {{- define "vap.extraSettings" -}}
 {{- range $name, $value := . }}
 {{ $name }}: {{ $value | toString | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* The API server's address for in-cluster clients (values.yaml kubernetesApi): container env wins
+over the kubelet's injected `kubernetes` Service variables. The Pod's own ServiceAccount token as ever. */}}
+{{- define "vap.kubernetesApiEnv" -}}
+{{- with .Values.kubernetesApi.host }}
+- name: KUBERNETES_SERVICE_HOST
+  value: {{ . | quote }}
+{{- end }}
+{{- with .Values.kubernetesApi.port }}
+- name: KUBERNETES_SERVICE_PORT
+  value: {{ . | quote }}
 {{- end }}
 {{- end -}}

@@ -75,6 +75,14 @@ class KubeApi:
                 return None
             raise
 
+    def delete_videoscenario(self, name: str) -> None:
+        """Delete (the operator's finalizer then stops the runner); nothing when it is gone already."""
+        try:
+            self._custom.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name)
+        except ApiException as error:
+            if error.status != 404:
+                raise
+
     def patch_videoscenario_status(self, name: str, patch: Body) -> Body | None:
         try:
             return _raw(

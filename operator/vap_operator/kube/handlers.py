@@ -3,7 +3,8 @@
 - ``reconcile`` (create / resume / spec change / status.runner change): read the Pod, ask
   :func:`vap_operator.decisions.plan_reconcile`, do the one action, write the status, post Events.
   Waiting (restart backoff, a Pod still terminating, no free runner slot under
-  ``VAP_KUBERNETES__CAPACITY``) is ``kopf.TemporaryError(delay=...)``.
+  ``VAP_KUBERNETES__CAPACITY``, no free host port under ``VAP_KUBERNETES__HOST_NETWORK``) is
+  ``kopf.TemporaryError(delay=...)``.
 - ``mirror_runner_pod`` (Pod events): copies the Pod's state into ``status.runner`` of its owner,
   which wakes ``reconcile`` for that object (kopf does not trigger a parent on a child's change).
 - ``cleanup`` (the finalizer): deletes the Pod and the camera Secret before the CR goes.
@@ -29,6 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from vap_common.db import transaction
 from vap_common.lifecycle import ScenarioStatus
+from vap_common.runner_contract import RUNNER_HTTP_PORT
 from vap_common.settings import KafkaSettings
 from vap_operator import workers
 from vap_operator.decisions import (
@@ -41,8 +43,10 @@ from vap_operator.decisions import (
     RunnerMemory,
     admit_runner,
     crashes_after,
+    free_host_port,
     plan_reconcile,
     pod_name_for,
+    wait_for_host_port,
     waiting_ahead_of,
 )
 from vap_operator.kube import manifests
@@ -54,6 +58,7 @@ from vap_operator.kube.status import (
     observe_pod,
     queued_scenario,
     render_status,
+    runner_http_ports,
     runner_summary,
 )
 from vap_operator.publishing import Publisher, status_event
@@ -63,8 +68,8 @@ log = logging.getLogger(__name__)
 
 # Retry delay (seconds) after an unexpected error (API or broker hiccup) in a handler.
 ERROR_BACKOFF_SECONDS = 5.0
-# A runner slot frees when another scenario's Pod ends, which wakes nobody waiting for it: those poll,
-# at this many times VAP_KUBERNETES__WAIT_POLL_SECONDS (each poll LISTs the runner Pods).
+# A runner slot (or host port) frees when another scenario's Pod ends, which wakes nobody waiting for it:
+# those poll, at this many times VAP_KUBERNETES__WAIT_POLL_SECONDS (each poll LISTs the runner Pods).
 CAPACITY_POLL_FACTOR = 5
 
 PODS_CREATED = Counter("vap_operator_runner_pods_created_total", "Runner Pods created")
@@ -86,7 +91,7 @@ class Dependencies:
     # Serialises the Pod watcher per VideoScenario (events of an old and a new Pod run concurrently).
     mirror_locks: dict[str, threading.Lock] = field(default_factory=dict)
     _locks_guard: threading.Lock = field(default_factory=threading.Lock)
-    # Held from counting the runner Pods to creating one: two scenarios never take the same free slot.
+    # Held from counting the runner Pods to creating one: two scenarios never take the same free slot or port.
     admission_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def mirror_lock(self, name: str) -> threading.Lock:
@@ -123,8 +128,9 @@ def reconcile(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf.
     scenario_uuid = UUID(str(spec["scenarioUUID"]))
     with _admission(deps, plan):
         plan = _admit(deps, plan, meta, memory)
+        plan, http_port = _host_port(deps, plan, memory)
         _report(deps, scenario_uuid, plan, pod_name, became_ready=plan.ready and not memory.ready)
-        _act(deps, body, plan, pod_name)
+        _act(deps, body, plan, pod_name, http_port=http_port)
     _record_wait(deps, scenario_uuid, plan, memory)
     patch.status.update(
         render_status(
@@ -144,8 +150,9 @@ def reconcile(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf.
 
 
 def _admission(deps: Dependencies, plan: Plan) -> AbstractContextManager[object]:
-    """The admission lock when this step may create a Pod under a capacity, else nothing to hold."""
-    return deps.admission_lock if plan.action == Action.CREATE_POD and deps.kubernetes.capacity is not None else nullcontext()
+    """The admission lock when this step may create a Pod under a capacity or on a host port, else nothing to hold."""
+    limited = deps.kubernetes.capacity is not None or deps.kubernetes.host_network
+    return deps.admission_lock if plan.action == Action.CREATE_POD and limited else nullcontext()
 
 
 def _admit(deps: Dependencies, plan: Plan, meta: kopf.Meta, memory: RunnerMemory) -> Plan:
@@ -170,8 +177,27 @@ def _admit(deps: Dependencies, plan: Plan, meta: kopf.Meta, memory: RunnerMemory
     )
 
 
+def _host_port(deps: Dependencies, plan: Plan, memory: RunnerMemory) -> tuple[Plan, int]:
+    """On the node's network, the Pod to create gets the lowest host port no runner Pod has (or waits for one)."""
+    kubernetes = deps.kubernetes
+    if plan.action != Action.CREATE_POD or not kubernetes.host_network:
+        return plan, RUNNER_HTTP_PORT
+    used = runner_http_ports(deps.kube.list_pods(manifests.RUNNER_SELECTOR))
+    port = free_host_port(used, first=kubernetes.host_port_first, last=kubernetes.host_port_last)
+    if port is not None:
+        return plan, port
+    waiting = wait_for_host_port(
+        plan,
+        first=kubernetes.host_port_first,
+        last=kubernetes.host_port_last,
+        already_waiting=memory.waiting_message is not None,
+        poll_seconds=kubernetes.wait_poll_seconds * CAPACITY_POLL_FACTOR,
+    )
+    return waiting, RUNNER_HTTP_PORT
+
+
 def _record_wait(deps: Dependencies, scenario_uuid: UUID, plan: Plan, memory: RunnerMemory) -> None:
-    """workers.wait_reason follows the Ready condition: set (or updated) while waiting for capacity,
+    """workers.wait_reason follows the Ready condition: set (or updated) while waiting for capacity or a port,
     cleared on the first step after the wait (written before the status, so a crash re-runs it)."""
     waiting = plan.ready_reason == WAITING_FOR_CAPACITY
     if waiting and plan.message != memory.waiting_message:
@@ -205,9 +231,9 @@ def _report(deps: Dependencies, scenario_uuid: UUID, plan: Plan, pod_name: str, 
         )
 
 
-def _act(deps: Dependencies, body: kopf.Body, plan: Plan, pod_name: str) -> None:
+def _act(deps: Dependencies, body: kopf.Body, plan: Plan, pod_name: str, *, http_port: int) -> None:
     if plan.action == Action.CREATE_POD:
-        pod = manifests.runner_pod(body, kubernetes=deps.kubernetes, runner=deps.runner, kafka=deps.kafka)
+        pod = manifests.runner_pod(body, kubernetes=deps.kubernetes, runner=deps.runner, kafka=deps.kafka, http_port=http_port)
         if deps.kube.create_pod(pod):
             PODS_CREATED.inc()
     elif plan.action == Action.DELETE_POD and plan.delete_uid is not None:

@@ -30,6 +30,8 @@ RUNNER_LABELS = {LABEL_NAME: "vap-runner", LABEL_MANAGED_BY: MANAGED_BY}
 RUNNER_SELECTOR = ",".join(f"{key}={value}" for key, value in RUNNER_LABELS.items())
 CAMERA_SECRET_KEY = "url"
 RUNNER_CONTAINER = "runner"
+# The runner container's port the probes use, by name: on the node's network each runner has its own number.
+HTTP_PORT_NAME = "http"
 
 
 def labels_for(command: DeployCommand) -> dict[str, str]:
@@ -81,8 +83,16 @@ def owner_reference(owner: Mapping[str, Any]) -> Body:
     return {"apiVersion": API_VERSION, "kind": KIND, "name": metadata["name"], "uid": metadata["uid"], "controller": True}
 
 
-def runner_pod(videoscenario: Mapping[str, Any], *, kubernetes: KubernetesSettings, runner: RunnerSettings, kafka: KafkaSettings) -> Body:
-    """The one runner Pod of a VideoScenario.
+def runner_pod(
+    videoscenario: Mapping[str, Any],
+    *,
+    kubernetes: KubernetesSettings,
+    runner: RunnerSettings,
+    kafka: KafkaSettings,
+    http_port: int = RUNNER_HTTP_PORT,
+) -> Body:
+    """The one runner Pod of a VideoScenario, its HTTP endpoint on ``http_port`` (a free host port on
+    the node's network).
 
     restartPolicy Never: the operator owns restarts (backoff, crash-loop detection, `failed`), which a
     kubelet restart loop would hide from it.
@@ -103,7 +113,7 @@ def runner_pod(videoscenario: Mapping[str, Any], *, kubernetes: KubernetesSettin
         max_workers=int(spec.get("maxWorkers", runner.max_workers)),
         grace_seconds=runner.stop_grace_seconds,
         target_fps=runner.target_fps,
-        http_port=RUNNER_HTTP_PORT,
+        http_port=http_port,
         include_camera_url=secret_ref is None,
         extra=runner.environment,
     )
@@ -129,18 +139,18 @@ def runner_pod(videoscenario: Mapping[str, Any], *, kubernetes: KubernetesSettin
                 "image": kubernetes.runner_image,
                 "imagePullPolicy": kubernetes.image_pull_policy,
                 "env": env,
-                "ports": [{"name": "http", "containerPort": RUNNER_HTTP_PORT, "protocol": "TCP"}],
+                "ports": [{"name": HTTP_PORT_NAME, "containerPort": http_port, "protocol": "TCP"}],
                 "resources": {
                     "requests": {"cpu": kubernetes.cpu_request, "memory": kubernetes.memory_request},
                     "limits": {"cpu": kubernetes.cpu_limit, "memory": kubernetes.memory_limit},
                 },
                 "livenessProbe": {
-                    "httpGet": {"path": "/healthz", "port": "http"},
+                    "httpGet": _probe_request("/healthz", kubernetes.probe_host),
                     "initialDelaySeconds": kubernetes.liveness_initial_delay_seconds,
                     "periodSeconds": kubernetes.liveness_period_seconds,
                     "failureThreshold": kubernetes.liveness_failure_threshold,
                 },
-                "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": kubernetes.readiness_period_seconds},
+                "readinessProbe": {"httpGet": _probe_request("/readyz", kubernetes.probe_host), "periodSeconds": kubernetes.readiness_period_seconds},
                 "securityContext": {
                     "allowPrivilegeEscalation": False,
                     "readOnlyRootFilesystem": True,
@@ -158,9 +168,21 @@ def runner_pod(videoscenario: Mapping[str, Any], *, kubernetes: KubernetesSettin
     }
     if kubernetes.runner_service_account:
         pod_spec["serviceAccountName"] = kubernetes.runner_service_account
+    if kubernetes.host_network:
+        pod_spec.update(hostNetwork=True, dnsPolicy="ClusterFirstWithHostNet")
+    if kubernetes.node_selector:
+        pod_spec["nodeSelector"] = dict(kubernetes.node_selector)
     return {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": pod_name_for(name), "labels": labels, "ownerReferences": [owner_reference(videoscenario)]},
         "spec": pod_spec,
     }
+
+
+def _probe_request(path: str, host: str | None) -> Body:
+    """A probe's GET to the runner's port (``host`` None: the Pod's IP, the kubelet's default)."""
+    request: Body = {"path": path, "port": HTTP_PORT_NAME}
+    if host:
+        request["host"] = host
+    return request

@@ -24,7 +24,7 @@ from vap_operator.decisions import (
     QueuedScenario,
     RunnerMemory,
 )
-from vap_operator.kube.manifests import LABEL_SCENARIO
+from vap_operator.kube.manifests import HTTP_PORT_NAME, LABEL_SCENARIO
 
 Body = dict[str, Any]
 CONDITION_TYPES = ("Ready", "Failed", "Stopped")
@@ -161,7 +161,7 @@ def render_status(
     return status
 
 
-# --- capacity and leases: over LISTs of runner Pods and VideoScenarios ------------------------------
+# --- capacity, host ports and leases: over LISTs of runner Pods and VideoScenarios ------------------
 
 
 def live_runner_pods(pods: Iterable[Mapping[str, Any]], *, except_name: str) -> int:
@@ -172,6 +172,17 @@ def live_runner_pods(pods: Iterable[Mapping[str, Any]], *, except_name: str) -> 
         if observed is not None and observed.phase in LIVE_POD_PHASES and (pod.get("metadata") or {}).get("name") != except_name:
             count += 1
     return count
+
+
+def runner_http_ports(pods: Iterable[Mapping[str, Any]]) -> set[int]:
+    """The HTTP ports runner Pods have (container port `http`), whatever their phase: held until the Pod is gone."""
+    return {
+        int(port["containerPort"])
+        for pod in pods
+        for container in (pod.get("spec") or {}).get("containers") or []
+        for port in container.get("ports") or []
+        if port.get("name") == HTTP_PORT_NAME and port.get("containerPort")
+    }
 
 
 def queued_scenario(body: Mapping[str, Any]) -> QueuedScenario:

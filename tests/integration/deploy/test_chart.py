@@ -1,6 +1,8 @@
 """charts/vap with the real helm (built by ./dev/infra up) and the real kube-apiserver: lint, the
-rendered objects checked one by one, a server-side dry run of everything, and `helm install` into a
-fresh namespace. Nothing runs Pods here (no kubelet/controllers): Deployments exist, Pods do not."""
+rendered objects checked one by one (with the test values, the defaults and values-local.yaml), a
+server-side dry run of everything, and `helm install` into a fresh namespace. Nothing runs Pods here:
+the installed Deployments ask for a node label no node has (OFF_THE_NODE), so their Pods stay Pending
+even where a kubelet runs beside the API server."""
 
 from __future__ import annotations
 
@@ -23,6 +25,9 @@ from vap_operator.settings import OperatorSettings
 
 CHART = ROOT / "charts" / "vap"
 DATABASE_URL = "postgresql+psycopg2://vap:chart-test-password@postgres.example:5432/vap"
+# A real scheduler and kubelet run on this API server: the Pods of the installed Deployments must stay
+# Pending, so they ask for a node label no node has (hooks are skipped, and no operator runs runners).
+OFF_THE_NODE = {"vap.local/kubelet": "none"}
 # Values that switch every optional part on, and set one extra setting per process.
 TEST_VALUES = {
     "database": {"url": DATABASE_URL, "schemaName": "vap_chart"},
@@ -32,13 +37,27 @@ TEST_VALUES = {
         "createTopics": True,
     },
     "networkPolicy": {"enabled": True, "metricsFrom": [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}]},
-    "api": {"settings": {"VAP_PREDICTION_MAX_LIMIT": "500"}},
-    "relay": {"settings": {"VAP_RELAY__BATCH_SIZE": 100}},
-    "inbox": {"settings": {"VAP_INBOX__BATCH_SIZE": 500}},
-    "operator": {"settings": {"VAP_RESTART__CRASH_LOOP_THRESHOLD": 3}},
+    "api": {"settings": {"VAP_PREDICTION_MAX_LIMIT": "500"}, "nodeSelector": OFF_THE_NODE},
+    "relay": {"settings": {"VAP_RELAY__BATCH_SIZE": 100}, "nodeSelector": OFF_THE_NODE},
+    "inbox": {"settings": {"VAP_INBOX__BATCH_SIZE": 500}, "nodeSelector": OFF_THE_NODE},
+    "operator": {"settings": {"VAP_RESTART__CRASH_LOOP_THRESHOLD": 3}, "nodeSelector": OFF_THE_NODE},
     "runner": {"maxWorkers": 2, "targetFps": 5, "capacity": 40},
 }
 COMPONENTS = {"api": "vap-api", "relay": "vap-relay", "inbox": "vap-inbox", "operator": "vap-operator"}
+# The hook Jobs: schema migrations before install/upgrade, and the runners' removal before uninstall.
+JOBS = ("migrate", "remove-runners")
+LOCAL_VALUES = CHART / "values-local.yaml"
+LOCAL_DATABASE_URL = "postgresql+psycopg2://vap:vap-local-only@127.0.0.1:15432/vap"
+# What hostNetwork, probeHost, kubernetesApi and runner.hostPorts/nodeSelector add to the operator's environment.
+HOST_NETWORK_VARIABLES = (
+    "VAP_KUBERNETES__HOST_NETWORK",
+    "VAP_KUBERNETES__HOST_PORT_FIRST",
+    "VAP_KUBERNETES__HOST_PORT_LAST",
+    "VAP_KUBERNETES__PROBE_HOST",
+    "VAP_KUBERNETES__NODE_SELECTOR",
+    "KUBERNETES_SERVICE_HOST",
+    "KUBERNETES_SERVICE_PORT",
+)
 
 
 # --- helpers ------------------------------------------------------------------------------------------
@@ -91,6 +110,16 @@ def pod_specs(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {
         component(item): item["spec"]["template"]["spec"] for item in objects if item["kind"] in ("Deployment", "Job")
     }
+
+
+def probes(spec: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(container/probe, probe) of every probe of a Pod spec."""
+    return [
+        (f"{container['name']}/{kind}", container[kind])
+        for container in [*spec.get("initContainers", []), *spec["containers"]]
+        for kind in ("startupProbe", "livenessProbe", "readinessProbe")
+        if kind in container
+    ]
 
 
 def container_environment(container: dict[str, Any], objects: list[dict[str, Any]]) -> dict[str, str]:
@@ -167,7 +196,7 @@ def test_renders_the_four_deployments_with_their_commands_and_images(rendered: l
 
 def test_every_pod_has_probes_resources_and_a_locked_down_security_context(rendered: list[dict[str, Any]]) -> None:
     specs = pod_specs(rendered)
-    assert set(specs) == {*COMPONENTS, "migrate"}
+    assert set(specs) == {*COMPONENTS, *JOBS}
     for name, spec in specs.items():
         pod_security = spec["securityContext"]
         assert pod_security["runAsNonRoot"] is True and pod_security["runAsUser"] != 0, name
@@ -184,7 +213,7 @@ def test_every_pod_has_probes_resources_and_a_locked_down_security_context(rende
             ), name
             for bound in ("requests", "limits"):
                 assert {"cpu", "memory"} <= set(container["resources"][bound]), f"{name}/{container['name']}: {bound}"
-            if name == "migrate":
+            if name in JOBS:
                 continue
             ports = {port["name"] for port in container["ports"]}
             for probe in ("livenessProbe", "readinessProbe"):
@@ -193,8 +222,8 @@ def test_every_pod_has_probes_resources_and_a_locked_down_security_context(rende
 
 def test_pods_that_never_call_the_kubernetes_api_get_no_token(rendered: list[dict[str, Any]]) -> None:
     for name, spec in pod_specs(rendered).items():
-        if name == "operator":
-            assert spec["serviceAccountName"] == "vap-operator"
+        if name in ("operator", "remove-runners"):
+            assert spec["serviceAccountName"] == f"vap-{name}"
         else:
             assert spec["automountServiceAccountToken"] is False, name
 
@@ -205,8 +234,11 @@ def test_every_vap_variable_is_a_setting_the_process_reads(
     checked = set()
     for name, spec in pod_specs(rendered).items():
         for container in [*spec.get("initContainers", []), *spec["containers"]]:
-            settings = SETTINGS_BY_COMMAND[container["command"][0]]
             environment = container_environment(container, rendered)
+            if container["command"][0] == "vap-remove-runners":  # takes its namespace as an argument
+                assert not [key for key in environment if key.startswith("VAP_")], name
+                continue
+            settings = SETTINGS_BY_COMMAND[container["command"][0]]
             variables = {key: value for key, value in environment.items() if key.startswith("VAP_")}
             problems = [problem for key in variables if (problem := unknown_setting(settings, key))]
             assert problems == [], f"{name}/{container['name']}: {problems}"
@@ -272,7 +304,7 @@ def test_services_select_their_pods_and_target_declared_ports(rendered: list[dic
 
 def test_rbac_is_the_operator_manifests_role_namespaced_without_wildcards(rendered: list[dict[str, Any]]) -> None:
     assert not by_kind(rendered, "ClusterRole") and not by_kind(rendered, "ClusterRoleBinding")
-    (role,) = by_kind(rendered, "Role").values()
+    role = by_kind(rendered, "Role")["vap-operator"]
     source = yaml.safe_load((ROOT / "operator" / "manifests" / "role.yaml").read_text())
     assert role["rules"] == source["rules"], "the chart's Role must be operator/manifests/role.yaml's rules"
     assert (CHART / "files" / "operator-role.yaml").resolve() == (
@@ -283,7 +315,7 @@ def test_rbac_is_the_operator_manifests_role_namespaced_without_wildcards(render
             assert "*" not in rule[key], rule
         assert not rule.get("resourceNames") or "*" not in rule["resourceNames"]
         assert "escalate" not in rule["verbs"] and "bind" not in rule["verbs"] and "impersonate" not in rule["verbs"]
-    (binding,) = by_kind(rendered, "RoleBinding").values()
+    binding = by_kind(rendered, "RoleBinding")["vap-operator"]
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",
         "kind": "Role",
@@ -294,8 +326,24 @@ def test_rbac_is_the_operator_manifests_role_namespaced_without_wildcards(render
     assert pod_specs(rendered)["operator"]["serviceAccountName"] == subject["name"]
 
 
+def test_uninstall_first_removes_the_runners_with_a_hook_of_its_own_least_privilege(rendered: list[dict[str, Any]]) -> None:
+    """Runner Pods belong to VideoScenarios, which Helm does not own: a pre-delete hook deletes those (the
+    operator's finalizer stops each runner) with a ServiceAccount and Role that exist only for the hook."""
+    job = by_kind(rendered, "Job")["vap-remove-runners"]
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert container["command"][:2] == ["vap-remove-runners", "--namespace"], container["command"]
+    assert container["command"][0] in console_scripts(ROOT / "operator") and container["image"].startswith("vap-operator:")
+    for kind in ("Job", "ServiceAccount", "Role", "RoleBinding"):
+        annotations = by_kind(rendered, kind)["vap-remove-runners"]["metadata"]["annotations"]
+        assert annotations["helm.sh/hook"] == "pre-delete" and "hook-succeeded" in annotations["helm.sh/hook-delete-policy"], kind
+    rules = {(tuple(rule["apiGroups"]), tuple(rule["resources"])): set(rule["verbs"]) for rule in by_kind(rendered, "Role")["vap-remove-runners"]["rules"]}
+    assert rules == {(("vap.dev",), ("videoscenarios",)): {"list", "delete", "patch"}, (("",), ("pods",)): {"list", "delete"}}
+    (subject,) = by_kind(rendered, "RoleBinding")["vap-remove-runners"]["subjects"]
+    assert subject["name"] == job["spec"]["template"]["spec"]["serviceAccountName"] == "vap-remove-runners"
+
+
 def test_migration_job_is_a_pre_install_and_pre_upgrade_hook_in_the_api_image(rendered: list[dict[str, Any]]) -> None:
-    (job,) = by_kind(rendered, "Job").values()
+    job = by_kind(rendered, "Job")["vap-migrate"]
     annotations = job["metadata"]["annotations"]
     assert set(annotations["helm.sh/hook"].split(",")) == {"pre-install", "pre-upgrade"}
     (container,) = job["spec"]["template"]["spec"]["containers"]
@@ -327,6 +375,8 @@ def test_existing_database_secret_is_used_instead_of_a_chart_secret(helm: str) -
     )
     assert not by_kind(objects, "Secret")
     for name, spec in pod_specs(objects).items():
+        if name == "remove-runners":  # never connects to the database
+            continue
         (reference,) = [
             v["valueFrom"]["secretKeyRef"]
             for c in spec["containers"]
@@ -381,6 +431,227 @@ def test_helm_package_stores_the_linked_crds_and_role(helm: str, tmp_path: Path)
             assert extracted is not None and extracted.read().decode() == (ROOT / source).read_text()
 
 
+# --- the dev stack's single node (values-local.yaml) ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def local_rendered(helm: str) -> list[dict[str, Any]]:
+    return render(helm, "-f", str(LOCAL_VALUES), "--set", f"database.url={LOCAL_DATABASE_URL}")
+
+
+@pytest.fixture(scope="session")
+def dev_stack() -> dict[str, str]:
+    """Ports and the image tag the dev stack uses (dev/lib/*.sh), which values-local.yaml must match or avoid."""
+    names = ["KUBE_PORT", "KAFKA_PORT", "PG_PORT", "ETCD_PORT", "ETCD_PEER_PORT", "KAFKA_CONTROLLER_PORT", "IMAGE_TAG"]
+    names += ["KUBELET_PORT", "KUBELET_HEALTHZ_PORT", "SCHEDULER_PORT", "CONTROLLER_MANAGER_PORT"]
+    script = "source dev/lib/common.sh && source dev/lib/node.sh && source dev/lib/images.sh && "
+    script += "printf '%s\\n' " + " ".join(f'"{name}=${name}"' for name in names)
+    output = subprocess.run(["bash", "-c", script], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    return dict(line.split("=", 1) for line in output.splitlines())
+
+
+def test_local_values_put_every_pod_on_the_host_network_probed_at_loopback(
+    helm: str, local_rendered: list[dict[str, Any]]
+) -> None:
+    result = run_helm(
+        helm, "lint", str(CHART), "--strict", "-f", str(LOCAL_VALUES), "--set", f"database.url={LOCAL_DATABASE_URL}"
+    )
+    assert "0 chart(s) failed" in result.stdout, result.stdout
+    specs = pod_specs(local_rendered)
+    assert set(specs) == {*COMPONENTS, *JOBS}
+    for name, spec in specs.items():
+        assert spec["hostNetwork"] is True, name
+        assert spec["dnsPolicy"] == "ClusterFirstWithHostNet", name
+        found = probes(spec)
+        assert len(found) == (0 if name in JOBS else 2), name
+        for probe_name, probe in found:
+            assert probe["httpGet"]["host"] == "127.0.0.1", f"{name}/{probe_name}"
+    for item in local_rendered:
+        if item["kind"] == "Deployment":
+            name = component(item)
+            # One per component (the Pods share the host's ports), and the old Pod goes before the new one.
+            assert item["spec"]["replicas"] == 1, name
+            assert item["spec"]["strategy"] == {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1},
+            }, name
+    # The images built on this machine and imported into containerd: never pulled.
+    for name, spec in specs.items():
+        for container in spec["containers"]:
+            assert container["image"].endswith(":dev") and container["imagePullPolicy"] == "Never", name
+
+
+def test_local_values_move_every_port_and_each_process_listens_on_its_own(
+    local_rendered: list[dict[str, Any]], dev_stack: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    expected = {
+        "api": {"http": 28000},
+        "relay": {"metrics": 28101},
+        "inbox": {"metrics": 28102},
+        "operator": {"metrics": 28200, "health": 28080},
+    }
+    specs = pod_specs(local_rendered)
+    for name, ports in expected.items():
+        (container,) = specs[name]["containers"]
+        assert {port["name"]: port["containerPort"] for port in container["ports"]} == ports, name
+        for probe_name, probe in probes(specs[name]):
+            assert probe["httpGet"]["port"] in ports, f"{name}/{probe_name}"
+        environment = {
+            key: value
+            for key, value in container_environment(container, local_rendered).items()
+            if key.startswith("VAP_")
+        }
+        settings: Any = load_settings(SETTINGS_BY_COMMAND[container["command"][0]], environment, monkeypatch)
+        if name == "api":
+            listening = {"http": settings.port}
+        elif name == "operator":
+            listening = {"metrics": settings.metrics_port, "health": settings.kubernetes.liveness_port}
+        else:
+            listening = {"metrics": settings.metrics_port}
+        assert listening == ports, f"{name} listens on {listening}, its Pod declares {ports}"
+        if name == "api":
+            assert settings.host == "0.0.0.0"
+    # None of them is a port of the stack itself, or inside the runners' range.
+    taken = {int(value) for key, value in dev_stack.items() if key.endswith("_PORT")}
+    chart_ports = [port for ports in expected.values() for port in ports.values()]
+    assert len(set(chart_ports)) == len(chart_ports) and not taken & set(chart_ports)
+    assert not taken & set(range(28300, 28400))
+    assert all(not 28300 <= port <= 28399 for port in chart_ports)
+
+
+def test_local_values_give_the_operator_host_network_runners_and_the_api_server_address(
+    local_rendered: list[dict[str, Any]], dev_stack: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = pod_specs(local_rendered)["operator"]
+    (container,) = spec["containers"]
+    environment = container_environment(container, local_rendered)
+    assert environment["VAP_KUBERNETES__HOST_NETWORK"] == "true"
+    assert environment["VAP_KUBERNETES__PROBE_HOST"] == "127.0.0.1"
+    assert (environment["VAP_KUBERNETES__HOST_PORT_FIRST"], environment["VAP_KUBERNETES__HOST_PORT_LAST"]) == (
+        "28300",
+        "28399",
+    )
+    assert "VAP_KUBERNETES__NODE_SELECTOR" not in environment  # runner.nodeSelector is {}
+    # The API server's own address, as the container's env (it wins over the kubelet's injected one) ...
+    explicit = {variable["name"]: variable.get("value") for variable in container["env"]}
+    assert explicit["KUBERNETES_SERVICE_HOST"] == "127.0.0.1"
+    assert explicit["KUBERNETES_SERVICE_PORT"] == dev_stack["KUBE_PORT"] == "16443"
+    # ... with the operator's own ServiceAccount token (in-cluster config), no other credential.
+    assert spec["serviceAccountName"] == "vap-operator" and "automountServiceAccountToken" not in spec
+    assert "KUBECONFIG" not in environment
+    assert all("secret" not in volume and "projected" not in volume for volume in spec["volumes"])
+    # One replica without peering; the stack's Kafka; the development environment, which accepts the
+    # stack's password (production refuses it).
+    assert environment["VAP_KUBERNETES__PEERING_MODE"] == "standalone"
+    assert environment["VAP_KAFKA__BOOTSTRAP_SERVERS"] == f"127.0.0.1:{dev_stack['KAFKA_PORT']}"
+    assert environment["VAP_ENVIRONMENT"] == "local"
+    assert environment["VAP_KUBERNETES__RUNNER_IMAGE"] == f"vap-runner:{dev_stack['IMAGE_TAG']}"
+    assert environment["VAP_KUBERNETES__IMAGE_PULL_POLICY"] == "Never"
+    requests = (environment["VAP_KUBERNETES__CPU_REQUEST"], environment["VAP_KUBERNETES__MEMORY_REQUEST"])
+    assert requests == ("50m", "128Mi")
+    variables = {key: value for key, value in environment.items() if key.startswith("VAP_")}
+    problems = [problem for key in variables if (problem := unknown_setting(OperatorSettings, key))]
+    assert problems == [], problems
+    settings = load_settings(OperatorSettings, variables, monkeypatch)
+    assert isinstance(settings, OperatorSettings) and settings.kubernetes.peering_mode == "standalone"
+    # The topics are the stack's; the migration Job creates none.
+    job = by_kind(local_rendered, "Job")["vap-migrate"]
+    assert "initContainers" not in job["spec"]["template"]["spec"]
+
+
+def test_local_values_fit_a_two_core_node_with_twenty_runners(local_rendered: list[dict[str, Any]]) -> None:
+    def millicores(quantity: str) -> int:
+        return int(quantity[:-1]) if quantity.endswith("m") else int(float(quantity) * 1000)
+
+    def mebibytes(quantity: str) -> int:
+        return int(quantity[:-2]) * (1024 if quantity.endswith("Gi") else 1)
+
+    chart_cpu = chart_memory = 0
+    for name, spec in pod_specs(local_rendered).items():
+        for container in [*spec.get("initContainers", []), *spec["containers"]]:
+            requests = container["resources"]["requests"]
+            assert 10 <= millicores(requests["cpu"]) <= 50 and 64 <= mebibytes(requests["memory"]) <= 128, name
+            if name not in JOBS:  # the Jobs run before the services start or after they are gone
+                chart_cpu += millicores(requests["cpu"])
+                chart_memory += mebibytes(requests["memory"])
+    operator = container_environment(pod_specs(local_rendered)["operator"]["containers"][0], local_rendered)
+    runner_cpu = millicores(operator["VAP_KUBERNETES__CPU_REQUEST"])
+    assert chart_cpu + 20 * runner_cpu <= 1800, "the chart's Pods and 20 runners must fit 2 cores"
+    assert chart_memory + 20 * mebibytes(operator["VAP_KUBERNETES__MEMORY_REQUEST"]) <= 4096
+    assert (operator["VAP_KUBERNETES__CPU_LIMIT"], operator["VAP_KUBERNETES__MEMORY_LIMIT"]) == ("1", "1Gi")
+
+
+def test_runner_node_selector_is_passed_to_the_operator_as_json(helm: str) -> None:
+    selector = {"kubernetes.io/hostname": "localhost", "vap.dev/runners": "yes"}
+    objects = render(
+        helm,
+        "--set",
+        "database.url=postgresql://a:b@c/d",
+        "--set",
+        "kafka.bootstrapServers=k:1",
+        "--set-json",
+        f"runner.nodeSelector={json.dumps(selector)}",
+    )
+    (container,) = pod_specs(objects)["operator"]["containers"]
+    environment = container_environment(container, objects)
+    assert json.loads(environment["VAP_KUBERNETES__NODE_SELECTOR"]) == selector
+    # Without hostNetwork the runners get no host ports.
+    assert "VAP_KUBERNETES__HOST_NETWORK" not in environment and "VAP_KUBERNETES__HOST_PORT_FIRST" not in environment
+
+
+def test_default_values_render_none_of_the_host_network_settings(helm: str, rendered: list[dict[str, Any]]) -> None:
+    minimal = render(helm, "--set", "database.url=postgresql://a:b@c/d", "--set", "kafka.bootstrapServers=k:1")
+    for objects in (minimal, rendered):
+        specs = pod_specs(objects)
+        assert set(specs) == {*COMPONENTS, *JOBS}
+        for name, spec in specs.items():
+            assert "hostNetwork" not in spec and "dnsPolicy" not in spec, name
+            for probe_name, probe in probes(spec):
+                assert "host" not in probe["httpGet"], f"{name}/{probe_name}"
+        for item in objects:
+            if item["kind"] == "Deployment":
+                assert "strategy" not in item["spec"], component(item)
+                assert item["spec"]["replicas"] == 2, component(item)
+        (container,) = specs["operator"]["containers"]
+        environment = container_environment(container, objects)
+        assert not set(HOST_NETWORK_VARIABLES) & set(environment), set(HOST_NETWORK_VARIABLES) & set(environment)
+        assert environment["VAP_KUBERNETES__PEERING_MODE"] == "mandatory"
+        assert environment["VAP_ENVIRONMENT"] == "production"
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--set", "operator.replicas=2"], "maximum"),
+        (["--set", "relay.metricsPort=28000"], "are both port 28000"),
+        (["--set", "operator.healthPort=28350"], "inside runner.hostPorts"),
+        (["--set", "runner.hostPorts.first=28400"], "first must not be above last"),
+        (["--set", "kubernetesApi.port=https"], "kubernetesApi"),
+    ],
+    ids=[
+        "standalone-with-two-replicas",
+        "two-components-on-one-port",
+        "port-in-the-runner-range",
+        "empty-range",
+        "bad-api-port",
+    ],
+)
+def test_local_values_refuse_ports_that_clash_on_the_node(helm: str, arguments: list[str], message: str) -> None:
+    result = run_helm(
+        helm,
+        "template",
+        "vap",
+        str(CHART),
+        "-f",
+        str(LOCAL_VALUES),
+        "--set",
+        f"database.url={LOCAL_DATABASE_URL}",
+        *arguments,
+        check=False,
+    )
+    assert result.returncode != 0 and message in result.stderr, result.stderr
+
+
 # --- the real API server -------------------------------------------------------------------------------
 
 
@@ -399,13 +670,54 @@ def test_everything_rendered_passes_a_server_side_dry_run(
     assert len(accepted) == len(expected), result.stdout
 
 
+def test_local_values_pass_a_server_side_dry_run(
+    helm: str, kubeconfig: str, kube_namespace: str, videoscenario_crd: str, kopf_peering_crd: str
+) -> None:
+    manifests = run_helm(
+        helm,
+        "template",
+        "vap",
+        str(CHART),
+        "--namespace",
+        kube_namespace,
+        "-f",
+        str(LOCAL_VALUES),
+        "--set",
+        f"database.url={LOCAL_DATABASE_URL}",
+    ).stdout
+    result = kubectl(
+        kubeconfig,
+        "-n",
+        kube_namespace,
+        "apply",
+        "--dry-run=server",
+        "-o",
+        "json",
+        "-f",
+        "-",
+        stdin=manifests,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    accepted = json.loads(result.stdout)
+    items = accepted["items"] if accepted["kind"] == "List" else [accepted]
+    expected = [document for document in yaml.safe_load_all(manifests) if document]
+    assert len(items) == len(expected)
+    for item in items:
+        if item["kind"] in ("Deployment", "Job"):
+            spec = item["spec"]["template"]["spec"]
+            name = item["metadata"]["name"]
+            assert spec["hostNetwork"] is True and spec["dnsPolicy"] == "ClusterFirstWithHostNet", name
+
+
 @pytest.fixture
 def release(
     helm: str, values_file: Path, kubeconfig: str, kube_namespace: str, videoscenario_crd: str, kopf_peering_crd: str
 ) -> Iterator[str]:
     """`helm install` into the test's namespace. --skip-crds: the session fixtures applied them (they are
-    cluster-wide, shared by every test). --no-hooks: the migration Job would need a controller-manager
-    and a database to complete, and helm waits for hook Jobs (it is validated by the dry run above)."""
+    cluster-wide, shared by every test). --no-hooks (install and uninstall): the hook Jobs would need a
+    database and a Pod on the node to complete, and helm waits for them; they are validated by the dry
+    run above, and run for real on the node by tests/e2e/test_e2e_node.py."""
     run_helm(
         helm,
         "install",
@@ -423,7 +735,7 @@ def release(
     try:
         yield "vap"
     finally:
-        run_helm(helm, "uninstall", "vap", "--kubeconfig", kubeconfig, "--namespace", kube_namespace, check=False)
+        run_helm(helm, "uninstall", "vap", "--kubeconfig", kubeconfig, "--namespace", kube_namespace, "--no-hooks", check=False)
 
 
 def _names(kubeconfig: str, namespace: str, kind: str) -> set[str]:
@@ -460,6 +772,10 @@ def test_helm_install_creates_the_expected_objects(
     }
     for kind, names in expected.items():
         assert names <= _names(kubeconfig, kube_namespace, kind), kind
+    for name in expected["deployments.apps"]:
+        listed = kubectl(kubeconfig, "-n", kube_namespace, "get", "deployment", name, "-o", "json")
+        deployment = json.loads(listed.stdout)
+        assert deployment["spec"]["template"]["spec"]["nodeSelector"] == OFF_THE_NODE, name  # kept off the node
     # The hooks were skipped, and the hook Secret is not a release object.
     assert not _names(kubeconfig, kube_namespace, "jobs.batch")
     assert "vap-migrate-database" not in _names(kubeconfig, kube_namespace, "secrets")

@@ -24,7 +24,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.conftest import free_port, has_failed, kubectl
-from tests.helpers import child_environment, service_settings
+from tests.helpers import UNSCHEDULED_RUNNERS, child_environment, service_settings
 from vap_common.db import make_session_factory
 from vap_common.settings import DatabaseSettings, KafkaSettings
 
@@ -42,8 +42,6 @@ FAST = {
     "VAP_CONSUMER_SESSION_TIMEOUT_SECONDS": "6",
     "VAP_LOG_LEVEL": "INFO",
 }
-
-
 def _stop_all(request: pytest.FixtureRequest, started: list[Process]) -> None:
     """Stop the test's processes; when the test failed, show the end of their logs."""
     for process in started:
@@ -114,6 +112,7 @@ def start_operator(
             "VAP_RUNTIME": "kubernetes",
             "VAP_KUBERNETES__NAMESPACE": kube_namespace,
             "VAP_KUBERNETES__LIVENESS_PORT": str(port),
+            **UNSCHEDULED_RUNNERS,
             **overrides,
         }
         process = Process(f"operator-{len(started)}", env, tmp_path / f"operator-{len(started)}-{uuid.uuid4().hex[:4]}.log")

@@ -34,6 +34,16 @@ def conditions(body: dict[str, Any]) -> dict[str, str]:
     return {c["type"]: c["status"] for c in body["status"]["conditions"]}
 
 
+def host_port_of(pod: dict[str, Any] | None) -> int:
+    """A runner Pod's HTTP port on the node's network: its container port `http`, which the runner is told too."""
+    assert pod is not None and pod["spec"]["hostNetwork"] is True
+    (container,) = pod["spec"]["containers"]
+    (http,) = [port for port in container["ports"] if port["name"] == "http"]
+    assert http["hostPort"] == http["containerPort"]  # the API server's default on the node's network
+    assert {"name": "VAP_HTTP_PORT", "value": str(http["containerPort"])} in container["env"]
+    return int(http["containerPort"])
+
+
 def test_start_command_becomes_a_videoscenario_and_a_runner_pod_with_the_expected_spec(
     start_operator: Any, kafka_settings: KafkaSettings, status_log: StatusLog, kube: client.ApiClient, kube_namespace: str, kubeconfig: str, sessions: sessionmaker[Session]
 ) -> None:
@@ -303,3 +313,33 @@ def test_two_replicas_only_one_acts_and_the_standby_takes_over(
     cluster.wait_pod(second)
     cluster.wait_phase(second, "in_startup_processing")
     assert "Handler 'reconcile' succeeded" in standby.log()
+
+
+def test_on_the_nodes_network_each_runner_pod_gets_its_own_port_and_a_freed_port_is_taken_again(
+    start_operator: Any, kafka_settings: KafkaSettings, kube: client.ApiClient, kube_namespace: str, sessions: sessionmaker[Session]
+) -> None:
+    start_operator(VAP_KUBERNETES__HOST_NETWORK="true", VAP_KUBERNETES__HOST_PORT_FIRST="28300", VAP_KUBERNETES__HOST_PORT_LAST="28301")
+    cluster = Cluster(kube, kube_namespace)
+    scenarios = [uuid.uuid4() for _ in range(3)]
+    produce(kafka_settings, Topic.INIT_SCENARIO, [start(scenario) for scenario in scenarios])
+    no_port = "no free host port in 28300-28301"
+
+    def the_waiting_one() -> uuid.UUID | None:
+        waiting = [s for s in scenarios if (worker(sessions, s) or Worker()).wait_reason == no_port]
+        return waiting[0] if len(waiting) == 1 and len(cluster.pods()) == 2 else None
+
+    waiting = wait_until(the_waiting_one, what="two Pods and one scenario waiting for a host port")
+    ports = {s: host_port_of(cluster.pod(s)) for s in scenarios if s != waiting}
+    assert sorted(ports.values()) == [28300, 28301]
+    body = cluster.vs(waiting)
+    assert body is not None and body["status"]["phase"] == "in_startup_processing"
+    ready = next(c for c in body["status"]["conditions"] if c["type"] == "Ready")
+    assert (ready["reason"], ready["message"]) == ("WaitingForCapacity", no_port)
+
+    # One scenario is shut down: once its Pod is gone, the waiting one gets the port it had.
+    stopped = next(iter(ports))
+    produce(kafka_settings, Topic.INIT_SCENARIO, [shutdown(stopped)])
+    cluster.wait_phase(stopped, "inactive")
+    assert cluster.pod(stopped) is None
+    assert host_port_of(cluster.wait_pod(waiting, timeout_seconds=20)) == ports[stopped]
+    wait_until(lambda: (worker(sessions, waiting) or Worker()).wait_reason is None, what="the wait to end in workers.wait_reason")

@@ -160,9 +160,14 @@ def parse_dockerfile(path: Path) -> list[Stage]:
     """The stages of ``path``, each carrying its parent's USER, ENV, CMD... as Docker does."""
     stages: list[Stage] = []
     by_name: dict[str, Stage] = {}
+    global_args: dict[str, str] = {}  # ARGs before the first FROM, usable in FROM lines (their defaults)
     for keyword, arguments in _instructions(path.read_text()):
+        if keyword == "ARG":
+            if not stages:
+                global_args.update(dict(word.split("=", 1) if "=" in word else (word, "") for word in arguments.split()))
+            continue
         if keyword == "FROM":
-            words = arguments.split()
+            words = re.sub(r"\$\{(\w+)\}", lambda match: global_args[match.group(1)], arguments).split()
             base = words[0]
             name = words[2] if len(words) >= 3 and words[1].upper() == "AS" else None
             parent = by_name.get(base)

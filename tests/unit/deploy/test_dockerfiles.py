@@ -111,3 +111,13 @@ def test_dockerfile_paths_match_their_build_comments() -> None:
         assert f"-f {dockerfile}" in text, (
             f"{dockerfile}: its header should say how to build it from the repository root"
         )
+
+
+@pytest.mark.parametrize("dockerfile", sorted(IMAGES))
+def test_the_base_image_is_a_build_argument_defaulting_to_the_official_python_image(dockerfile: str) -> None:
+    """./dev/images builds on a Debian base of its own (no Docker Hub); people with Docker get python:3.11-slim."""
+    text = (ROOT / dockerfile).read_text()
+    assert re.search(r"^ARG BASE_IMAGE=python:3\.11\.\d+-slim-bookworm$", text, re.MULTILINE), dockerfile
+    froms = re.findall(r"^FROM (\S+)", text, re.MULTILINE)
+    assert froms[0] == "${BASE_IMAGE}", f"{dockerfile}: the first stage does not build on BASE_IMAGE"
+    assert external_bases(parse_dockerfile(ROOT / dockerfile))[0].startswith("python:3.11.")

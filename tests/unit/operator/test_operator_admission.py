@@ -1,4 +1,4 @@
-"""Admission in the kubernetes runtime: which to_deploy messages are acted on, capacity, leases."""
+"""Admission in the kubernetes runtime: which to_deploy messages are acted on, capacity, host ports, leases."""
 
 from __future__ import annotations
 
@@ -20,10 +20,18 @@ from vap_operator.decisions import (
     Transition,
     WorkerState,
     admit_runner,
+    free_host_port,
     judge_deploy,
+    wait_for_host_port,
     waiting_ahead_of,
 )
-from vap_operator.kube.status import live_runner_pods, memory_from_status, queued_scenario, ready_runner_scenarios
+from vap_operator.kube.status import (
+    live_runner_pods,
+    memory_from_status,
+    queued_scenario,
+    ready_runner_scenarios,
+    runner_http_ports,
+)
 from vap_operator.threads import start_periodic_thread
 
 S = ScenarioStatus
@@ -158,6 +166,44 @@ def test_a_videoscenario_waits_in_the_queue_only_while_its_status_says_so() -> N
     assert not queued_scenario({"metadata": {"name": "vs-new"}}).waiting  # not reconciled yet
     assert memory_from_status(body(reason=WAITING_FOR_CAPACITY)["status"]).waiting_message == "waiting for capacity: 2 of 2 runner Pods"
     assert memory_from_status(body(reason="PodCreated")["status"]).waiting_message is None
+
+
+# --- host ports (runner Pods on the node's network) --------------------------------------------------
+
+
+def test_a_runner_pod_gets_the_lowest_host_port_no_runner_pod_has() -> None:
+    assert free_host_port(set(), first=28300, last=28302) == 28300
+    assert free_host_port({28300, 28302}, first=28300, last=28302) == 28301
+    assert free_host_port({9100, 28301}, first=28300, last=28302) == 28300  # ports outside the range do not matter
+
+
+def test_a_host_port_is_taken_again_once_its_pod_is_gone() -> None:
+    used = {28300, 28301, 28302}
+    assert free_host_port(used, first=28300, last=28302) is None
+    assert free_host_port(used - {28301}, first=28300, last=28302) == 28301  # e.g. a crashed Pod's replacement
+
+
+def test_without_a_free_host_port_pod_creation_waits_as_past_the_capacity() -> None:
+    plan = wait_for_host_port(CREATE, first=28300, last=28301, already_waiting=False, poll_seconds=10)
+    assert (plan.action, plan.phase, plan.ready_reason, plan.message, plan.wait_seconds) == (
+        Action.NONE, S.IN_STARTUP_PROCESSING, WAITING_FOR_CAPACITY, "no free host port in 28300-28301", 10
+    )
+    assert plan.events == (Transition("Normal", WAITING_FOR_CAPACITY, plan.message),)
+    assert wait_for_host_port(CREATE, first=28300, last=28301, already_waiting=True, poll_seconds=10).events == ()
+
+
+def test_runner_pods_hold_their_http_port_whatever_their_phase() -> None:
+    def runner(name: str, phase: str | None, port: int, *, port_name: str = "http") -> dict[str, Any]:
+        return {**pod(name, phase), "spec": {"containers": [{"name": "runner", "ports": [{"name": port_name, "containerPort": port}]}]}}
+
+    pods = [
+        runner("p1", "Pending", 28300),
+        runner("p2", None, 28301),  # just created: no status yet
+        runner("done", "Succeeded", 28302),  # kept for its logs
+        runner("other", "Running", 28303, port_name="metrics"),
+        pod("bare", "Running"),  # no spec: not a Pod the operator made
+    ]
+    assert runner_http_ports(pods) == {28300, 28301, 28302}
 
 
 # --- leases ------------------------------------------------------------------------------------------

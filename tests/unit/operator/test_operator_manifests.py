@@ -15,7 +15,14 @@ from vap_common.runner_contract import RUNNER_HTTP_PORT
 from vap_common.settings import KafkaSettings
 from vap_operator.decisions import Crash, DesiredState, Plan, PodPhase, worker_id_for
 from vap_operator.kube import manifests
-from vap_operator.kube.status import from_timestamp, memory_from_status, observe_pod, render_status, to_timestamp
+from vap_operator.kube.status import (
+    from_timestamp,
+    memory_from_status,
+    observe_pod,
+    render_status,
+    runner_http_ports,
+    to_timestamp,
+)
 from vap_operator.settings import KubernetesSettings, OperatorSettings, RunnerSettings
 
 SCENARIO = uuid.UUID("0b5f1c2e-7d4a-4e3b-9a8c-1f2e3d4c5b6a")
@@ -99,6 +106,39 @@ def test_runner_pod_spec() -> None:
     assert env["VAP_HTTP_PORT"] == str(RUNNER_HTTP_PORT)
     # One grace value: the runner plans its drain within the time before the kubelet's SIGKILL.
     assert env["VAP_GRACE_PERIOD_SECONDS"] == "20.0"
+
+
+def test_by_default_a_runner_pod_has_its_own_network_the_runners_port_and_any_node() -> None:
+    body = stored(manifests.videoscenario(command(), max_workers=1, desired=DesiredState.ACTIVE))
+    spec = manifests.runner_pod(body, kubernetes=KubernetesSettings(), runner=RunnerSettings(), kafka=KAFKA)["spec"]
+    assert not {"hostNetwork", "dnsPolicy", "nodeSelector"} & spec.keys()
+    (container,) = spec["containers"]
+    assert container["ports"] == [{"name": "http", "containerPort": RUNNER_HTTP_PORT, "protocol": "TCP"}]
+    assert {"name": "VAP_HTTP_PORT", "value": str(RUNNER_HTTP_PORT)} in container["env"]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+
+
+def test_on_the_nodes_network_a_runner_pod_listens_on_its_own_port_and_is_probed_on_loopback() -> None:
+    kube = KubernetesSettings(host_network=True, probe_host="127.0.0.1")
+    body = stored(manifests.videoscenario(command(), max_workers=1, desired=DesiredState.ACTIVE))
+    pod = manifests.runner_pod(body, kubernetes=kube, runner=RunnerSettings(), kafka=KAFKA, http_port=28301)
+    spec = pod["spec"]
+    assert (spec["hostNetwork"], spec["dnsPolicy"]) == (True, "ClusterFirstWithHostNet")
+    (container,) = spec["containers"]
+    assert container["ports"] == [{"name": "http", "containerPort": 28301, "protocol": "TCP"}]
+    assert {"name": "VAP_HTTP_PORT", "value": "28301"} in container["env"]
+    # By name: the probes follow the port; by host: a node without a pod network reaches its Pods on loopback.
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http", "host": "127.0.0.1"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http", "host": "127.0.0.1"}
+    assert runner_http_ports([pod]) == {28301}  # what the next Pod's port choice reads
+
+
+def test_a_node_selector_places_runner_pods_on_matching_nodes_only() -> None:
+    kube = KubernetesSettings(node_selector={"vap.dev/pool": "gpu"})
+    body = stored(manifests.videoscenario(command(), max_workers=1, desired=DesiredState.ACTIVE))
+    spec = manifests.runner_pod(body, kubernetes=kube, runner=RunnerSettings(), kafka=KAFKA)["spec"]
+    assert spec["nodeSelector"] == {"vap.dev/pool": "gpu"} and "hostNetwork" not in spec
 
 
 def test_a_fractional_stop_grace_is_rounded_up_never_down_to_an_immediate_kill() -> None:
@@ -194,3 +234,25 @@ def test_settings_refuse_a_backoff_longer_than_the_crash_window(monkeypatch: pyt
     monkeypatch.setenv("VAP_RESTART__CRASH_LOOP_WINDOW_SECONDS", "600")
     with pytest.raises(ValidationError, match="backoff_max_seconds"):
         OperatorSettings()
+
+
+def test_settings_read_the_runner_pods_network_and_placement_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    defaults = KubernetesSettings()
+    assert (defaults.host_network, defaults.host_port_first, defaults.host_port_last, defaults.node_selector, defaults.probe_host) == (
+        False, 28300, 28399, {}, None
+    )
+    monkeypatch.setenv("VAP_KUBERNETES__HOST_NETWORK", "true")
+    monkeypatch.setenv("VAP_KUBERNETES__HOST_PORT_FIRST", "30000")
+    monkeypatch.setenv("VAP_KUBERNETES__HOST_PORT_LAST", "30000")  # a range of one port
+    monkeypatch.setenv("VAP_KUBERNETES__NODE_SELECTOR", '{"vap.dev/pool": "gpu"}')
+    monkeypatch.setenv("VAP_KUBERNETES__PROBE_HOST", "127.0.0.1")
+    kube = OperatorSettings().kubernetes
+    assert (kube.host_network, kube.host_port_first, kube.host_port_last, kube.node_selector, kube.probe_host) == (
+        True, 30000, 30000, {"vap.dev/pool": "gpu"}, "127.0.0.1"
+    )
+
+
+@pytest.mark.parametrize(("first", "last"), [(28400, 28399), (80, 28399), (65000, 65536)])
+def test_settings_refuse_host_ports_that_are_not_a_range_of_unprivileged_ports(first: int, last: int) -> None:
+    with pytest.raises(ValidationError, match="host_port_first..host_port_last"):
+        KubernetesSettings(host_port_first=first, host_port_last=last)
