@@ -4,7 +4,9 @@ Started by ./dev/demo after the servers are up and the schema applied. It starts
 relay, the inbox, the operator (orchestrator + local runtime) and the camera under supervisord
 (./dev/services), registers a scenario through the REST API, waits until it is `active`, prints the
 people detected per frame as results arrive through GET /api/v1/prediction/..., shuts the scenario
-down and waits for `inactive`.
+down and waits for `inactive`. With ``--runtime kubernetes`` the platform is instead `helm install`ed
+on the local node (charts/vap/values-local.yaml) and `kubectl get videoscenarios,pods` is shown as
+the scenario moves.
 """
 
 from __future__ import annotations
@@ -12,13 +14,15 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx2
-from platform_stack import ROOT, SupervisedPlatform
+from platform_stack import ROOT, RtspCamera, SupervisedPlatform
 
 MEDIA = ROOT / "media"
 STATE = Path(os.environ.get("VAP_STATE_DIR", ROOT / ".vap"))
@@ -26,6 +30,50 @@ STATE = Path(os.environ.get("VAP_STATE_DIR", ROOT / ".vap"))
 
 def say(message: str) -> None:
     print(f"==> {message}", flush=True)
+
+
+@dataclass
+class NodePlatform:
+    """The chart installed on the local node (./dev/infra up), and the RTSP camera on loopback (the
+    node's Pods use the host's network)."""
+
+    camera: RtspCamera
+    namespace: str = "vap-demo"
+    api_url: str = "http://127.0.0.1:28000"  # api.port of values-local.yaml
+    log_dir: str = "kubectl -n vap-demo logs deploy/<name>"
+
+    @property
+    def camera_url(self) -> str:
+        return self.camera.url
+
+    def start_all(self) -> None:
+        self.camera.start()
+        chart = ROOT / "charts" / "vap"
+        run(["helm", "upgrade", "--install", "vap", str(chart), "-n", self.namespace, "--create-namespace", "-f", str(chart / "values-local.yaml"),
+             "--set", f"database.url={os.environ['VAP_DATABASE__URL']}", "--wait", "--timeout", "5m"])  # fmt: skip
+        for deployment in ("api", "relay", "inbox", "operator"):
+            run(["kubectl", "-n", self.namespace, "rollout", "status", f"deployment/vap-{deployment}", "--timeout=180s"])
+
+    def check_alive(self) -> None:
+        if self.camera.process is None or self.camera.process.poll() is not None:
+            raise SystemExit("the RTSP camera exited")
+
+    def show(self) -> None:
+        run(["kubectl", "-n", self.namespace, "get", "videoscenarios,pods"])
+
+    def stop_all(self) -> None:
+        run(["helm", "uninstall", "vap", "-n", self.namespace, "--wait"])
+        self.camera.stop()
+
+
+def run(command: list[str]) -> None:
+    """Run a command with its output indented under the step that runs it."""
+    print(f"    $ {' '.join(command[:6])}{' ...' if len(command) > 6 else ''}", flush=True)
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    for line in (result.stdout + result.stderr).splitlines():
+        print(f"      {line}", flush=True)
+    if result.returncode != 0:
+        raise SystemExit(f"{command[0]} {command[1]} failed ({result.returncode})")
 
 
 def wait_for_status(client: httpx2.Client, scenario: str, wanted: set[str], timeout_seconds: float, check: Callable[[], None]) -> str:
@@ -80,16 +128,24 @@ def main() -> int:
     parser.add_argument("--video", type=Path, default=MEDIA / "one-by-one-person-detection.mp4")
     parser.add_argument("--api-port", type=int, default=int(os.environ.get("VAP_DEMO_API_PORT", "8000")))
     parser.add_argument("--camera-port", type=int, default=int(os.environ.get("VAP_DEMO_CAMERA_PORT", "8554")))
+    parser.add_argument("--runtime", choices=("local", "kubernetes"), default="local", help="kubernetes: helm install on the local node")
     args = parser.parse_args()
 
-    stack = SupervisedPlatform(
-        state_dir=STATE,
-        api_port=args.api_port,
-        environment={"VAP_ALLOW_FILE_URLS": "true", "VAP_RUNNER__MAX_WORKERS": "2", "VAP_RUNNER__TARGET_FPS": "5"},
-        camera=args.video,
-        camera_port=args.camera_port,
-    )
-    say(f"starting api, relay, inbox, operator (local runtime) and the RTSP camera ({args.video.name}) under supervisord")
+    stack: SupervisedPlatform | NodePlatform
+    show: Callable[[], None] = lambda: None  # noqa: E731
+    if args.runtime == "kubernetes":
+        stack = NodePlatform(RtspCamera(args.video, port=args.camera_port))
+        show = stack.show
+        say(f"helm install of charts/vap on the local node (values-local.yaml) and the RTSP camera ({args.video.name})")
+    else:
+        stack = SupervisedPlatform(
+            state_dir=STATE,
+            api_port=args.api_port,
+            environment={"VAP_ALLOW_FILE_URLS": "true", "VAP_RUNNER__MAX_WORKERS": "2", "VAP_RUNNER__TARGET_FPS": "5"},
+            camera=args.video,
+            camera_port=args.camera_port,
+        )
+        say(f"starting api, relay, inbox, operator (local runtime) and the RTSP camera ({args.video.name}) under supervisord")
     try:
         stack.start_all()
         with httpx2.Client(base_url=stack.api_url, timeout=10) as client:
@@ -100,12 +156,19 @@ def main() -> int:
             print(f"    scenario_uuid {scenario}", flush=True)
             say("waiting for the scenario to become active")
             wait_for_status(client, scenario, {"active"}, 120, stack.check_alive)
+            show()
             say(f"detections as they arrive (GET /api/v1/prediction/{scenario})")
             follow_predictions(client, scenario, args.seconds, stack.check_alive)
             say(f"POST /api/v1/scenario/{scenario}/shutdown")
             client.post(f"/api/v1/scenario/{scenario}/shutdown").raise_for_status()
             wait_for_status(client, scenario, {"inactive"}, 120, stack.check_alive)
+            show()
         say(f"Swagger UI: {stack.api_url}/docs" + ("" if args.keep else " (run ./dev/demo --keep to leave it up)"))
+        if args.keep and isinstance(stack, NodePlatform):
+            say(f"--keep: the release stays installed (API at {stack.api_url}); the camera stops with this process")
+            print(f"    kubectl -n {stack.namespace} get videoscenarios,pods; helm uninstall vap -n {stack.namespace} removes it", flush=True)
+            stack.camera.stop()
+            return 0
         if args.keep:
             say(f"--keep: API at {stack.api_url} and the camera at {stack.camera_url} stay up under supervisord")
             print("    ./dev/services status | logs [name] | restart <name> | down  (./dev/infra down stops them too)", flush=True)

@@ -165,7 +165,8 @@ def kube_namespace(kubeconfig: str) -> Iterator[str]:
 
     Pods are admitted once the namespace's `default` ServiceAccount exists (ServiceAccount admission),
     so the fixture waits for it. After the test no operator is left to remove its finalizer from the
-    VideoScenarios, so the fixture does, or the namespace would stay Terminating for ever.
+    VideoScenarios, so the fixture does, or the namespace would stay Terminating for ever: a fixture
+    that runs an operator in the namespace must ask for this one first (so that it stops before).
     """
     name = create_namespace(kubeconfig, _unique("t-"))
     yield name

@@ -15,7 +15,7 @@ CONTROLLER_MANAGER_PORT=${VAP_CONTROLLER_MANAGER_PORT:-10257}
 NODE_COMPONENTS=(kubelet kube-scheduler kube-controller-manager)
 # Paths containerd, its shims, runc and the kubelet use whatever their flags say: cleaned on `down`.
 NODE_HOST_PATHS=(/run/containerd/s /run/containerd/fifo /run/containerd/runc /var/lib/kubelet/device-plugins
-  /var/lib/kubelet/pods /var/log/containers /var/log/pods /var/lib/cni /etc/cni/net.d/cni.lock)
+  /var/log/containers /var/lib/cni /etc/cni/net.d/cni.lock)
 NODE_PACKAGES=(containerd runc containernetworking-plugins mmdebstrap buildah uidmap fuse-overlayfs)
 
 node_binary() {
@@ -156,6 +156,7 @@ node_stop() {
   local mount
   while read -r mount; do umount -l "$mount" 2>/dev/null || true; done < <(awk -v dir="$NODE_DIR" 'index($2, dir) == 1 || index($2, "/run/containerd") == 1 { print $2 }' /proc/mounts | sort -r)
   rm -rf "$NODE_DIR/containerd/state" "${NODE_HOST_PATHS[@]}"
+  rmdir /run/containerd 2>/dev/null || true
 }
 
 node_status() {

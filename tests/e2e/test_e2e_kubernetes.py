@@ -29,8 +29,9 @@ def cluster(kubeconfig: str, kube_namespace: str) -> Iterator[Cluster]:
 
 
 @pytest.fixture
-def kube_platform(make_platform: Callable[..., PlatformStack], kubeconfig: str, kube_namespace: str, videoscenario_crd: str) -> PlatformStack:
-    """API, relay, inbox and the operator with VAP_RUNTIME=kubernetes in the test's namespace."""
+def kube_platform(kube_namespace: str, videoscenario_crd: str, kubeconfig: str, make_platform: Callable[..., PlatformStack]) -> PlatformStack:
+    """API, relay, inbox and the operator with VAP_RUNTIME=kubernetes in the test's namespace. The
+    namespace comes first, so that it is deleted after the operator stopped (see kube_namespace)."""
     return make_platform(
         VAP_RUNTIME="kubernetes",
         KUBECONFIG=kubeconfig,
