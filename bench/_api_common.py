@@ -174,12 +174,12 @@ def wait_for(predicate: Any, *, timeout_seconds: float, what: str, interval_seco
         time.sleep(interval_seconds)
 
 
-def record(section: str, figures: dict[str, Any]) -> None:
-    """Merge ``figures`` under ``section`` into bench/results/api.json and print them."""
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+def record(section: str, figures: dict[str, Any], *, results: Path = RESULTS) -> None:
+    """Merge ``figures`` under ``section`` into ``results`` (bench/results/api.json) and print them."""
+    results.parent.mkdir(parents=True, exist_ok=True)
+    data = json.loads(results.read_text()) if results.exists() else {}
     data[section] = {**figures, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cpus": os.cpu_count(), "load_average_1m": os.getloadavg()[0]}
-    RESULTS.write_text(json.dumps(data, indent=2) + "\n")
+    results.write_text(json.dumps(data, indent=2) + "\n")
     print(json.dumps({section: data[section]}, indent=2))
 
 

@@ -15,19 +15,16 @@ Prints the figures and writes bench/results/node.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import subprocess
 import sys
 import threading
 import time
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from _api_common import Child
+from _api_common import Child, percentile, record
 from kubernetes import client, config, watch
 from operator_bench import (
     KUBECONFIG,
@@ -35,7 +32,6 @@ from operator_bench import (
     database,
     deploy_commands,
     operator_env,
-    percentile,
     produce_burst,
     start_process,
     stop_process,
@@ -214,22 +210,9 @@ def main() -> None:
     print(f"first result stored, p50: node {ratio:.2f}x the local runtime", flush=True)
     sizes = image_sizes()
     print(f"images (MiB in containerd): {sizes}", flush=True)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
-        json.dumps(
-            {
-                "benchmark": "to_deploy -> runner running -> first result stored, real node vs local runtime",
-                "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_average_at_end": os.getloadavg()},
-                "scenarios": args.scenarios,
-                "figures": {"kubernetes": node, "local": local, "node_first_stored_p50_ratio": round(ratio, 2)},
-                "node_memory_mib_at_rest": idle,
-                "image_mib": sizes,
-            },
-            indent=2,
-        )
-    )
-    print(f"written {RESULTS.relative_to(ROOT)}")
+    figures = {"scenarios": args.scenarios, "kubernetes": node, "local": local, "node_first_stored_p50_ratio": round(ratio, 2)}
+    record("start_to_first_result", {**figures, "node_memory_mib_at_rest": idle, "image_mib": sizes}, results=RESULTS)
+    print(f"written {RESULTS.relative_to(ROOT)}", flush=True)
 
 
 if __name__ == "__main__":

@@ -28,18 +28,15 @@ helm_built() { [[ -x $HELM_BIN ]] && [[ $("$HELM_BIN" version --template '{{.Ver
 helm_install() {
   if ! helm_built; then
     command -v go >/dev/null || die "Go toolchain not found (needed once to build helm $HELM_VERSION)"
-    info "building helm $HELM_VERSION from the Go module proxy (cold: about 100 s; log: $LOGS/go-build.log)"
-    local start; start=$(now_ms)
     # Into a scratch GOBIN, then one rename: an interrupted build never leaves a half-written binary.
     local scratch ldflags
     scratch=$(dirname "$HELM_BIN").tmp
     ldflags=$(helm_ldflags) || die "cannot resolve helm $HELM_VERSION from the Go module proxy"
     mkdir -p "$(dirname "$HELM_BIN")"
-    GOBIN=$scratch go install -trimpath -ldflags "$ldflags" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" >>"$LOGS/go-build.log" 2>&1 \
-      || die "building helm failed (log: $LOGS/go-build.log)"
+    with_progress "building helm $HELM_VERSION from the Go module proxy (cold: about 2 min)" "$LOGS/go-build.log" \
+      env GOBIN="$scratch" go install -trimpath -ldflags "$ldflags" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
     mv "$scratch/helm" "$HELM_BIN" && rmdir "$scratch"
     helm_built || die "$HELM_BIN does not report version $HELM_VERSION"
-    info "built helm in $(seconds_since "$start")s"
   fi
   if [[ -d $VENV/bin && $(readlink "$VENV/bin/helm" 2>/dev/null) != "$HELM_BIN" ]]; then
     ln -sfn "$HELM_BIN" "$VENV/bin/helm"
