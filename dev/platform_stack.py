@@ -34,16 +34,29 @@ SERVICES = {
 
 
 _HANDED_OUT: set[int] = set()
+# Processes that pick ports side by side (the test suite's workers) each take ports from their own
+# blocks, so that two of them are never handed the same port: (this process's share, shares).
+_PORT_BLOCK = 64
+_port_share = (0, 1)
+
+
+def share_ports(index: int, count: int) -> None:
+    """From now on hand out only ports of share ``index`` of ``count`` (blocks of 64 ports each)."""
+    global _port_share
+    if not 0 <= index < count:
+        raise ValueError(f"port share {index} of {count}")
+    _port_share = (index, count)
 
 
 def free_port() -> int:
     """A loopback port free now, and never one this process was given before: the kernel may hand a
     just-closed port out again at once, and a server given one port for two listeners fails to start."""
+    index, count = _port_share
     while True:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = int(sock.getsockname()[1])
-        if port not in _HANDED_OUT:
+        if port not in _HANDED_OUT and (port // _PORT_BLOCK) % count == index:
             _HANDED_OUT.add(port)
             return port
 

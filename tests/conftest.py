@@ -28,16 +28,31 @@ ROOT = Path(__file__).resolve().parent.parent
 MEDIA = ROOT / "media"
 # dev/platform_stack.py (the platform's processes, the RTSP test camera) is shared with the demo.
 sys.path.insert(0, str(ROOT / "dev"))
-from platform_stack import RtspCamera, free_port  # noqa: E402
+from platform_stack import RtspCamera, free_port, share_ports  # noqa: E402
 
 FAILED = pytest.StashKey[bool]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """./dev/test spreads the suite over pytest-xdist workers, which pick loopback ports side by side:
+    each takes ports from its own share (dev/platform_stack.py free_port)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker:
+        share_ports(int(worker.removeprefix("gw")), int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+
+
+# Tests that use the node's fixed host ports (values-local.yaml) run one after another, on one
+# pytest-xdist worker (--dist loadgroup).
+NODE_TESTS = ("integration/node/", "e2e/test_e2e_node.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark tests by folder: tests/unit -> unit, tests/integration and tests/e2e -> integration."""
     for item in items:
-        parts = Path(str(item.fspath)).relative_to(ROOT / "tests").parts
-        item.add_marker(pytest.mark.unit if parts[0] == "unit" else pytest.mark.integration)
+        path = Path(str(item.fspath)).relative_to(ROOT / "tests")
+        item.add_marker(pytest.mark.unit if path.parts[0] == "unit" else pytest.mark.integration)
+        if path.as_posix().startswith(NODE_TESTS):
+            item.add_marker(pytest.mark.xdist_group("node"))
 
 
 @pytest.hookimpl(wrapper=True)
@@ -50,6 +65,20 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if report.failed:
         item.stash[FAILED] = True
     return report
+
+
+# A test's figures (the fault tests' recovery times): user properties of its report, which pytest-xdist's
+# workers send back to the process that prints the summary.
+FIGURE = "figure"
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    reports = [report for outcome in ("passed", "failed") for report in terminalreporter.stats.get(outcome, [])]
+    lines = [value for report in reports if report.when == "call" for name, value in report.user_properties if name == FIGURE]
+    if lines:
+        terminalreporter.section("figures")
+        for line in lines:
+            terminalreporter.write_line(line)
 
 
 def has_failed(request: pytest.FixtureRequest) -> bool:

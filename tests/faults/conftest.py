@@ -19,7 +19,7 @@ import pytest
 from platform_stack import SupervisedPlatform
 from sqlalchemy import text
 
-from tests.conftest import has_failed
+from tests.conftest import FIGURE, has_failed
 from tests.e2e.e2e_support import CAR_VIDEO, Api, platform_settings
 from tests.faults.harness import FaultPlatform, dump_logs
 from tests.faults.servers import KafkaBroker, KafkaCluster, PostgresCluster
@@ -32,31 +32,16 @@ SCHEMA = "faults"
 SESSION_TIMEOUT_SECONDS = 6
 STALL_TIMEOUT_SECONDS = 15
 
-FIGURES = pytest.StashKey[list[str]]()
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.stash[FIGURES] = []
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
-    lines = config.stash.get(FIGURES, [])
-    if lines:
-        terminalreporter.section("fault figures")
-        for line in lines:
-            terminalreporter.write_line(line)
-
-
 Report = Callable[[str], None]
 
 
 @pytest.fixture
 def report(request: pytest.FixtureRequest) -> Report:
-    """Print a figures line now and again in the session's summary."""
+    """Print a figures line now, and again in the session's summary (tests/conftest.py)."""
 
     def emit(line: str) -> None:
         print(line)
-        request.config.stash[FIGURES].append(line)
+        request.node.user_properties.append((FIGURE, line))
 
     return emit
 

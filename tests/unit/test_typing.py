@@ -1,4 +1,4 @@
-"""The typed core (lifecycle, contracts, Kafka/DB helpers, ...) passes `mypy --strict` (files in pyproject.toml)."""
+"""Every package (common, api, operator, runner) passes `mypy --strict` (the settings in pyproject.toml)."""
 
 from __future__ import annotations
 

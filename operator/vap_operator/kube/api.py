@@ -8,10 +8,11 @@ answers here, not errors: every caller is idempotent.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
+from urllib3 import HTTPResponse
 
 from vap_operator.kube.crd import GROUP, PLURAL, VERSION
 
@@ -19,14 +20,16 @@ MERGE_PATCH = "application/merge-patch+json"
 FIELD_MANAGER = "vap-operator"
 
 Body = dict[str, Any]
+# The generated client is typed for its model classes but sends plain dicts as they are, and with
+# _preload_content=False returns the HTTP response: the casts below say so to the type checker.
 
 
 def load_config() -> None:
     """In-cluster credentials when running in a Pod, else the kubeconfig ($KUBECONFIG)."""
     try:
-        config.load_incluster_config()
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
     except config.ConfigException:
-        config.load_kube_config()
+        config.load_kube_config()  # type: ignore[no-untyped-call]
 
 
 class KubeApi:
@@ -59,8 +62,8 @@ class KubeApi:
 
     def list_videoscenarios(self, *, from_cache: bool = False) -> list[Body]:
         """Every VideoScenario; ``from_cache``: the API server's watch cache (cheap, may lag a moment)."""
-        options = {"resource_version": "0"} if from_cache else {}
-        return list(_raw(self._custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, **options))["items"])
+        listed = self._custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, resource_version="0" if from_cache else None)
+        return list(_raw(listed)["items"])
 
     def patch_videoscenario(self, name: str, patch: Body) -> Body | None:
         """Merge-patch the object (spec/metadata); None when it does not exist."""
@@ -104,16 +107,16 @@ class KubeApi:
             if error.status == 404:
                 return None
             raise
-        return dict(json.loads(response.data))
+        return dict(json.loads(cast(HTTPResponse, response).data))
 
     def list_pods(self, label_selector: str) -> list[Body]:
         response = self._core.list_namespaced_pod(self.namespace, label_selector=label_selector, _preload_content=False)
-        return list(json.loads(response.data)["items"])
+        return list(json.loads(cast(HTTPResponse, response).data)["items"])
 
     def create_pod(self, body: Body) -> bool:
         """Create; False when a Pod of that name exists already."""
         try:
-            self._core.create_namespaced_pod(self.namespace, body, field_manager=FIELD_MANAGER)
+            self._core.create_namespaced_pod(self.namespace, cast(client.V1Pod, body), field_manager=FIELD_MANAGER)
         except ApiException as error:
             if error.status == 409:
                 return False
@@ -126,7 +129,7 @@ class KubeApi:
         if grace_period_seconds is not None:
             options["gracePeriodSeconds"] = grace_period_seconds
         try:
-            self._core.delete_namespaced_pod(name, self.namespace, body=options)
+            self._core.delete_namespaced_pod(name, self.namespace, body=cast(client.V1DeleteOptions, options))
         except ApiException as error:
             if error.status in (404, 409):
                 return False
@@ -138,7 +141,7 @@ class KubeApi:
     def apply_secret(self, body: Body) -> None:
         """Create the Secret, or replace its data and owner when it exists (same name, same purpose)."""
         try:
-            self._core.create_namespaced_secret(self.namespace, body, field_manager=FIELD_MANAGER)
+            self._core.create_namespaced_secret(self.namespace, cast(client.V1Secret, body), field_manager=FIELD_MANAGER)
         except ApiException as error:
             if error.status != 409:
                 raise
@@ -166,4 +169,4 @@ def _raw(result: object) -> Body:
     """The custom-objects API returns plain dicts already; keep the type honest."""
     if isinstance(result, dict):
         return result
-    return dict(client.ApiClient().sanitize_for_serialization(result))
+    return dict(client.ApiClient().sanitize_for_serialization(result))  # type: ignore[no-untyped-call]

@@ -51,7 +51,7 @@ from vap_operator.decisions import (
 )
 from vap_operator.kube import manifests
 from vap_operator.kube.api import KubeApi
-from vap_operator.kube.crd import GROUP, PLURAL, VERSION
+from vap_operator.kube.crd import GROUP, KIND, PLURAL, VERSION
 from vap_operator.kube.status import (
     live_runner_pods,
     memory_from_status,
@@ -245,7 +245,7 @@ def _act(deps: Dependencies, body: kopf.Body, plan: Plan, pod_name: str, *, http
 @kopf.on.event("", "v1", "pods", labels={manifests.LABEL_MANAGED_BY: manifests.MANAGED_BY})
 def mirror_runner_pod(meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None:
     """Copy the current state of a runner Pod into status.runner of the VideoScenario that owns it."""
-    owner = next((ref for ref in meta.get("ownerReferences") or [] if ref.get("kind") == manifests.KIND and ref.get("controller")), None)
+    owner = next((ref for ref in meta.get("ownerReferences") or [] if ref.get("kind") == KIND and ref.get("controller")), None)
     if owner is not None:
         _mirror(deps_of(memo), str(owner["name"]), str(owner["uid"]))
 

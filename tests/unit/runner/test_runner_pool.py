@@ -6,8 +6,9 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from multiprocessing.shared_memory import SharedMemory
 from pathlib import Path
 
 import cv2
@@ -17,6 +18,7 @@ import pytest
 from tests.conftest import MEDIA
 from vap_common.contracts import FrameResult, decode
 from vap_common.lifecycle import FailureReason
+from vap_runner import slots
 from vap_runner.detectors import build_detector, validate_config
 from vap_runner.handoff import Frame
 from vap_runner.metrics import RunnerMetrics
@@ -153,7 +155,17 @@ def test_close_leaves_no_worker_process_behind() -> None:
 
 
 @pytest.fixture(autouse=True)
-def _no_leaked_shared_memory() -> None:
-    before = set(os.listdir("/dev/shm"))
+def _no_leaked_shared_memory(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every frame slot block the test's pool created is unlinked after it. The blocks are recorded as
+    they are created: other test processes have blocks of their own in /dev/shm meanwhile."""
+    created: list[str] = []
+
+    class RecordedSharedMemory(SharedMemory):
+        def __init__(self, name: str | None = None, create: bool = False, size: int = 0) -> None:
+            super().__init__(name=name, create=create, size=size)
+            if create:
+                created.append(self.name)
+
+    monkeypatch.setattr(slots, "SharedMemory", RecordedSharedMemory)
     yield
-    assert not {name for name in set(os.listdir("/dev/shm")) - before if name.startswith("psm_")}, "frame slots not unlinked"
+    assert not [name for name in created if Path("/dev/shm", name).exists()], "frame slots not unlinked"

@@ -7,6 +7,8 @@ Create Date: 2026-11-25
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB, UUID
@@ -19,7 +21,7 @@ depends_on = None
 STATUSES = "'init_startup', 'in_startup_processing', 'active', 'init_shutdown', 'in_shutdown_processing', 'inactive', 'failed'"
 
 
-def _timestamp(name: str, *, default: bool = True) -> sa.Column:
+def _timestamp(name: str, *, default: bool = True) -> sa.Column[datetime]:
     return sa.Column(name, sa.DateTime(timezone=True), server_default=sa.func.now() if default else None, nullable=not default)
 
 
