@@ -76,7 +76,17 @@ def isolated_stack(name: str, *, log_append_time_topics: tuple[str, ...] = (), p
     admin = make_admin(kafka)
     special = [f"{kafka.topic_prefix}{topic}" for topic in log_append_time_topics]
     if special:
-        futures = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1, config={"message.timestamp.type": "LogAppendTime"}) for topic in special])
+        futures = admin.create_topics(
+            [
+                NewTopic(
+                    topic,
+                    num_partitions=partitions,
+                    replication_factor=1,
+                    config={"message.timestamp.type": "LogAppendTime"},
+                )
+                for topic in special
+            ]
+        )
         for future in futures.values():
             future.result(30)
     names = all_topic_names(kafka.topic_prefix)
@@ -94,7 +104,7 @@ def _delete_topics(admin: AdminClient, names: list[str]) -> None:
     for future in admin.delete_topics(names).values():
         try:
             future.result(30)
-        except Exception as error:  # noqa: BLE001 - cleanup is best effort
+        except Exception as error:  # noqa: BLE001
             print(f"warning: could not delete a topic: {error}", file=sys.stderr)
 
 
@@ -104,7 +114,9 @@ class Child:
     def __init__(self, module: str, env: dict[str, str], log_path: Path) -> None:
         self.log_path = log_path
         self._log = log_path.open("wb")
-        self.popen = subprocess.Popen([sys.executable, "-m", module], env=env, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT)
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", module], env=env, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT
+        )
 
     def stop(self) -> None:
         if self.popen.poll() is None:
@@ -123,7 +135,9 @@ class Child:
         self._log.close()
 
 
-def play_cameras(stack: Stack, scenarios: list[uuid.UUID], stop: threading.Event, *, fps: float, linger_ms: int) -> threading.Thread:
+def play_cameras(
+    stack: Stack, scenarios: list[uuid.UUID], stop: threading.Event, *, fps: float, linger_ms: int
+) -> threading.Thread:
     """One thread playing every camera the way a live runner publishes (idempotent, acks=all, its
     linger): each sends a result every 1/fps s, with the capture time as its timestamp."""
 
@@ -139,7 +153,13 @@ def play_cameras(stack: Stack, scenarios: list[uuid.UUID], stop: threading.Event
             if (wait := due - time.monotonic()) > 0:
                 stop.wait(wait)
             for scenario in scenarios:
-                result = FrameResult(scenario_uuid=scenario, run_id=run_id, frame_number=frame, detections=_DETECTIONS, timestamp=datetime.now(UTC))
+                result = FrameResult(
+                    scenario_uuid=scenario,
+                    run_id=run_id,
+                    frame_number=frame,
+                    detections=_DETECTIONS,
+                    timestamp=datetime.now(UTC),
+                )
                 producer.produce(topic, key=str(scenario), value=encode(result))
             producer.poll(0)
             frame += 1
@@ -155,7 +175,11 @@ def warm_up(producer: Producer, topic_prefix: str, scenario_uuid: uuid.UUID) -> 
     nothing, which is a process start, not a delivery latency. A runner gets its id while it opens its
     source. Sends an `active` the inbox ignores (the scenario is active already)."""
     topic = topic_name(Topic.SCENARIO_STATUS, topic_prefix)
-    producer.produce(topic, key=str(scenario_uuid), value=encode(StatusEvent(scenario_uuid=scenario_uuid, status=ScenarioStatus.ACTIVE)))
+    producer.produce(
+        topic,
+        key=str(scenario_uuid),
+        value=encode(StatusEvent(scenario_uuid=scenario_uuid, status=ScenarioStatus.ACTIVE)),
+    )
     if producer.flush(30) != 0:
         raise SystemExit("Kafka did not acknowledge the warm-up message")
 
@@ -178,7 +202,12 @@ def record(section: str, figures: dict[str, Any], *, results: Path = RESULTS) ->
     """Merge ``figures`` under ``section`` into ``results`` (bench/results/api.json) and print them."""
     results.parent.mkdir(parents=True, exist_ok=True)
     data = json.loads(results.read_text()) if results.exists() else {}
-    data[section] = {**figures, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cpus": os.cpu_count(), "load_average_1m": os.getloadavg()[0]}
+    data[section] = {
+        **figures,
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "cpus": os.cpu_count(),
+        "load_average_1m": os.getloadavg()[0],
+    }
     results.write_text(json.dumps(data, indent=2) + "\n")
     print(json.dumps({section: data[section]}, indent=2))
 

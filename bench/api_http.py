@@ -46,7 +46,8 @@ _RESULTS = (
 # wrk prints this JSON line when done (latencies in microseconds).
 _REPORT = """
 done = function(summary, latency, requests)
-  io.write(string.format('{"requests": %d, "duration_us": %d, "errors": %d, "non_2xx": %d, "p50_us": %d, "p99_us": %d, "max_us": %d}\\n',
+  io.write(string.format('{"requests": %d, "duration_us": %d, "errors": %d, "non_2xx": %d, \
+"p50_us": %d, "p99_us": %d, "max_us": %d}\\n',
     summary.requests, summary.duration,
     summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout, summary.errors.status,
     latency:percentile(50), latency:percentile(99), latency.max))
@@ -64,7 +65,10 @@ def _wrk(url: str, script: str, seconds: int) -> dict[str, float]:
         file.write(script + _REPORT)
     result = subprocess.run(
         ["wrk", f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{seconds}s", "--timeout", "10s", "-s", file.name, url],
-        capture_output=True, text=True, timeout=seconds + 60, check=True,
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        check=True,
     )
     Path(file.name).unlink()
     report = json.loads(result.stdout.strip().splitlines()[-1])
@@ -86,22 +90,38 @@ def main() -> None:
         scenario_uuid, file_uuid = uuid.uuid4(), uuid.uuid4()
         detections = json.dumps([{"class": "person", "confidence": 0.9, "bbox": [10.5, 20.0, 110.0, 220.25]}] * 3)
         with engine.begin() as connection:
-            connection.execute(insert(Scenario).values(scenario_uuid=scenario_uuid, camera_url="rtsp://cam.example/s", status="active"))
-            connection.execute(insert(Scenario).values(scenario_uuid=file_uuid, camera_url="file:///media/video.mp4", status="active"))
-            connection.execute(text(_RESULTS), {"u": scenario_uuid, "run": "run-1", "d": detections, "last": FRAMES - 1})
-            connection.execute(text(_RESULTS), {"u": file_uuid, "run": "run-1", "d": detections, "last": FRAMES // 2 - 1})
+            connection.execute(
+                insert(Scenario).values(scenario_uuid=scenario_uuid, camera_url="rtsp://cam.example/s", status="active")
+            )
+            connection.execute(
+                insert(Scenario).values(scenario_uuid=file_uuid, camera_url="file:///media/video.mp4", status="active")
+            )
+            connection.execute(
+                text(_RESULTS), {"u": scenario_uuid, "run": "run-1", "d": detections, "last": FRAMES - 1}
+            )
+            connection.execute(
+                text(_RESULTS), {"u": file_uuid, "run": "run-1", "d": detections, "last": FRAMES // 2 - 1}
+            )
         with engine.begin() as connection:  # the rerun, stored after run 1
             connection.execute(text(_RESULTS), {"u": file_uuid, "run": "run-2", "d": detections, "last": FRAMES - 1})
         with engine.begin() as connection:  # planner statistics now, not whenever autovacuum gets to it during the run
             connection.execute(text("ANALYZE scenario_results"))
         port = free_port()
-        api = Child("vap_api", stack.env(VAP_PORT=str(port), VAP_ACCESS_LOG="false", VAP_DATABASE__POOL_SIZE="10"), Path(logs) / "api.log")
+        api = Child(
+            "vap_api",
+            stack.env(VAP_PORT=str(port), VAP_ACCESS_LOG="false", VAP_DATABASE__POOL_SIZE="10"),
+            Path(logs) / "api.log",
+        )
         base = f"http://127.0.0.1:{port}"
         try:
             wait_for(lambda: api_ready(base), timeout_seconds=60, what="the API")
             prediction_url = f"{base}/api/v1/prediction/{scenario_uuid}"
             # Served once no older transaction of the cluster runs: usually at once.
-            wait_for(lambda: len(httpx2.get(prediction_url, timeout=10).json()["results"]) == 100, timeout_seconds=30, what="100 results served")
+            wait_for(
+                lambda: len(httpx2.get(prediction_url, timeout=10).json()["results"]) == 100,
+                timeout_seconds=30,
+                what="100 results served",
+            )
             cursor_url = f"{prediction_url}?cursor={_cursor_after(prediction_url, FRAMES // 2)}"
             file_url = f"{base}/api/v1/prediction/{file_uuid}"
             file_cursor_url = f"{file_url}?cursor={_cursor_after(file_url, FRAMES // 2)}"
@@ -109,7 +129,11 @@ def main() -> None:
             expected = [("run-2", number) for number in range(FRAMES // 2, FRAMES // 2 + 100)]
             assert [(r["run_id"], r["frame_number"]) for r in file_page] == expected, "each frame of a file once"
             init_url = f"{base}/api/v1/scenario/init"
-            gets = {"get_prediction_100": prediction_url, "get_prediction_100_cursor": cursor_url, "get_prediction_100_file_rerun": file_cursor_url}
+            gets = {
+                "get_prediction_100": prediction_url,
+                "get_prediction_100_cursor": cursor_url,
+                "get_prediction_100_file_rerun": file_cursor_url,
+            }
             for url in gets.values():
                 _wrk(url, "", 2)
             _wrk(init_url, _POST, 2)

@@ -38,15 +38,15 @@ from psycopg2.extras import execute_values
 from sqlalchemy import Engine, insert, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _api_common import Child, Stack, isolated_stack, record, wait_for  # noqa: E402
+from _api_common import Child, Stack, isolated_stack, record, wait_for
 
-from vap_api.inbox.consumer import Inbox, _copy_lines  # noqa: E402
-from vap_common.consuming import ConsumerLoop  # noqa: E402
-from vap_common.contracts import Detection, FrameResult, FrameResultRecord, decode, encode  # noqa: E402
-from vap_common.db import make_engine  # noqa: E402
-from vap_common.kafka import ensure_topics, make_admin, make_consumer, make_producer  # noqa: E402
-from vap_common.schema import Scenario  # noqa: E402
-from vap_common.topics import Topic, all_topic_names, topic_name  # noqa: E402
+from vap_api.inbox.consumer import Inbox, _copy_lines
+from vap_common.consuming import ConsumerLoop
+from vap_common.contracts import Detection, FrameResult, FrameResultRecord, decode, encode
+from vap_common.db import make_engine
+from vap_common.kafka import ensure_topics, make_admin, make_consumer, make_producer
+from vap_common.schema import Scenario
+from vap_common.topics import Topic, all_topic_names, topic_name
 
 SCENARIOS = 20
 FRAMES_PER_SCENARIO = 3000
@@ -57,9 +57,18 @@ COLUMNS = "scenario_uuid, run_id, frame_number, detections, timestamp"
 
 def _results(scenarios: list[uuid.UUID]) -> list[FrameResult]:
     start = datetime(2026, 11, 25, tzinfo=UTC)
-    detections = [Detection(class_name=label, confidence=0.8, bbox=(10.0 * i, 20.0, 110.0, 220.0)) for i, label in enumerate(("person", "car", "person"))]
+    detections = [
+        Detection(class_name=label, confidence=0.8, bbox=(10.0 * i, 20.0, 110.0, 220.0))
+        for i, label in enumerate(("person", "car", "person"))
+    ]
     return [
-        FrameResult(scenario_uuid=scenario_uuid, run_id="run-1", frame_number=number, detections=detections, timestamp=start + timedelta(milliseconds=40 * number))
+        FrameResult(
+            scenario_uuid=scenario_uuid,
+            run_id="run-1",
+            frame_number=number,
+            detections=detections,
+            timestamp=start + timedelta(milliseconds=40 * number),
+        )
         for number in range(FRAMES_PER_SCENARIO)
         for scenario_uuid in scenarios
     ]
@@ -122,7 +131,7 @@ def _group_members(admin: AdminClient, group: str) -> int:
     future = admin.describe_consumer_groups([group])[group]
     try:
         description = future.result(10)
-    except Exception:  # noqa: BLE001 - the group does not exist yet
+    except Exception:  # noqa: BLE001
         return 0
     return sum(1 for member in description.members if member.assignment and member.assignment.topic_partitions)
 
@@ -132,13 +141,20 @@ def main() -> None:
         engine = make_engine(stack.database, pool_size=2)
         scenarios = [uuid.uuid4() for _ in range(SCENARIOS)]
         with engine.begin() as connection:
-            connection.execute(insert(Scenario), [{"scenario_uuid": s, "camera_url": "rtsp://cam.example/s", "status": "active"} for s in scenarios])
+            connection.execute(
+                insert(Scenario),
+                [{"scenario_uuid": s, "camera_url": "rtsp://cam.example/s", "status": "active"} for s in scenarios],
+            )
         results = _results(scenarios)
         values = [encode(result) for result in results]
         records = [decode(FrameResultRecord, value) for value in values]  # what the inbox stores
         total = len(results)
         prefix = stack.kafka.topic_prefix
-        inbox = Inbox(engine=engine, results_topic=topic_name(Topic.RESULTS, prefix), status_topic=topic_name(Topic.SCENARIO_STATUS, prefix))
+        inbox = Inbox(
+            engine=engine,
+            results_topic=topic_name(Topic.RESULTS, prefix),
+            status_topic=topic_name(Topic.SCENARIO_STATUS, prefix),
+        )
         copy_text = "".join(_copy_lines(records))
 
         def raw_copy() -> None:
@@ -153,13 +169,20 @@ def main() -> None:
         def multi_row_values() -> None:
             for start in range(0, total, BATCH):
                 rows = [
-                    (str(r.scenario_uuid), r.run_id, r.frame_number, msgspec.json.encode(r.detections).decode(), r.timestamp)
+                    (
+                        str(r.scenario_uuid),
+                        r.run_id,
+                        r.frame_number,
+                        msgspec.json.encode(r.detections).decode(),
+                        r.timestamp,
+                    )
                     for r in records[start : start + BATCH]
                 ]
                 with engine.begin() as connection, connection.connection.dbapi_connection.cursor() as cursor:  # type: ignore[union-attr]
                     execute_values(
                         cursor,
-                        f"INSERT INTO scenario_results ({COLUMNS}) VALUES %s ON CONFLICT ON CONSTRAINT uq_scenario_results_dedupe DO NOTHING",
+                        f"INSERT INTO scenario_results ({COLUMNS}) VALUES %s "
+                        "ON CONFLICT ON CONSTRAINT uq_scenario_results_dedupe DO NOTHING",
                         rows,
                         template="(%s::uuid, %s, %s, %s::jsonb, %s)",
                         page_size=BATCH,
@@ -197,7 +220,9 @@ def main() -> None:
         thread.join()
         cpu_after = resource.getrusage(resource.RUSAGE_SELF)
         loop.consumer.close()
-        cpu_us_per_result = ((cpu_after.ru_utime + cpu_after.ru_stime) - (cpu_before.ru_utime + cpu_before.ru_stime)) / total * 1e6
+        cpu_us_per_result = (
+            ((cpu_after.ru_utime + cpu_after.ru_stime) - (cpu_before.ru_utime + cpu_before.ru_stime)) / total * 1e6
+        )
 
         # Two inbox processes, joined before the results arrive (a fresh topic prefix's group).
         _emptied(engine)
@@ -209,7 +234,9 @@ def main() -> None:
         try:
             group = f"{fresh.kafka.topic_prefix}vap-api-inbox"
             wait_for(lambda: _group_members(admin, group) == 2, timeout_seconds=60, what="both inbox processes to join")
-            producer_thread = threading.Thread(target=_produce, args=(fresh, topic_name(Topic.RESULTS, fresh.kafka.topic_prefix), results, values))
+            producer_thread = threading.Thread(
+                target=_produce, args=(fresh, topic_name(Topic.RESULTS, fresh.kafka.topic_prefix), results, values)
+            )
             producer_thread.start()
             rates["inbox_2proc"] = _rate_from_first_row(engine, total)
             producer_thread.join()

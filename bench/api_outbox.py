@@ -22,13 +22,13 @@ from pathlib import Path
 from sqlalchemy import event, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _api_common import Child, Stack, isolated_stack, percentile, record, wait_for  # noqa: E402
+from _api_common import Child, Stack, isolated_stack, percentile, record, wait_for
 
-from vap_api.scenarios.service import create_scenario  # noqa: E402
-from vap_common.contracts import DetectorSpec  # noqa: E402
-from vap_common.db import make_engine, make_session_factory  # noqa: E402
-from vap_common.kafka import make_consumer  # noqa: E402
-from vap_common.topics import Topic, topic_name  # noqa: E402
+from vap_api.scenarios.service import create_scenario
+from vap_common.contracts import DetectorSpec
+from vap_common.db import make_engine, make_session_factory
+from vap_common.kafka import make_consumer
+from vap_common.topics import Topic, topic_name
 
 SCENARIOS = 1000
 WARM_UP = 20
@@ -39,7 +39,9 @@ def _create(factory, commits: list[float], count: int) -> dict[str, float]:  # t
     committed: dict[str, float] = {}
     for index in range(count):
         with factory() as session:
-            created = create_scenario(session=session, camera_url=f"rtsp://cam{index}.example/stream", detector=DetectorSpec())
+            created = create_scenario(
+                session=session, camera_url=f"rtsp://cam{index}.example/stream", detector=DetectorSpec()
+            )
         committed[str(created.scenario_uuid)] = commits[-1]
     return committed
 
@@ -64,11 +66,16 @@ def _read_acks(stack: Stack, expected: set[str], timeout_seconds: float = 120.0)
 
 def _unpublished(engine) -> int:  # type: ignore[no-untyped-def]
     with engine.connect() as connection:
-        return int(connection.execute(text("SELECT count(*) FROM outbox_scenario WHERE published_at IS NULL")).scalar_one())
+        return int(
+            connection.execute(text("SELECT count(*) FROM outbox_scenario WHERE published_at IS NULL")).scalar_one()
+        )
 
 
 def main() -> None:
-    with isolated_stack("outbox", log_append_time_topics=(Topic.INIT_SCENARIO.value,)) as stack, tempfile.TemporaryDirectory() as logs:
+    with (
+        isolated_stack("outbox", log_append_time_topics=(Topic.INIT_SCENARIO.value,)) as stack,
+        tempfile.TemporaryDirectory() as logs,
+    ):
         engine = make_engine(stack.database, pool_size=2)
         commits: list[float] = []
         event.listen(engine, "commit", lambda _connection: commits.append(time.time()))  # just before COMMIT is sent

@@ -58,17 +58,25 @@ FOLLOWED = 5
 def summary(values: list[float]) -> dict[str, float]:
     if not values:
         return {"count": 0}
-    return {"count": len(values), "p50_ms": round(percentile(values, 0.5) * 1000, 1), "p99_ms": round(percentile(values, 0.99) * 1000, 1)}
+    return {
+        "count": len(values),
+        "p50_ms": round(percentile(values, 0.5) * 1000, 1),
+        "p99_ms": round(percentile(values, 0.99) * 1000, 1),
+    }
 
 
 def stored_latencies(stack: Stack, stop: threading.Event, out: list[float]) -> threading.Thread:
     def poll() -> None:
         engine = make_engine(stack.database, pool_size=1)
         with engine.connect() as connection:
-            last = connection.execute(text("SELECT coalesce(max(id), 0) FROM scenario_results")).scalar_one()  # earlier levels' rows
+            last = connection.execute(
+                text("SELECT coalesce(max(id), 0) FROM scenario_results")
+            ).scalar_one()  # earlier levels' rows
             connection.commit()
             while not stop.is_set():
-                rows = connection.execute(text("SELECT id, timestamp FROM scenario_results WHERE id > :last ORDER BY id"), {"last": last}).all()
+                rows = connection.execute(
+                    text("SELECT id, timestamp FROM scenario_results WHERE id > :last ORDER BY id"), {"last": last}
+                ).all()
                 connection.commit()
                 now = datetime.now(UTC)
                 for row in rows:
@@ -82,16 +90,23 @@ def stored_latencies(stack: Stack, stop: threading.Event, out: list[float]) -> t
     return thread
 
 
-def visible_latencies(api_url: str, scenarios: list[uuid.UUID], stop: threading.Event, out: list[float]) -> threading.Thread:
+def visible_latencies(
+    api_url: str, scenarios: list[uuid.UUID], stop: threading.Event, out: list[float]
+) -> threading.Thread:
     def poll() -> None:
         cursors: dict[uuid.UUID, str | None] = dict.fromkeys(scenarios)
         with httpx2.Client(base_url=api_url, timeout=10) as client:
             while not stop.is_set():
                 for scenario in scenarios:
-                    params: dict[str, Any] = {"limit": 1000} | ({"cursor": cursor} if (cursor := cursors[scenario]) else {})
+                    params: dict[str, Any] = {"limit": 1000} | (
+                        {"cursor": cursor} if (cursor := cursors[scenario]) else {}
+                    )
                     body = client.get(f"/api/v1/prediction/{scenario}", params=params).json()
                     now = datetime.now(UTC)
-                    out.extend((now - datetime.fromisoformat(result["timestamp"])).total_seconds() for result in body["results"])
+                    out.extend(
+                        (now - datetime.fromisoformat(result["timestamp"])).total_seconds()
+                        for result in body["results"]
+                    )
                     cursors[scenario] = body["next_cursor"]
                 stop.wait(0.1)
 
@@ -102,8 +117,12 @@ def visible_latencies(api_url: str, scenarios: list[uuid.UUID], stop: threading.
 
 def bare_latency(stack: Stack, *, linger_ms: int, count: int = 200) -> dict[str, float]:
     """produce -> consume on this broker, no inbox, no database: one message every 10 ms."""
-    topic = topic_name(Topic.SCENARIO_STATUS, stack.kafka.topic_prefix)  # its values are not results: the inbox only dead-letters them
-    consumer = make_consumer(stack.kafka, group_id=f"bench-bare-{uuid.uuid4().hex[:6]}", **{"auto.offset.reset": "latest"})
+    topic = topic_name(
+        Topic.SCENARIO_STATUS, stack.kafka.topic_prefix
+    )  # its values are not results: the inbox only dead-letters them
+    consumer = make_consumer(
+        stack.kafka, group_id=f"bench-bare-{uuid.uuid4().hex[:6]}", **{"auto.offset.reset": "latest"}
+    )
     consumer.subscribe([topic])
     deadline = time.monotonic() + 30
     while not consumer.assignment() and time.monotonic() < deadline:
@@ -134,7 +153,10 @@ def level(stack: Stack, api_url: str, count: int) -> dict[str, Any]:
     engine = make_engine(stack.database, pool_size=1)
     scenarios = [uuid.uuid4() for _ in range(count)]
     with engine.begin() as connection:
-        connection.execute(insert(Scenario), [{"scenario_uuid": s, "camera_url": "rtsp://bench/cam", "status": "active"} for s in scenarios])
+        connection.execute(
+            insert(Scenario),
+            [{"scenario_uuid": s, "camera_url": "rtsp://bench/cam", "status": "active"} for s in scenarios],
+        )
     engine.dispose()
     stop = threading.Event()
     stored: list[float] = []

@@ -31,14 +31,14 @@ from sqlalchemy import Engine, insert, text
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "bench"), str(ROOT / "dev"), str(ROOT)]
-from _api_common import Child, Stack, isolated_stack, play_cameras, record, wait_for  # noqa: E402
+from _api_common import Child, Stack, isolated_stack, play_cameras, record, wait_for
 
-from tests.faults.servers import KafkaBroker  # noqa: E402
-from vap_common.db import make_engine  # noqa: E402
-from vap_common.kafka import make_producer  # noqa: E402
-from vap_common.schema import Scenario  # noqa: E402
-from vap_common.topics import Topic, topic_name  # noqa: E402
-from vap_runner.settings import RunnerSettings  # noqa: E402
+from tests.faults.servers import KafkaBroker
+from vap_common.db import make_engine
+from vap_common.kafka import make_producer
+from vap_common.schema import Scenario
+from vap_common.topics import Topic, topic_name
+from vap_runner.settings import RunnerSettings
 
 ROUNDS = 3
 SCENARIOS = 20
@@ -54,7 +54,12 @@ def _max_id(engine: Engine) -> int:
 
 def _stored_after(engine: Engine, after_id: int, *, timeout_seconds: float = 180.0) -> float:
     """When (monotonic) a row past ``after_id`` is stored; polled every 10 ms."""
-    wait_for(lambda: _max_id(engine) > after_id, timeout_seconds=timeout_seconds, what=f"a result stored past id {after_id}", interval_seconds=0.01)
+    wait_for(
+        lambda: _max_id(engine) > after_id,
+        timeout_seconds=timeout_seconds,
+        what=f"a result stored past id {after_id}",
+        interval_seconds=0.01,
+    )
     return time.monotonic()
 
 
@@ -66,7 +71,10 @@ class Round:
         self.engine = make_engine(stack.database, pool_size=1)
         scenarios = [uuid.uuid4() for _ in range(SCENARIOS)]
         with self.engine.begin() as connection:
-            connection.execute(insert(Scenario), [{"scenario_uuid": s, "camera_url": "rtsp://bench/cam", "status": "active"} for s in scenarios])
+            connection.execute(
+                insert(Scenario),
+                [{"scenario_uuid": s, "camera_url": "rtsp://bench/cam", "status": "active"} for s in scenarios],
+            )
         self.stop = threading.Event()
         self.cameras = play_cameras(stack, scenarios, self.stop, fps=FPS, linger_ms=LINGER_MS)
         self.inbox = self.start_inbox("inbox-first")
@@ -105,7 +113,11 @@ def _acknowledged(stack: Stack, *, timeout_seconds: float = 60.0) -> float:
     """When (monotonic) an acks=all produce to the broker is acknowledged."""
     producer = make_producer(stack.kafka, **{"message.timeout.ms": int(timeout_seconds * 1000)})
     done: list[bool] = []
-    producer.produce(topic_name(Topic.RESULTS, stack.kafka.topic_prefix) + ".dlq", value=b"probe", on_delivery=lambda error, _: done.append(error is None))
+    producer.produce(
+        topic_name(Topic.RESULTS, stack.kafka.topic_prefix) + ".dlq",
+        value=b"probe",
+        on_delivery=lambda error, _: done.append(error is None),
+    )
     producer.flush(timeout_seconds)
     if done != [True]:
         raise SystemExit("the restarted broker did not acknowledge a produce")
@@ -161,7 +173,11 @@ def main() -> None:
             for kind, rounds in failovers.items():
                 seconds = inbox_failover(logs, static=kind == "static")
                 rounds.append(round(seconds, 2))
-                print(f"inbox failover {index + 1} ({kind} membership): first result stored {seconds:.2f} s after the kill", flush=True)
+                print(
+                    f"inbox failover {index + 1} ({kind} membership): "
+                    f"first result stored {seconds:.2f} s after the kill",
+                    flush=True,
+                )
         restarts = broker_restarts(logs)
     figures: dict[str, Any] = {
         "load": f"{SCENARIOS} cameras x {FPS:g} fps",

@@ -41,13 +41,13 @@ from operator_bench import (
 from sqlalchemy import insert, text
 
 sys.path.insert(0, str(ROOT / "dev"))
-from platform_stack import RtspCamera  # noqa: E402
+from platform_stack import RtspCamera
 
-from vap_common.contracts import DeployCommand  # noqa: E402
-from vap_common.db import make_engine  # noqa: E402
-from vap_common.schema import Scenario  # noqa: E402
-from vap_common.settings import DatabaseSettings  # noqa: E402
-from vap_operator.kube.manifests import LABEL_SCENARIO, RUNNER_SELECTOR  # noqa: E402
+from vap_common.contracts import DeployCommand
+from vap_common.db import make_engine
+from vap_common.schema import Scenario
+from vap_common.settings import DatabaseSettings
+from vap_operator.kube.manifests import LABEL_SCENARIO, RUNNER_SELECTOR
 
 RESULTS = ROOT / "bench" / "results" / "node.json"
 CHART = ROOT / "charts" / "vap"
@@ -61,7 +61,10 @@ def accepted(db: DatabaseSettings, commands: list[DeployCommand]) -> list[Deploy
     engine = make_engine(db, pool_size=1)
     try:
         with engine.begin() as connection:
-            rows = [{"scenario_uuid": c.scenario_uuid, "camera_url": c.camera_url, "status": "in_startup_processing"} for c in commands]
+            rows = [
+                {"scenario_uuid": c.scenario_uuid, "camera_url": c.camera_url, "status": "in_startup_processing"}
+                for c in commands
+            ]
             connection.execute(insert(Scenario), rows)
     finally:
         engine.dispose()
@@ -90,7 +93,11 @@ def first_results(db: DatabaseSettings, scenarios: set[uuid.UUID], timeout_secon
 
 def milliseconds(sent: dict[uuid.UUID, float], at: dict[uuid.UUID, float]) -> dict[str, float]:
     latencies = [(at[scenario] - sent[scenario]) * 1000 for scenario in sent]
-    return {"p50_ms": round(percentile(latencies, 0.5)), "p99_ms": round(percentile(latencies, 0.99)), "max_ms": round(max(latencies))}
+    return {
+        "p50_ms": round(percentile(latencies, 0.5)),
+        "p99_ms": round(percentile(latencies, 0.99)),
+        "max_ms": round(max(latencies)),
+    }
 
 
 def helm(*args: str) -> None:
@@ -101,19 +108,37 @@ def bench_node(count: int, camera: RtspCamera) -> dict[str, Any]:
     namespace = f"bench-node-{uuid.uuid4().hex[:8]}"
     core = client.CoreV1Api(config.new_client_from_config(config_file=KUBECONFIG))
     with database() as db, topics() as kafka:
-        helm("install", "vap", str(CHART), "-n", namespace, "--create-namespace", "-f", str(CHART / "values-local.yaml"),
-             "--set", f"database.url={db.url}", "--set", f"database.schemaName={db.schema_name}", "--set", f"kafka.topicPrefix={kafka.topic_prefix}",
+        helm("install", "vap", str(CHART), "-n", namespace, "--create-namespace",
+             "-f", str(CHART / "values-local.yaml"),
+             "--set", f"database.url={db.url}", "--set", f"database.schemaName={db.schema_name}",
+             "--set", f"kafka.topicPrefix={kafka.topic_prefix}",
              "--set", "runner.resources.requests.cpu=10m", "--wait", "--timeout", "5m")  # fmt: skip
         try:
             for name in ("api", "relay", "inbox", "operator"):
-                subprocess.run(["kubectl", "--kubeconfig", KUBECONFIG, "-n", namespace, "rollout", "status", f"deployment/vap-{name}", "--timeout=180s"], check=True, capture_output=True)
+                subprocess.run(
+                    [
+                        "kubectl",
+                        "--kubeconfig",
+                        KUBECONFIG,
+                        "-n",
+                        namespace,
+                        "rollout",
+                        "status",
+                        f"deployment/vap-{name}",
+                        "--timeout=180s",
+                    ],
+                    check=True,
+                    capture_output=True,
+                )
             wait_for_group(kafka, "vap-runtime-kubernetes")
             running: dict[uuid.UUID, float] = {}
             stop = threading.Event()
 
             def watch_running() -> None:
                 stream = watch.Watch()
-                for event in stream.stream(core.list_namespaced_pod, namespace, label_selector=RUNNER_SELECTOR, timeout_seconds=600):
+                for event in stream.stream(
+                    core.list_namespaced_pod, namespace, label_selector=RUNNER_SELECTOR, timeout_seconds=600
+                ):
                     pod = event["object"]
                     statuses = pod.status.container_statuses or []
                     if statuses and statuses[0].state.running is not None:
@@ -128,21 +153,51 @@ def bench_node(count: int, camera: RtspCamera) -> dict[str, Any]:
             try:
                 stored = first_results(db, set(sent), 300)
             except RuntimeError:
-                for what in (["get", "pods,videoscenarios"], ["logs", "deployment/vap-operator", "--tail=30"], ["logs", "deployment/vap-inbox", "--tail=10"]):
-                    print(subprocess.run(["kubectl", "--kubeconfig", KUBECONFIG, "-n", namespace, *what], capture_output=True, text=True, check=False).stdout[-3000:])
+                for what in (
+                    ["get", "pods,videoscenarios"],
+                    ["logs", "deployment/vap-operator", "--tail=30"],
+                    ["logs", "deployment/vap-inbox", "--tail=10"],
+                ):
+                    print(
+                        subprocess.run(
+                            ["kubectl", "--kubeconfig", KUBECONFIG, "-n", namespace, *what],
+                            capture_output=True,
+                            text=True,
+                            check=False,
+                        ).stdout[-3000:]
+                    )
                 raise
             stop.set()
             loaded = node_memory()  # every runner Pod running
-            return {"to_running": milliseconds(sent, running), "to_first_stored": milliseconds(sent, stored), "node_memory_mib_with_runners": loaded}
+            return {
+                "to_running": milliseconds(sent, running),
+                "to_first_stored": milliseconds(sent, stored),
+                "node_memory_mib_with_runners": loaded,
+            }
         finally:
             helm("uninstall", "vap", "-n", namespace, "--wait", "--timeout", "5m")
-            subprocess.run(["kubectl", "--kubeconfig", KUBECONFIG, "delete", "namespace", namespace, "--wait=false"], check=False, capture_output=True)
+            subprocess.run(
+                ["kubectl", "--kubeconfig", KUBECONFIG, "delete", "namespace", namespace, "--wait=false"],
+                check=False,
+                capture_output=True,
+            )
 
 
 def bench_local(count: int, camera: RtspCamera, workdir: Path) -> dict[str, Any]:
     with database() as db, topics() as kafka:
-        env = operator_env(db, kafka, VAP_RUNTIME="local", VAP_LOCAL__CONSUMER_GROUP=f"{kafka.topic_prefix}bench", VAP_LOCAL__CAPACITY=str(count), **RUNNER)
-        inbox = Child("vap_api.inbox", {**env, "VAP_INBOX__CONSUMER_GROUP": f"{kafka.topic_prefix}inbox"}, workdir / "node-bench-inbox.log")
+        env = operator_env(
+            db,
+            kafka,
+            VAP_RUNTIME="local",
+            VAP_LOCAL__CONSUMER_GROUP=f"{kafka.topic_prefix}bench",
+            VAP_LOCAL__CAPACITY=str(count),
+            **RUNNER,
+        )
+        inbox = Child(
+            "vap_api.inbox",
+            {**env, "VAP_INBOX__CONSUMER_GROUP": f"{kafka.topic_prefix}inbox"},
+            workdir / "node-bench-inbox.log",
+        )
         runtime = start_process(env, workdir / "node-bench-local.log")
         try:
             wait_for_group(kafka, env["VAP_LOCAL__CONSUMER_GROUP"])
@@ -163,8 +218,15 @@ def rss_mib(pid: int) -> float:
 
 def node_memory() -> dict[str, float]:
     """Resident memory of the node's own processes: containerd, kubelet, and the shims (one per Pod)."""
-    figures = {name: round(rss_mib(int((ROOT / ".vap" / f"{name}.pid").read_text())), 1) for name in ("containerd", "kubelet")}
-    shims = [int(pid) for pid in subprocess.run(["pgrep", "-f", f"containerd-shim-runc-v2 .*{NODE_DIR}"], capture_output=True, text=True, check=False).stdout.split()]
+    figures = {
+        name: round(rss_mib(int((ROOT / ".vap" / f"{name}.pid").read_text())), 1) for name in ("containerd", "kubelet")
+    }
+    shims = [
+        int(pid)
+        for pid in subprocess.run(
+            ["pgrep", "-f", f"containerd-shim-runc-v2 .*{NODE_DIR}"], capture_output=True, text=True, check=False
+        ).stdout.split()
+    ]
     figures["shims"] = round(sum(rss_mib(pid) for pid in shims), 1)
     figures["shim_count"] = len(shims)
     return figures
@@ -173,7 +235,9 @@ def node_memory() -> dict[str, float]:
 def image_sizes() -> dict[str, float]:
     """Each image's size in containerd (its compressed layers)."""
     address = str(NODE_DIR / "containerd.sock")
-    listed = subprocess.run(["ctr", "--address", address, "-n", "k8s.io", "images", "ls"], capture_output=True, text=True, check=True).stdout.splitlines()
+    listed = subprocess.run(
+        ["ctr", "--address", address, "-n", "k8s.io", "images", "ls"], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
     sizes: dict[str, float] = {}
     to_mib = {"KiB": 1 / 1024, "MiB": 1.0, "GiB": 1024.0}
     for line in listed[1:]:
@@ -210,7 +274,12 @@ def main() -> None:
     print(f"first result stored, p50: node {ratio:.2f}x the local runtime", flush=True)
     sizes = image_sizes()
     print(f"images (MiB in containerd): {sizes}", flush=True)
-    figures = {"scenarios": args.scenarios, "kubernetes": node, "local": local, "node_first_stored_p50_ratio": round(ratio, 2)}
+    figures = {
+        "scenarios": args.scenarios,
+        "kubernetes": node,
+        "local": local,
+        "node_first_stored_p50_ratio": round(ratio, 2),
+    }
     record("start_to_first_result", {**figures, "node_memory_mib_at_rest": idle, "image_mib": sizes}, results=RESULTS)
     print(f"written {RESULTS.relative_to(ROOT)}", flush=True)
 

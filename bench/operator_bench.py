@@ -96,7 +96,9 @@ def topics() -> Iterator[KafkaSettings]:
 
 
 def kubectl(*args: str) -> str:
-    return subprocess.run(["kubectl", "--kubeconfig", KUBECONFIG, *args], capture_output=True, text=True, check=True, timeout=300).stdout
+    return subprocess.run(
+        ["kubectl", "--kubeconfig", KUBECONFIG, *args], capture_output=True, text=True, check=True, timeout=300
+    ).stdout
 
 
 @contextmanager
@@ -131,14 +133,21 @@ def deploy_commands(db: DatabaseSettings, count: int, camera_url: str) -> list[D
     """``count`` deploys, each with the workers row the orchestrator writes before it publishes one
     (the runtimes refuse a deploy for a scenario the orchestrator never accepted)."""
     scenarios = [uuid.uuid4() for _ in range(count)]
-    commands = [DeployCommand(scenario_uuid=s, worker_id=f"w-{s}", action="deploy", camera_url=camera_url) for s in scenarios]
+    commands = [
+        DeployCommand(scenario_uuid=s, worker_id=f"w-{s}", action="deploy", camera_url=camera_url) for s in scenarios
+    ]
     engine = make_engine(db, pool_size=1)
     try:
         with engine.begin() as connection:
             connection.execute(
                 insert(Worker),
                 [
-                    {"worker_id": c.worker_id, "scenario_uuid": c.scenario_uuid, "camera_url": c.camera_url, "status": "in_startup_processing"}
+                    {
+                        "worker_id": c.worker_id,
+                        "scenario_uuid": c.scenario_uuid,
+                        "camera_url": c.camera_url,
+                        "status": "in_startup_processing",
+                    }
                     for c in commands
                 ],
             )
@@ -168,7 +177,9 @@ def produce_burst(kafka: KafkaSettings, commands: list[DeployCommand]) -> dict[u
 
 def start_process(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     handle = log.open("wb")
-    return subprocess.Popen([sys.executable, "-m", "vap_operator"], env=env, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "vap_operator"], env=env, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT
+    )
 
 
 def stop_process(process: subprocess.Popen[bytes]) -> None:
@@ -321,7 +332,11 @@ def main() -> None:
             {
                 "benchmark": "operator control-plane latency (to_deploy -> Pod created / runner process started)",
                 "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_average_at_end": os.getloadavg()},
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "python": platform.python_version(),
+                    "load_average_at_end": os.getloadavg(),
+                },
                 "figures": figures,
             },
             indent=2,

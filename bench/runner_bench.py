@@ -75,7 +75,9 @@ def _children(pid: int) -> list[int]:
         return []
 
 
-def run_runner(kafka: KafkaSettings, *, detector: str, max_workers: int, max_frames: int | None = None) -> dict[str, Any]:
+def run_runner(
+    kafka: KafkaSettings, *, detector: str, max_workers: int, max_frames: int | None = None
+) -> dict[str, Any]:
     """Run one file scenario to its end; its summary line plus the peak RSS of it and its workers."""
     env = {
         **os.environ,
@@ -121,7 +123,10 @@ def run_runner(kafka: KafkaSettings, *, detector: str, max_workers: int, max_fra
 
 
 def main() -> None:
-    kafka = KafkaSettings(bootstrap_servers=os.environ.get("VAP_KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:19092"), topic_prefix=f"bench{uuid.uuid4().hex[:8]}.")
+    kafka = KafkaSettings(
+        bootstrap_servers=os.environ.get("VAP_KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:19092"),
+        topic_prefix=f"bench{uuid.uuid4().hex[:8]}.",
+    )
     admin = make_admin(kafka)
     names = all_topic_names(kafka.topic_prefix)
     ensure_topics(admin, names)
@@ -132,14 +137,20 @@ def main() -> None:
             runner = run_runner(kafka, detector="mock", max_workers=1)
             bare_after = bare_read_fps(VIDEO)
             bare_one_thread = bare_read_fps(VIDEO, decode_threads=1)
-            pair = {"bare_fps": round((bare_before + bare_after) / 2, 1), "runner": runner, "steal_seconds": round(steal_seconds() - steal_before, 2)}
+            pair = {
+                "bare_fps": round((bare_before + bare_after) / 2, 1),
+                "runner": runner,
+                "steal_seconds": round(steal_seconds() - steal_before, 2),
+            }
             pair["ratio"] = round(runner["fps"] / pair["bare_fps"], 3)
             pair["bare_one_thread_fps"] = round(bare_one_thread, 1)
             pair["ratio_one_thread"] = round(runner["fps"] / bare_one_thread, 3)
             pairs.append(pair)
             print(
-                f"overhead run {number}/{OVERHEAD_PAIRS}: bare {pair['bare_fps']:.0f} fps, runner+mock {runner['fps']:.0f} fps, ratio {pair['ratio']:.2f}; "
-                f"bare with 1 decoding thread {bare_one_thread:.0f} fps, ratio {pair['ratio_one_thread']:.2f}; steal {pair['steal_seconds']} s",
+                f"overhead run {number}/{OVERHEAD_PAIRS}: bare {pair['bare_fps']:.0f} fps, "
+                f"runner+mock {runner['fps']:.0f} fps, ratio {pair['ratio']:.2f}; "
+                f"bare with 1 decoding thread {bare_one_thread:.0f} fps, ratio {pair['ratio_one_thread']:.2f}; "
+                f"steal {pair['steal_seconds']} s",
                 flush=True,
             )
         median_pair = sorted(pairs, key=lambda pair: pair["ratio"])[OVERHEAD_PAIRS // 2]
@@ -178,16 +189,24 @@ def main() -> None:
     RESULTS.write_text(json.dumps(figures, indent=2) + "\n")
     ratios = figures["overhead"]["ratios_all_runs"]
     print(
-        f"overhead: bare read {median_pair['bare_fps']:.0f} fps, runner+mock {mock['fps']:.0f} fps -> ratio {median_pair['ratio']:.2f}, "
+        f"overhead: bare read {median_pair['bare_fps']:.0f} fps, runner+mock {mock['fps']:.0f} fps "
+        f"-> ratio {median_pair['ratio']:.2f}, "
         f"median of {OVERHEAD_PAIRS} (range {min(ratios):.2f}-{max(ratios):.2f}) (goal >= 0.9)"
     )
     print(
-        f"          against a bare loop with the runner's 1 decoding thread ({figures['overhead']['bare_one_thread_fps_median']:.0f} fps): "
+        "          against a bare loop with the runner's 1 decoding thread "
+        f"({figures['overhead']['bare_one_thread_fps_median']:.0f} fps): "
         f"ratio {figures['overhead']['ratio_one_thread_median']:.2f}, median of {OVERHEAD_PAIRS}"
     )
-    print(f"scaling:  hog_person {hog_1['fps']:.2f} fps with 1 worker, {hog_2['fps']:.2f} fps with 2 -> {figures['scaling']['speedup']:.2f}x (goal >= 1.8x)")
-    print(f"memory:   runner {hog_2['peak_rss_mib']['runner']} MiB, workers {hog_2['peak_rss_mib']['workers']} MiB (hog, 2 workers); "
-          f"mock run: runner {mock['peak_rss_mib']['runner']} MiB, worker {mock['peak_rss_mib']['workers']} MiB")
+    print(
+        f"scaling:  hog_person {hog_1['fps']:.2f} fps with 1 worker, {hog_2['fps']:.2f} fps with 2 "
+        f"-> {figures['scaling']['speedup']:.2f}x (goal >= 1.8x)"
+    )
+    print(
+        f"memory:   runner {hog_2['peak_rss_mib']['runner']} MiB, workers {hog_2['peak_rss_mib']['workers']} MiB "
+        "(hog, 2 workers); "
+        f"mock run: runner {mock['peak_rss_mib']['runner']} MiB, worker {mock['peak_rss_mib']['workers']} MiB"
+    )
     print(f"written to {RESULTS.relative_to(ROOT)}")
 
 

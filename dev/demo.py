@@ -49,10 +49,13 @@ class NodePlatform:
     def start_all(self) -> None:
         self.camera.start()
         chart = ROOT / "charts" / "vap"
-        run(["helm", "upgrade", "--install", "vap", str(chart), "-n", self.namespace, "--create-namespace", "-f", str(chart / "values-local.yaml"),
+        run(["helm", "upgrade", "--install", "vap", str(chart), "-n", self.namespace, "--create-namespace",
+             "-f", str(chart / "values-local.yaml"),
              "--set", f"database.url={os.environ['VAP_DATABASE__URL']}", "--wait", "--timeout", "5m"])  # fmt: skip
         for deployment in ("api", "relay", "inbox", "operator"):
-            run(["kubectl", "-n", self.namespace, "rollout", "status", f"deployment/vap-{deployment}", "--timeout=180s"])
+            run(
+                ["kubectl", "-n", self.namespace, "rollout", "status", f"deployment/vap-{deployment}", "--timeout=180s"]
+            )
 
     def check_alive(self) -> None:
         if self.camera.process is None or self.camera.process.poll() is not None:
@@ -76,7 +79,9 @@ def run(command: list[str]) -> None:
         raise SystemExit(f"{command[0]} {command[1]} failed ({result.returncode})")
 
 
-def wait_for_status(client: httpx2.Client, scenario: str, wanted: set[str], timeout_seconds: float, check: Callable[[], None]) -> str:
+def wait_for_status(
+    client: httpx2.Client, scenario: str, wanted: set[str], timeout_seconds: float, check: Callable[[], None]
+) -> str:
     """Poll the scenario until its status is in ``wanted``; print each change."""
     deadline, last = time.monotonic() + timeout_seconds, None
     while time.monotonic() < deadline:
@@ -84,7 +89,11 @@ def wait_for_status(client: httpx2.Client, scenario: str, wanted: set[str], time
         body = client.get(f"/api/v1/scenario/{scenario}").raise_for_status().json()
         if body["status"] != last:
             last = body["status"]
-            print(f"    status: {last}" + (f" ({body['error_reason']}: {body['error_message']})" if body.get("error_reason") else ""), flush=True)
+            print(
+                f"    status: {last}"
+                + (f" ({body['error_reason']}: {body['error_message']})" if body.get("error_reason") else ""),
+                flush=True,
+            )
         if last in wanted:
             return last
         if last == "failed":
@@ -94,7 +103,8 @@ def wait_for_status(client: httpx2.Client, scenario: str, wanted: set[str], time
 
 
 def follow_predictions(client: httpx2.Client, scenario: str, seconds: float, check: Callable[[], None]) -> int:
-    """Print, once a second, the people counted in each result that arrived (following next_cursor); returns results seen."""
+    """Print, once a second, the people counted in each result that arrived (following next_cursor);
+    returns results seen."""
     cursor: str | None = None
     frames, people_total = 0, 0
     deadline = time.monotonic() + seconds
@@ -128,11 +138,13 @@ def main() -> int:
     parser.add_argument("--video", type=Path, default=MEDIA / "one-by-one-person-detection.mp4")
     parser.add_argument("--api-port", type=int, default=int(os.environ.get("VAP_DEMO_API_PORT", "8000")))
     parser.add_argument("--camera-port", type=int, default=int(os.environ.get("VAP_DEMO_CAMERA_PORT", "8554")))
-    parser.add_argument("--runtime", choices=("local", "kubernetes"), default="local", help="kubernetes: helm install on the local node")
+    parser.add_argument(
+        "--runtime", choices=("local", "kubernetes"), default="local", help="kubernetes: helm install on the local node"
+    )
     args = parser.parse_args()
 
     stack: SupervisedPlatform | NodePlatform
-    show: Callable[[], None] = lambda: None  # noqa: E731
+    show: Callable[[], None] = lambda: None
     if args.runtime == "kubernetes":
         stack = NodePlatform(RtspCamera(args.video, port=args.camera_port))
         show = stack.show
@@ -145,12 +157,18 @@ def main() -> int:
             camera=args.video,
             camera_port=args.camera_port,
         )
-        say(f"starting api, relay, inbox, operator (local runtime) and the RTSP camera ({args.video.name}) under supervisord")
+        say(
+            "starting api, relay, inbox, operator (local runtime) and the RTSP camera "
+            f"({args.video.name}) under supervisord"
+        )
     try:
         stack.start_all()
         with httpx2.Client(base_url=stack.api_url, timeout=10) as client:
             say(f"POST /api/v1/scenario/init  camera={stack.camera_url} detector={args.detector}")
-            created = client.post("/api/v1/scenario/init", json={"camera_url": stack.camera_url, "detector": {"name": args.detector}, "name": "demo"})
+            created = client.post(
+                "/api/v1/scenario/init",
+                json={"camera_url": stack.camera_url, "detector": {"name": args.detector}, "name": "demo"},
+            )
             created.raise_for_status()
             scenario = created.json()["scenario_uuid"]
             print(f"    scenario_uuid {scenario}", flush=True)
@@ -166,12 +184,19 @@ def main() -> int:
         say(f"Swagger UI: {stack.api_url}/docs" + ("" if args.keep else " (run ./dev/demo --keep to leave it up)"))
         if args.keep and isinstance(stack, NodePlatform):
             say(f"--keep: the release stays installed (API at {stack.api_url}); the camera stops with this process")
-            print(f"    kubectl -n {stack.namespace} get videoscenarios,pods; helm uninstall vap -n {stack.namespace} removes it", flush=True)
+            print(
+                f"    kubectl -n {stack.namespace} get videoscenarios,pods; "
+                f"helm uninstall vap -n {stack.namespace} removes it",
+                flush=True,
+            )
             stack.camera.stop()
             return 0
         if args.keep:
             say(f"--keep: API at {stack.api_url} and the camera at {stack.camera_url} stay up under supervisord")
-            print("    ./dev/services status | logs [name] | restart <name> | down  (./dev/infra down stops them too)", flush=True)
+            print(
+                "    ./dev/services status | logs [name] | restart <name> | down  (./dev/infra down stops them too)",
+                flush=True,
+            )
             return 0
     except BaseException:
         print(f"demo failed; service logs in {stack.log_dir}", file=sys.stderr)

@@ -84,7 +84,9 @@ class PlatformStack:
         """Start service ``name`` (a key of SERVICES); its output is appended to <log_dir>/<name>.log."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_file = (self.log_dir / f"{name}.log").open("ab")
-        process = subprocess.Popen([sys.executable, "-m", SERVICES[name]], env=self._env(name), stdout=log_file, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [sys.executable, "-m", SERVICES[name]], env=self._env(name), stdout=log_file, stderr=subprocess.STDOUT
+        )
         log_file.close()
         self.processes[name] = process
         return process
@@ -170,9 +172,12 @@ class SupervisedPlatform:
         return self.state_dir / "supervisor" / "supervisor.sock"  # SV_SOCK of dev/lib/services.sh
 
     def services(self, *args: str, capture: bool = False) -> subprocess.CompletedProcess[str]:
-        """Run ``./dev/services ARGS`` on this platform's state dir (its progress lines go to stdout unless captured)."""
+        """Run ``./dev/services ARGS`` on this platform's state dir (its progress lines go to stdout
+        unless captured)."""
         env = {**os.environ, "VAP_STATE_DIR": str(self.state_dir)}
-        return subprocess.run([str(ROOT / "dev" / "services"), *args], env=env, text=True, capture_output=capture, check=False)
+        return subprocess.run(
+            [str(ROOT / "dev" / "services"), *args], env=env, text=True, capture_output=capture, check=False
+        )
 
     def start_all(self) -> None:
         """``./dev/services up``: returns once the API is ready and every service RUNNING."""
@@ -225,7 +230,9 @@ class SupervisedPlatform:
             if info["statename"] == "RUNNING" and info["pid"] != other_than:
                 return int(info["pid"])
             time.sleep(0.2)
-        raise TimeoutError(f"{name} not RUNNING after {timeout_seconds}s: {self.status()[name]}; see {self.log_dir / f'{name}.log'}")
+        raise TimeoutError(
+            f"{name} not RUNNING after {timeout_seconds}s: {self.status()[name]}; see {self.log_dir / f'{name}.log'}"
+        )
 
     def start(self, name: str) -> int:
         """Make sure ``name`` runs (it may already have been restarted by supervisord); returns its pid."""
@@ -281,7 +288,15 @@ class RtspCamera:
     def start(self) -> None:
         login = ["--user", self.credentials[0]] if self.credentials else []
         self.process = subprocess.Popen(
-            [DEBIAN_PYTHON, str(ROOT / "dev" / "rtsp_camera.py"), "--media", str(self.media), "--port", str(self.port), *login],
+            [
+                DEBIAN_PYTHON,
+                str(ROOT / "dev" / "rtsp_camera.py"),
+                "--media",
+                str(self.media),
+                "--port",
+                str(self.port),
+                *login,
+            ],
             env={**os.environ, "VAP_CAMERA_PASSWORD": self.credentials[1]} if self.credentials else None,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -291,7 +306,9 @@ class RtspCamera:
         first_line = self.process.stdout.readline()
         if "serving" not in first_line:
             self.stop()
-            raise RuntimeError(f"RTSP camera did not start: {first_line.strip()} (./dev/infra up installs its Debian packages)")
+            raise RuntimeError(
+                f"RTSP camera did not start: {first_line.strip()} (./dev/infra up installs its Debian packages)"
+            )
 
     def stop(self) -> None:
         if self.process is not None:

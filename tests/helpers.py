@@ -41,7 +41,11 @@ def service_settings(database: DatabaseSettings, kafka: KafkaSettings, **extra: 
 
 def child_environment(settings: dict[str, str]) -> dict[str, str]:
     """A child process's whole environment: this one without its VAP_* variables, then ``settings``."""
-    return {**{key: value for key, value in os.environ.items() if not key.startswith("VAP_")}, "PYTHONUNBUFFERED": "1", **settings}
+    return {
+        **{key: value for key, value in os.environ.items() if not key.startswith("VAP_")},
+        "PYTHONUNBUFFERED": "1",
+        **settings,
+    }
 
 
 # For tests that play the kubelet (they write the Pod status): the local stack's real scheduler and
@@ -50,7 +54,9 @@ def child_environment(settings: dict[str, str]) -> dict[str, str]:
 UNSCHEDULED_RUNNERS = {"VAP_KUBERNETES__NODE_SELECTOR": json.dumps({"vap.local/kubelet": "played-by-the-test"})}
 
 
-def wait_until(predicate: Callable[[], T], *, timeout_seconds: float = 30.0, what: str = "condition", interval_seconds: float = 0.1) -> T:
+def wait_until(
+    predicate: Callable[[], T], *, timeout_seconds: float = 30.0, what: str = "condition", interval_seconds: float = 0.1
+) -> T:
     """Poll ``predicate`` until it returns something truthy; fail naming ``what`` (and the last value)."""
     deadline = time.monotonic() + timeout_seconds
     while True:
@@ -62,7 +68,9 @@ def wait_until(predicate: Callable[[], T], *, timeout_seconds: float = 30.0, wha
         time.sleep(interval_seconds)
 
 
-def consume(settings: KafkaSettings, topic: str, *, expected: int, timeout_seconds: float = 30.0, group: str | None = None) -> list[Message]:
+def consume(
+    settings: KafkaSettings, topic: str, *, expected: int, timeout_seconds: float = 30.0, group: str | None = None
+) -> list[Message]:
     """Read ``topic`` from the start until ``expected`` messages arrived or the time is up; commits."""
     consumer = make_consumer(settings, group_id=group or f"test-{uuid.uuid4().hex[:8]}")
     consumer.subscribe([topic])
@@ -99,7 +107,9 @@ class TopicReader:
             self.values.append(message.value())
         return self.values
 
-    def read(self, *, until: Callable[[list[bytes]], bool] = lambda _: False, timeout_seconds: float = 10.0) -> list[bytes]:
+    def read(
+        self, *, until: Callable[[list[bytes]], bool] = lambda _: False, timeout_seconds: float = 10.0
+    ) -> list[bytes]:
         """Every value so far, reading until ``until(values)`` holds or ``timeout_seconds`` pass."""
         deadline = time.monotonic() + timeout_seconds
         while not until(self.values) and time.monotonic() < deadline:
@@ -114,7 +124,9 @@ class TopicReader:
             positions = {tp.partition: tp.offset for tp in self._consumer.position(self._partitions)}
             if all(ends[p] == 0 or positions[p] >= ends[p] for p in ends):
                 return self.values
-            assert time.monotonic() < deadline, f"could not read {self.name} to its end in {timeout_seconds:g} s: {positions} of {ends}"
+            assert time.monotonic() < deadline, (
+                f"could not read {self.name} to its end in {timeout_seconds:g} s: {positions} of {ends}"
+            )
             self.poll()
 
     def close(self) -> None:
@@ -152,11 +164,20 @@ def kill_all(pids: Iterable[int]) -> None:
             pass
 
 
-def pod_status_patch(phase: str, *, ready: bool = False, exit_code: int | None = None, message: str | None = None) -> dict[str, Any]:
+def pod_status_patch(
+    phase: str, *, ready: bool = False, exit_code: int | None = None, message: str | None = None
+) -> dict[str, Any]:
     """A Pod status as a kubelet would write it (nothing runs containers here)."""
     stamp = "2026-11-25T12:00:00Z"
     if exit_code is not None:
-        state: dict[str, Any] = {"terminated": {"exitCode": exit_code, "reason": "Completed" if exit_code == 0 else "Error", "startedAt": stamp, "finishedAt": stamp}}
+        state: dict[str, Any] = {
+            "terminated": {
+                "exitCode": exit_code,
+                "reason": "Completed" if exit_code == 0 else "Error",
+                "startedAt": stamp,
+                "finishedAt": stamp,
+            }
+        }
         if message:
             state["terminated"]["message"] = message
     elif phase == "Running":
@@ -168,7 +189,15 @@ def pod_status_patch(phase: str, *, ready: bool = False, exit_code: int | None =
             "phase": phase,
             "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
             "containerStatuses": [
-                {"name": "runner", "image": "vap-runner", "imageID": "", "ready": ready, "restartCount": 0, "started": phase == "Running", "state": state}
+                {
+                    "name": "runner",
+                    "image": "vap-runner",
+                    "imageID": "",
+                    "ready": ready,
+                    "restartCount": 0,
+                    "started": phase == "Running",
+                    "state": state,
+                }
             ],
         }
     }

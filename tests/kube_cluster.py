@@ -31,7 +31,9 @@ class Cluster:
         self.namespace = namespace
 
     def vs(self, scenario_uuid: uuid.UUID) -> dict[str, Any] | None:
-        return _absent_is_none(self.custom.get_namespaced_custom_object, GROUP, VERSION, self.namespace, PLURAL, f"vs-{scenario_uuid}")
+        return _absent_is_none(
+            self.custom.get_namespaced_custom_object, GROUP, VERSION, self.namespace, PLURAL, f"vs-{scenario_uuid}"
+        )
 
     def all_vs(self) -> list[dict[str, Any]]:
         return list(self.custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL)["items"])
@@ -61,10 +63,14 @@ class Cluster:
         self.core.patch_namespaced_pod_status(name, self.namespace, pod_status_patch(phase, **kwargs))
 
     def event_reasons(self, scenario_uuid: uuid.UUID) -> list[str]:
-        events = self.core.list_namespaced_event(self.namespace, field_selector=f"involvedObject.name=vs-{scenario_uuid}").items
+        events = self.core.list_namespaced_event(
+            self.namespace, field_selector=f"involvedObject.name=vs-{scenario_uuid}"
+        ).items
         return [event.reason for event in sorted(events, key=lambda e: e.metadata.creation_timestamp)]
 
-    def wait_pod(self, scenario_uuid: uuid.UUID, *, other_than: str | None = None, timeout_seconds: float = 30.0) -> dict[str, Any]:
+    def wait_pod(
+        self, scenario_uuid: uuid.UUID, *, other_than: str | None = None, timeout_seconds: float = 30.0
+    ) -> dict[str, Any]:
         def found() -> dict[str, Any] | None:
             pod = self.pod(scenario_uuid)
             return pod if pod is not None and pod["metadata"]["uid"] != other_than else None
@@ -72,7 +78,11 @@ class Cluster:
         return wait_until(found, timeout_seconds=timeout_seconds, what=f"runner Pod of {scenario_uuid}")
 
     def wait_phase(self, scenario_uuid: uuid.UUID, phase: str, timeout_seconds: float = 30.0) -> dict[str, Any]:
-        wait_until(lambda: self.phase(scenario_uuid) == phase, timeout_seconds=timeout_seconds, what=f"phase {phase} of vs-{scenario_uuid} (now {self.phase(scenario_uuid)})")
+        wait_until(
+            lambda: self.phase(scenario_uuid) == phase,
+            timeout_seconds=timeout_seconds,
+            what=f"phase {phase} of vs-{scenario_uuid} (now {self.phase(scenario_uuid)})",
+        )
         body = self.vs(scenario_uuid)
         assert body is not None
         return body

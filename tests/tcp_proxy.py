@@ -1,7 +1,8 @@
 """A TCP proxy on 127.0.0.1 in front of a real server (PostgreSQL in the tests), to take it away from
-the processes behind the proxy and give it back while the shared server stays up: ``cut()`` closes every forwarded connection and refuses new ones (the port is
-closed, as when the server is down), ``cut(stall=True)`` accepts new connections but never answers
-(a hung server or a black-holed network), ``restore()`` forwards again on the same port.
+the processes behind the proxy and give it back while the shared server stays up: ``cut()`` closes
+every forwarded connection and refuses new ones (the port is closed, as when the server is down),
+``cut(stall=True)`` accepts new connections but never answers (a hung server or a black-holed
+network), ``restore()`` forwards again on the same port.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ class TcpProxy:
         self._listen()
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
         self._stop_listening()
         self._close_open()
 
@@ -55,7 +58,9 @@ class TcpProxy:
         listener.listen(128)
         self.port = listener.getsockname()[1]
         self._listener = listener
-        self._accepting = threading.Thread(target=self._accept_loop, args=(listener,), name="tcp-proxy-accept", daemon=True)
+        self._accepting = threading.Thread(
+            target=self._accept_loop, args=(listener,), name="tcp-proxy-accept", daemon=True
+        )
         self._accepting.start()
 
     def _stop_listening(self) -> None:

@@ -88,7 +88,10 @@ async def _api_error(_request: Request, error: Exception) -> JSONResponse:
 async def _validation_error(_request: Request, error: Exception) -> JSONResponse:
     # Pydantic's default body echoes the rejected input, which may be a camera URL with a password.
     assert isinstance(error, RequestValidationError)
-    items = [_error_item(item.get("loc", ()), str(item.get("msg", "invalid")), str(item.get("type", "value_error"))) for item in error.errors()]
+    items = [
+        _error_item(item.get("loc", ()), str(item.get("msg", "invalid")), str(item.get("type", "value_error")))
+        for item in error.errors()
+    ]
     return JSONResponse({"detail": items}, status_code=422)
 
 
@@ -97,7 +100,9 @@ async def _unexpected_error(request: Request, error: Exception) -> JSONResponse:
     return JSONResponse({"detail": "internal server error"}, status_code=500)
 
 
-def install_error_handlers(app: FastAPI, *, db_unavailable_retry_after_seconds: int, driver_errors: tuple[type[Exception], ...]) -> None:
+def install_error_handlers(
+    app: FastAPI, *, db_unavailable_retry_after_seconds: int, driver_errors: tuple[type[Exception], ...]
+) -> None:
     """Register the handlers; ``driver_errors`` are the DBAPI driver's connection-level error classes."""
 
     async def database_error(request: Request, error: Exception) -> JSONResponse:
@@ -105,7 +110,10 @@ def install_error_handlers(app: FastAPI, *, db_unavailable_retry_after_seconds: 
             return await _unexpected_error(request, error)
         # One line, no traceback: an outage would otherwise flood the log with identical stacks.
         first_line = (str(error).splitlines() or [type(error).__name__])[0]
-        log.warning("database unavailable", extra={"method": request.method, "path": request.url.path, "error": redact_text(first_line)})
+        log.warning(
+            "database unavailable",
+            extra={"method": request.method, "path": request.url.path, "error": redact_text(first_line)},
+        )
         headers = {"Retry-After": str(db_unavailable_retry_after_seconds)}
         return JSONResponse({"detail": DATABASE_UNAVAILABLE}, status_code=503, headers=headers)
 

@@ -72,4 +72,6 @@ def run() -> None:
     """Entry point of ``vap-api``: serve the API with uvicorn on the configured host and port."""
     settings = ApiSettings()
     configure_logging(service="vap-api", level=settings.log_level)
-    uvicorn.run("vap_api.main:app", host=settings.host, port=settings.port, log_config=None, access_log=settings.access_log)
+    uvicorn.run(
+        "vap_api.main:app", host=settings.host, port=settings.port, log_config=None, access_log=settings.access_log
+    )

@@ -27,7 +27,9 @@ class ApiSettings(DatabaseServiceSettings):
     detectors: list[str] = Field(default_factory=detector_config.names)
     # Limits on what a client may send. 64 KiB is far above any real scenario request.
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
-    max_camera_url_length: int = Field(default=camera.MAX_LENGTH, ge=16, le=camera.MAX_LENGTH)  # what Kubernetes can run
+    max_camera_url_length: int = Field(
+        default=camera.MAX_LENGTH, ge=16, le=camera.MAX_LENGTH
+    )  # what Kubernetes can run
     max_detector_settings_bytes: int = Field(default=16 * 1024, ge=2)
     max_idempotency_key_length: int = 200
     # Nesting of detector.settings: real settings need a few levels, and the response serialiser

@@ -52,7 +52,9 @@ log = logging.getLogger(__name__)
 
 MESSAGES_REJECTED = Counter("vap_messages_rejected_total", "Messages sent to a dead-letter topic", ["topic"])
 MESSAGES_CONSUMED = Counter("vap_messages_consumed_total", "Messages consumed and handled", ["topic"])
-BATCHES_RETRIED = Counter("vap_consumer_batches_retried_total", "Batches whose handling failed and is retried", ["topic"])
+BATCHES_RETRIED = Counter(
+    "vap_consumer_batches_retried_total", "Batches whose handling failed and is retried", ["topic"]
+)
 CONSUMERS_RENEWED = Counter("vap_consumer_renewed_total", "Consumers replaced in place after a fatal consumer error")
 
 
@@ -179,7 +181,9 @@ class ConsumerLoop:
         ``consume(n, timeout)`` would wait for n messages or the whole timeout, so at low load every
         message would wait ``poll_timeout_seconds``; here only an idle consumer waits, for the first one.
         """
-        messages: list[Message] = self.consumer.consume(self.batch_size, 0) or self.consumer.consume(1, self.poll_timeout_seconds)
+        messages: list[Message] = self.consumer.consume(self.batch_size, 0) or self.consumer.consume(
+            1, self.poll_timeout_seconds
+        )
         if messages and len(messages) < self.batch_size:
             # A short linger fills the batch when messages are queuing up (one transaction for many:
             # half the inbox's throughput without it) and adds at most that much latency when not.
@@ -198,7 +202,9 @@ class ConsumerLoop:
         """Replace a consumer that hit a fatal error by a new one subscribed to the same topics."""
         now = self.clock()
         if self._renewed_at is not None and now - self._renewed_at < _RENEWAL_INTERVAL_SECONDS:
-            raise ConsumerFailed(f"fatal Kafka consumer error again {now - self._renewed_at:.0f}s after the last renewal: {error}")
+            raise ConsumerFailed(
+                f"fatal Kafka consumer error again {now - self._renewed_at:.0f}s after the last renewal: {error}"
+            )
         log.warning("fatal Kafka consumer error; replacing the consumer", extra={"error": str(error)})
         try:
             self.consumer.close()
@@ -219,7 +225,10 @@ class ConsumerLoop:
                 raise
             if len(accepted) == 1:
                 reason = f"refused for good: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
-                log.warning("message refused for good by its handler", extra={"topic": accepted[0].message.topic(), "error": reason})
+                log.warning(
+                    "message refused for good by its handler",
+                    extra={"topic": accepted[0].message.topic(), "error": reason},
+                )
                 return [Rejected(accepted[0].message, reason)]
             middle = len(accepted) // 2
             return self._handle(accepted[:middle]) + self._handle(accepted[middle:])
@@ -228,7 +237,10 @@ class ConsumerLoop:
         """Seek back to the batch's first offsets and wait before reading it again."""
         self._failures += 1
         delay = min(0.1 * 2 ** (self._failures - 1), self.max_backoff_seconds)
-        log.exception("batch failed; it will be read again", extra={"retry_in_seconds": round(delay, 3), "failures": self._failures})
+        log.exception(
+            "batch failed; it will be read again",
+            extra={"retry_in_seconds": round(delay, 3), "failures": self._failures},
+        )
         for topic in {message.topic() for message in messages}:
             BATCHES_RETRIED.labels(topic).inc()
         for (topic, partition), offset in _first_offsets(messages).items():
@@ -236,7 +248,10 @@ class ConsumerLoop:
                 self.consumer.seek(TopicPartition(topic, partition, offset))
             except KafkaException as error:
                 # Not ours any more (a rebalance): its new owner starts from the last committed offset.
-                log.warning("cannot seek back; the partition was reassigned", extra={"topic": topic, "partition": partition, "error": str(error)})
+                log.warning(
+                    "cannot seek back; the partition was reassigned",
+                    extra={"topic": topic, "partition": partition, "error": str(error)},
+                )
         self._retry_at = self.clock() + delay
 
     def _dead_letter(self, rejected: Sequence[Rejected]) -> None:
@@ -249,7 +264,10 @@ class ConsumerLoop:
             raise RuntimeError("dead-letter records not acknowledged; not committing the batch")
 
     def _commit(self, messages: Sequence[Message]) -> None:
-        offsets = [TopicPartition(topic, partition, offset + 1) for (topic, partition), offset in _last_offsets(messages).items()]
+        offsets = [
+            TopicPartition(topic, partition, offset + 1)
+            for (topic, partition), offset in _last_offsets(messages).items()
+        ]
         try:
             self.consumer.commit(offsets=offsets, asynchronous=True)
         except KafkaException as error:  # refused before it was sent (e.g. no longer assigned)
@@ -278,7 +296,8 @@ class ConsumerLoop:
         if now - self._stuck_since >= self.stall_timeout_seconds:
             shown = {f"{topic}[{partition}]": offset for (topic, partition), offset in sorted(unmoved.items())}
             raise ConsumerStalled(
-                f"messages have waited {now - self._stuck_since:.0f}s at committed offsets {shown} while this consumer took none"
+                f"messages have waited {now - self._stuck_since:.0f}s at committed offsets {shown} "
+                "while this consumer took none"
             )
 
     def _waiting_partitions(self) -> dict[tuple[str, int], int] | None:
@@ -292,17 +311,29 @@ class ConsumerLoop:
             partitions = [
                 TopicPartition(topic, partition)
                 for topic in self.contracts
-                for partition in self.consumer.list_topics(topic, timeout=_BROKER_QUERY_SECONDS).topics[topic].partitions
+                for partition in self.consumer.list_topics(topic, timeout=_BROKER_QUERY_SECONDS)
+                .topics[topic]
+                .partitions
             ]
-            ends = {(p.topic, p.partition): self.consumer.get_watermark_offsets(p, timeout=_BROKER_QUERY_SECONDS, cached=False) for p in partitions}
+            ends = {
+                (p.topic, p.partition): self.consumer.get_watermark_offsets(
+                    p, timeout=_BROKER_QUERY_SECONDS, cached=False
+                )
+                for p in partitions
+            }
         except (KafkaException, KeyError) as error:
             log.debug("cannot tell whether messages wait", extra={"error": str(error)})
             return None
         try:
-            committed = {(p.topic, p.partition): p.offset for p in self.consumer.committed(partitions, timeout=_BROKER_QUERY_SECONDS)}
+            committed = {
+                (p.topic, p.partition): p.offset
+                for p in self.consumer.committed(partitions, timeout=_BROKER_QUERY_SECONDS)
+            }
             self._last_committed = committed
         except KafkaException as error:
-            log.debug("the group coordinator does not answer; using the offsets committed last", extra={"error": str(error)})
+            log.debug(
+                "the group coordinator does not answer; using the offsets committed last", extra={"error": str(error)}
+            )
             committed = self._last_committed
         waiting: dict[tuple[str, int], int] = {}
         for key, (low, high) in ends.items():

@@ -104,7 +104,9 @@ class FrameResult(Contract):
 # 3x faster. msgspec is strict (no numeric timestamps, no numeric strings), so whatever it refuses is
 # decided by FrameResult itself (see _frame_result_record); tests/unit/common/test_contracts.py keeps
 # the two in step.
-class DetectionRecord(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False, rename={"class_name": "class"}):
+class DetectionRecord(
+    msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False, rename={"class_name": "class"}
+):
     class_name: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_CLASS_NAME_LENGTH)]
     confidence: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
     bbox: tuple[float, float, float, float]  # msgspec refuses NaN, Infinity and out-of-range numbers
@@ -193,4 +195,6 @@ def decode(contract: Decodable, raw: bytes | None) -> Any:
         return contract.model_validate_json(raw)  # type: ignore[union-attr]
     except ValidationError as error:
         name = error.title
-        raise InvalidMessage(f"{name}: {error.error_count()} error(s): {error.errors()[0]['msg']} at {error.errors()[0]['loc']}") from error
+        raise InvalidMessage(
+            f"{name}: {error.error_count()} error(s): {error.errors()[0]['msg']} at {error.errors()[0]['loc']}"
+        ) from error

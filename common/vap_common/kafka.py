@@ -18,7 +18,9 @@ log = logging.getLogger(__name__)
 # Header names on dead-letter records (DESIGN.md: original topic, partition, offset, error, attempts).
 DLQ_HEADERS = ("dlq.original.topic", "dlq.original.partition", "dlq.original.offset", "dlq.error", "dlq.attempts")
 
-COMMITS_DROPPED = Counter("vap_consumer_commits_dropped_total", "Offset commits that failed and were given up (redelivery follows)")
+COMMITS_DROPPED = Counter(
+    "vap_consumer_commits_dropped_total", "Offset commits that failed and were given up (redelivery follows)"
+)
 
 
 def make_producer(settings: KafkaSettings, **overrides: Any) -> Producer:
@@ -63,7 +65,10 @@ def _on_commit(error: KafkaError | None, partitions: list[TopicPartition]) -> No
     COMMITS_DROPPED.inc()
     log.warning(
         "offset commit failed; the batch may be redelivered",
-        extra={"error": str(error or failed[0].error), "partitions": [f"{p.topic}[{p.partition}]" for p in failed or partitions]},
+        extra={
+            "error": str(error or failed[0].error),
+            "partitions": [f"{p.topic}[{p.partition}]" for p in failed or partitions],
+        },
     )
 
 
@@ -71,7 +76,9 @@ def make_admin(settings: KafkaSettings) -> AdminClient:
     return AdminClient({"bootstrap.servers": settings.bootstrap_servers})
 
 
-def ensure_topics(admin: AdminClient, names: list[str], *, partitions: int = 3, timeout_seconds: float = 30.0) -> list[str]:
+def ensure_topics(
+    admin: AdminClient, names: list[str], *, partitions: int = 3, timeout_seconds: float = 30.0
+) -> list[str]:
     """Create the missing topics among ``names``; returns those it created. Safe to call repeatedly.
 
     Replicated on up to three brokers (as many as the cluster has): with three, one can fail and, with
@@ -82,7 +89,9 @@ def ensure_topics(admin: AdminClient, names: list[str], *, partitions: int = 3, 
     if not missing:
         return []
     replication = max(1, min(3, len(metadata.brokers)))
-    futures = admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=replication) for name in missing])
+    futures = admin.create_topics(
+        [NewTopic(name, num_partitions=partitions, replication_factor=replication) for name in missing]
+    )
     for future in futures.values():
         try:
             future.result(timeout=timeout_seconds)
@@ -113,4 +122,7 @@ def send_to_dlq(producer: Producer, message: Message, *, error: str, attempts: i
         headers["dlq.original.bytes"] = str(len(value))
         value = value[:DLQ_MAX_VALUE_BYTES]
     producer.produce(dlq_name(topic), key=message.key(), value=value, headers=headers)
-    log.warning("message sent to dead-letter topic", extra={"topic": message.topic(), "offset": message.offset(), "error": error})
+    log.warning(
+        "message sent to dead-letter topic",
+        extra={"topic": message.topic(), "offset": message.offset(), "error": error},
+    )

@@ -9,7 +9,21 @@ MASK = "***"
 
 # Query parameters that commonly carry credentials in camera URLs (vendor RTSP/HTTP APIs).
 _SECRET_QUERY_KEYS = frozenset(
-    {"password", "passwd", "pass", "pwd", "token", "access_token", "auth", "key", "api_key", "apikey", "secret", "signature", "sig"}
+    {
+        "password",
+        "passwd",
+        "pass",
+        "pwd",
+        "token",
+        "access_token",
+        "auth",
+        "key",
+        "api_key",
+        "apikey",
+        "secret",
+        "signature",
+        "sig",
+    }
 )
 
 # scheme://anything-up-to-whitespace-or-quote; used to find URLs inside free text.

@@ -89,7 +89,11 @@ def decide_command(current: WorkerState | None, command: CommandKind) -> Command
             # Replay. Until the runtime moved the status on, the first publish may have been lost.
             pending = current.status == S.IN_STARTUP_PROCESSING
             return CommandEffect(
-                current.desired_state, current.status, False, S.IN_STARTUP_PROCESSING if pending else None, "deploy" if pending else None
+                current.desired_state,
+                current.status,
+                False,
+                S.IN_STARTUP_PROCESSING if pending else None,
+                "deploy" if pending else None,
             )
         status = shutdown_status(current.status)
         return CommandEffect(
@@ -318,7 +322,9 @@ def plan_reconcile(
 
     if pod is not None and not pod.owned:
         if pod.deleting:
-            return replace(base, wait_seconds=poll_seconds, message="waiting for a foreign Pod with the runner's name to go")
+            return replace(
+                base, wait_seconds=poll_seconds, message="waiting for a foreign Pod with the runner's name to go"
+            )
         return replace(
             base,
             action=Action.DELETE_POD,
@@ -326,7 +332,9 @@ def plan_reconcile(
             graceful=False,
             wait_seconds=poll_seconds,
             message="deleting a Pod left by an earlier object of the same name",
-            events=(Transition("Warning", "ForeignPodDeleted", "deleted a runner Pod not owned by this VideoScenario"),),
+            events=(
+                Transition("Warning", "ForeignPodDeleted", "deleted a runner Pod not owned by this VideoScenario"),
+            ),
         )
 
     if desired == DesiredState.INACTIVE:
@@ -335,18 +343,31 @@ def plan_reconcile(
     if pod is None:
         wait = restart_wait_seconds([crash.at for crash in memory.crashes], now, policy)
         if wait > 0:
-            return replace(base, wait_seconds=wait, ready_reason="BackOff", message=f"restarting the runner in {wait:.1f}s")
+            return replace(
+                base, wait_seconds=wait, ready_reason="BackOff", message=f"restarting the runner in {wait:.1f}s"
+            )
         restarting = bool(memory.crashes)
         return replace(
             base,
             action=Action.CREATE_POD,
             ready_reason="PodCreated",
             message="runner Pod created",
-            events=(Transition("Normal", "RunnerRestarted" if restarting else "PodCreated", f"runner Pod created (restarts: {memory.restarts})"),),
+            events=(
+                Transition(
+                    "Normal",
+                    "RunnerRestarted" if restarting else "PodCreated",
+                    f"runner Pod created (restarts: {memory.restarts})",
+                ),
+            ),
         )
 
     if pod.deleting:
-        return replace(base, wait_seconds=poll_seconds, ready_reason="PodTerminating", message="waiting for the old runner Pod to go")
+        return replace(
+            base,
+            wait_seconds=poll_seconds,
+            ready_reason="PodTerminating",
+            message="waiting for the old runner Pod to go",
+        )
 
     if pod.phase == PodPhase.SUCCEEDED:
         return _inactive(
@@ -361,15 +382,25 @@ def plan_reconcile(
 
     if pod.phase == PodPhase.RUNNING and pod.ready:
         events = () if memory.ready else (Transition("Normal", "RunnerReady", "the runner Pod is ready"),)
-        return replace(base, phase=S.ACTIVE, ready=True, ready_reason="RunnerReady", message="runner ready", events=events)
+        return replace(
+            base, phase=S.ACTIVE, ready=True, ready_reason="RunnerReady", message="runner ready", events=events
+        )
 
-    return replace(base, ready_reason=f"Pod{pod.phase.value}", message=f"runner Pod {pod.phase.value.lower()}, not ready")
+    return replace(
+        base, ready_reason=f"Pod{pod.phase.value}", message=f"runner Pod {pod.phase.value.lower()}, not ready"
+    )
 
 
 def _inactive(base: Plan, *, stopped: tuple[str, str], message: str, event: Transition) -> Plan:
     """The runner is gone for good without a failure: phase inactive, published once, Stopped condition."""
     return replace(
-        base, phase=S.INACTIVE, stopped=stopped, publish=Publish(S.INACTIVE), ready_reason="Stopped", message=message, events=(event,)
+        base,
+        phase=S.INACTIVE,
+        stopped=stopped,
+        publish=Publish(S.INACTIVE),
+        ready_reason="Stopped",
+        message=message,
+        events=(event,),
     )
 
 
@@ -411,7 +442,9 @@ def _plan_shutdown(memory: RunnerMemory, pod: ObservedPod | None, base: Plan, po
     )
 
 
-def _plan_failed_pod(memory: RunnerMemory, pod: ObservedPod, base: Plan, now: float, policy: RestartPolicy, poll_seconds: float) -> Plan:
+def _plan_failed_pod(
+    memory: RunnerMemory, pod: ObservedPod, base: Plan, now: float, policy: RestartPolicy, poll_seconds: float
+) -> Plan:
     kind = classify_exit(pod.exit_code, stop_requested=False, stopped_by_node=True)
     if kind == ExitKind.GAVE_UP:
         reason = failure_reason_from(pod.message)
@@ -436,7 +469,9 @@ def _plan_failed_pod(memory: RunnerMemory, pod: ObservedPod, base: Plan, now: fl
         if pod.message:
             detail = f"{detail}: {pod.message.strip()[:500]}"
         if is_crash_loop(times, now, policy):
-            message = f"{policy.crash_loop_threshold} crashes within {policy.crash_loop_window_seconds:.0f}s; last: {detail}"
+            message = (
+                f"{policy.crash_loop_threshold} crashes within {policy.crash_loop_window_seconds:.0f}s; last: {detail}"
+            )
             return replace(
                 base,
                 phase=S.FAILED,
@@ -512,10 +547,16 @@ class QueuedScenario:
 
 def waiting_ahead_of(me: QueuedScenario, others: Sequence[QueuedScenario]) -> int:
     """How many scenarios waiting for capacity are ahead of ``me`` (they take free slots first)."""
-    return sum(1 for other in others if other.waiting and other.name != me.name and (other.created_at, other.name) < (me.created_at, me.name))
+    return sum(
+        1
+        for other in others
+        if other.waiting and other.name != me.name and (other.created_at, other.name) < (me.created_at, me.name)
+    )
 
 
-def admit_runner(plan: Plan, *, capacity: int | None, live_pods: int, waiting_ahead: int, already_waiting: bool, poll_seconds: float) -> Plan:
+def admit_runner(
+    plan: Plan, *, capacity: int | None, live_pods: int, waiting_ahead: int, already_waiting: bool, poll_seconds: float
+) -> Plan:
     """Let a CREATE_POD plan through only while a runner slot is free for it (None capacity: no limit).
 
     ``live_pods``: runner Pods that are not terminal, this scenario's own excluded. A refused plan keeps
@@ -537,7 +578,9 @@ def free_host_port(used: Collection[int], *, first: int, last: int) -> int | Non
 
 def wait_for_host_port(plan: Plan, *, first: int, last: int, already_waiting: bool, poll_seconds: float) -> Plan:
     """Hold back a CREATE_POD plan while every host port is taken: it waits as one past the capacity does."""
-    return _wait_for_capacity(plan, f"no free host port in {first}-{last}", already_waiting=already_waiting, poll_seconds=poll_seconds)
+    return _wait_for_capacity(
+        plan, f"no free host port in {first}-{last}", already_waiting=already_waiting, poll_seconds=poll_seconds
+    )
 
 
 def _wait_for_capacity(plan: Plan, message: str, *, already_waiting: bool, poll_seconds: float) -> Plan:

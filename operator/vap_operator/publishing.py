@@ -29,7 +29,12 @@ def status_event(
     scenario_uuid: UUID, status: ScenarioStatus, *, reason: FailureReason | None = None, message: str | None = None
 ) -> StatusEvent:
     """A StatusEvent whose message is masked (it may quote a camera URL) and fits the contract."""
-    return StatusEvent(scenario_uuid=scenario_uuid, status=status, reason=reason, message=redact_text(message)[:2000] if message else None)
+    return StatusEvent(
+        scenario_uuid=scenario_uuid,
+        status=status,
+        reason=reason,
+        message=redact_text(message)[:2000] if message else None,
+    )
 
 
 class _Deliveries:
@@ -68,7 +73,12 @@ class Publisher:
             return
         deliveries = _Deliveries(len(messages))
         for message in messages:
-            self._producer.produce(self._topics[type(message)], key=str(message.scenario_uuid), value=encode(message), on_delivery=deliveries)
+            self._producer.produce(
+                self._topics[type(message)],
+                key=str(message.scenario_uuid),
+                value=encode(message),
+                on_delivery=deliveries,
+            )
             if isinstance(message, StatusEvent):
                 STATUS_PUBLISHED.labels(message.status.value).inc()
         deadline = time.monotonic() + self._flush_timeout_seconds
@@ -79,5 +89,6 @@ class Publisher:
         with deliveries.lock:
             if deliveries.errors or deliveries.acknowledged != deliveries.expected:
                 raise PublishError(
-                    f"{deliveries.expected - deliveries.acknowledged} of {deliveries.expected} message(s) not acknowledged: {deliveries.errors[:3]}"
+                    f"{deliveries.expected - deliveries.acknowledged} of {deliveries.expected} message(s) "
+                    f"not acknowledged: {deliveries.errors[:3]}"
                 )

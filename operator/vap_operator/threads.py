@@ -38,7 +38,9 @@ def start_loop_thread(name: str, loop: ConsumerLoop, *, on_crash: Callable[[], N
     return thread
 
 
-def start_periodic_thread(name: str, task: Callable[[], object], *, interval_seconds: float, stop: threading.Event) -> threading.Thread:
+def start_periodic_thread(
+    name: str, task: Callable[[], object], *, interval_seconds: float, stop: threading.Event
+) -> threading.Thread:
     """Run ``task`` now and then every ``interval_seconds`` (start to start) until ``stop`` is set.
 
     Any error of one run is logged; the next run comes on time. Nothing here ends the process.
@@ -50,7 +52,10 @@ def start_periodic_thread(name: str, task: Callable[[], object], *, interval_sec
             try:
                 task()
             except Exception:
-                log.exception("periodic task failed; trying again next period", extra={"task": name, "interval_seconds": interval_seconds})
+                log.exception(
+                    "periodic task failed; trying again next period",
+                    extra={"task": name, "interval_seconds": interval_seconds},
+                )
             stop.wait(max(0.0, interval_seconds - (time.monotonic() - started)))
 
     thread = threading.Thread(target=target, name=name, daemon=True)

@@ -87,7 +87,10 @@ def record(session: Session, scenario_uuid: UUID, report: RunnerRecord) -> None:
     if row is None:
         return
     values: dict[str, Any] = {}
-    if report.status is not None and (status := next_worker_status(ScenarioStatus(row.status), report.status)) is not None:
+    if (
+        report.status is not None
+        and (status := next_worker_status(ScenarioStatus(row.status), report.status)) is not None
+    ):
         values["status"] = status.value
     if report.process_pid is not None:
         values["process_pid"] = report.process_pid
@@ -116,18 +119,24 @@ def record(session: Session, scenario_uuid: UUID, report: RunnerRecord) -> None:
 def renew_leases(session: Session, scenario_uuids: Collection[UUID]) -> None:
     """Renew the runtime's lease (heartbeat_at) on the runners it knows to be running."""
     if scenario_uuids:
-        session.execute(update(Worker).where(Worker.scenario_uuid.in_(list(scenario_uuids))).values(heartbeat_at=func.now()))
+        session.execute(
+            update(Worker).where(Worker.scenario_uuid.in_(list(scenario_uuids))).values(heartbeat_at=func.now())
+        )
 
 
 def runnable(session: Session) -> list[Worker]:
     """Rows whose runner should be running: desired active and not in a terminal status."""
-    rows = session.scalars(select(Worker).where(Worker.desired_state == DesiredState.ACTIVE.value).order_by(Worker.created_at))
+    rows = session.scalars(
+        select(Worker).where(Worker.desired_state == DesiredState.ACTIVE.value).order_by(Worker.created_at)
+    )
     return [row for row in rows if not is_terminal(ScenarioStatus(row.status))]
 
 
 def stopping(session: Session) -> list[Worker]:
     """Rows asked to stop whose stop was not yet reported (status not terminal)."""
-    rows = session.scalars(select(Worker).where(Worker.desired_state == DesiredState.INACTIVE.value).order_by(Worker.created_at))
+    rows = session.scalars(
+        select(Worker).where(Worker.desired_state == DesiredState.INACTIVE.value).order_by(Worker.created_at)
+    )
     return [row for row in rows if not is_terminal(ScenarioStatus(row.status))]
 
 

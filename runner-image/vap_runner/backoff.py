@@ -9,7 +9,9 @@ class Backoff:
     """Delay before reconnect attempt ``n`` (1-based): ``min(max, initial * 2**(n-1))`` less up to
     ``jitter_ratio`` of it at random, so many runners of one camera server spread their retries."""
 
-    def __init__(self, *, initial_seconds: float, max_seconds: float, jitter_ratio: float = 0.5, rng: random.Random | None = None) -> None:
+    def __init__(
+        self, *, initial_seconds: float, max_seconds: float, jitter_ratio: float = 0.5, rng: random.Random | None = None
+    ) -> None:
         self._initial_seconds = initial_seconds
         self._max_seconds = max_seconds
         self._jitter_ratio = jitter_ratio

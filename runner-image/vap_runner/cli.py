@@ -24,11 +24,15 @@ INVALID_SETTINGS_EXIT = 2
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vap-runner", description="Analyse one camera stream and publish detections to Kafka.")
+    parser = argparse.ArgumentParser(
+        prog="vap-runner", description="Analyse one camera stream and publish detections to Kafka."
+    )
     parser.add_argument("--scenario-uuid", help="VAP_SCENARIO_UUID")
     parser.add_argument("--camera-url", help="VAP_CAMERA_URL (prefer the variable: flags are visible in ps)")
     parser.add_argument("--worker-id", help="VAP_WORKER_ID")
-    parser.add_argument("--detector", dest="detector_name", help="VAP_DETECTOR__NAME: mock, hog_person, haar_face, motion, onnx")
+    parser.add_argument(
+        "--detector", dest="detector_name", help="VAP_DETECTOR__NAME: mock, hog_person, haar_face, motion, onnx"
+    )
     parser.add_argument("--detector-settings", type=json.loads, help="VAP_DETECTOR__SETTINGS, a JSON object")
     parser.add_argument("--max-workers", type=int, help="VAP_MAX_WORKERS")
     parser.add_argument("--target-fps", type=float, help="VAP_TARGET_FPS")

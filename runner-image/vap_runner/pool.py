@@ -98,7 +98,9 @@ class DetectorPool:
     def start(self) -> None:
         self._workers = [self._spawn() for _ in range(self._size)]
 
-    def wait_ready(self, *, timeout_seconds: float, stopping: Callable[[], bool], on_tick: Callable[[], None] = lambda: None) -> bool:
+    def wait_ready(
+        self, *, timeout_seconds: float, stopping: Callable[[], bool], on_tick: Callable[[], None] = lambda: None
+    ) -> bool:
         """Wait until every worker has built its detector; False on failure, timeout or stop."""
         deadline = time.monotonic() + timeout_seconds
         while not all(worker.ready for worker in self._workers):
@@ -106,7 +108,9 @@ class DetectorPool:
             if self.failure or stopping():
                 return False
             if time.monotonic() > deadline:
-                self.failure = Failure(FailureReason.DETECTOR_ERROR, f"inference processes not ready after {timeout_seconds:g} s")
+                self.failure = Failure(
+                    FailureReason.DETECTOR_ERROR, f"inference processes not ready after {timeout_seconds:g} s"
+                )
                 return False
             self.wait(timeout_seconds=0.2)
         return self.failure is None
@@ -180,7 +184,10 @@ class DetectorPool:
     def _spawn(self) -> _Worker:
         parent_conn, child_conn = _CONTEXT.Pipe()
         process = _CONTEXT.Process(
-            target=worker_main, args=(child_conn, self._config, self._log_level, *self._result_identity), name="vap-runner-worker", daemon=True
+            target=worker_main,
+            args=(child_conn, self._config, self._log_level, *self._result_identity),
+            name="vap-runner-worker",
+            daemon=True,
         )
         process.start()
         child_conn.close()  # so that the worker's death reads as EOF here
@@ -244,7 +251,11 @@ class DetectorPool:
         self._metrics.worker_restarts.inc()
         log.warning(
             "inference process died; replacing it",
-            extra={"pid": worker.process.pid, "exitcode": exitcode, "frames_in_flight": [task.frame_number for task in worker.in_flight]},
+            extra={
+                "pid": worker.process.pid,
+                "exitcode": exitcode,
+                "frames_in_flight": [task.frame_number for task in worker.in_flight],
+            },
         )
         for position, task in enumerate(worker.in_flight):
             # Only the frame being analysed can have caused it; the ones queued behind it are innocent.
@@ -264,7 +275,10 @@ class DetectorPool:
             head = worker.in_flight[0] if worker.in_flight else None
             if head and head.started and now - head.started > self._inference_timeout_seconds and not worker.killed:
                 worker.killed = True
-                log.warning("inference process hung; killing it", extra={"pid": worker.process.pid, "frame_number": head.frame_number})
+                log.warning(
+                    "inference process hung; killing it",
+                    extra={"pid": worker.process.pid, "frame_number": head.frame_number},
+                )
                 worker.process.kill()
 
     def _give_up(self, task: _Task, why: str) -> None:
@@ -276,4 +290,6 @@ class DetectorPool:
     def _count_failure(self, why: str) -> None:
         self._consecutive_failures += 1
         if self._consecutive_failures >= self._max_consecutive_failures and self.failure is None:
-            self.failure = Failure(FailureReason.DETECTOR_ERROR, f"{self._consecutive_failures} detector failures in a row; last: {why}")
+            self.failure = Failure(
+                FailureReason.DETECTOR_ERROR, f"{self._consecutive_failures} detector failures in a row; last: {why}"
+            )

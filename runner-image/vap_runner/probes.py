@@ -32,7 +32,7 @@ def serve(*, host: str, port: int, health: Health, registry: CollectorRegistry) 
     """Start the endpoint in a daemon thread; ``server_address`` has the bound port (``port=0``: any free one)."""
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        def do_GET(self) -> None:
             if self.path == "/metrics":
                 self._reply(200, generate_latest(registry), CONTENT_TYPE_LATEST)
             elif self.path == "/healthz":
@@ -51,7 +51,7 @@ def serve(*, host: str, port: int, health: Health, registry: CollectorRegistry) 
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - probes every few seconds would flood the log
+        def log_message(self, format: str, *args: object) -> None:
             log.debug(format, *args)
 
     server = ThreadingHTTPServer((host, port), Handler)

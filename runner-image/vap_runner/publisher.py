@@ -60,7 +60,9 @@ class Publisher:
         on_wait: Callable[[], None],
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._results = UndeliveredResults(budget_bytes=budget_bytes, send=self._send_result, on_drop=metrics.results_dropped.labels("budget").inc)
+        self._results = UndeliveredResults(
+            budget_bytes=budget_bytes, send=self._send_result, on_drop=metrics.results_dropped.labels("budget").inc
+        )
         # Its own log lines go through logging too, so they are JSON like ours (served by poll()).
         # linger.ms: results wait that long to go in one request; a flush() sends at once (status events).
         self._producer = make_producer(
@@ -119,14 +121,19 @@ class Publisher:
         room = self._results.has_room()
         if room != self._had_room:
             self._had_room = room
-            extra = {"results_undelivered": self._results.undelivered, "budget_mib": round(self._results.budget_bytes / 2**20, 3)}
+            extra = {
+                "results_undelivered": self._results.undelivered,
+                "budget_mib": round(self._results.budget_bytes / 2**20, 3),
+            }
             if room:
                 log.info("results delivered again; reading on", extra=extra)
             else:
                 log.warning("undelivered results fill their budget; reading paused until Kafka takes them", extra=extra)
         return room
 
-    def send_status(self, status: ScenarioStatus, *, message: str | None = None, drops: ResultDrops | None = None) -> None:
+    def send_status(
+        self, status: ScenarioStatus, *, message: str | None = None, drops: ResultDrops | None = None
+    ) -> None:
         """Queue a status event without waiting (delivered with the results, or by the final flush)."""
         value = encode(StatusEvent(scenario_uuid=self._scenario_uuid, status=status, message=message, drops=drops))
         try:
@@ -136,7 +143,14 @@ class Publisher:
         self._statuses_pending += 1
         self._producer.poll(0)
 
-    def publish_status(self, status: ScenarioStatus, *, reason: FailureReason | None = None, message: str | None = None, timeout_seconds: float) -> bool:
+    def publish_status(
+        self,
+        status: ScenarioStatus,
+        *,
+        reason: FailureReason | None = None,
+        message: str | None = None,
+        timeout_seconds: float,
+    ) -> bool:
         """Send a status event and wait for the broker's ack; False if it was not acknowledged in time."""
         acknowledged: list[bool] = []
 
@@ -144,7 +158,9 @@ class Publisher:
             acknowledged.append(error is None)
 
         try:
-            value = encode(StatusEvent(scenario_uuid=self._scenario_uuid, status=status, reason=reason, message=message))
+            value = encode(
+                StatusEvent(scenario_uuid=self._scenario_uuid, status=status, reason=reason, message=message)
+            )
             self._producer.produce(self._status_topic, key=self._key, value=value, on_delivery=on_delivery)
         except (KafkaException, BufferError) as error:
             log.error("Kafka refused a status event", extra={"status": status.value, "error": str(error)})
@@ -154,7 +170,10 @@ class Publisher:
             self._on_wait()
             self._producer.flush(min(remaining, _POLL_SECONDS))
         delivered = acknowledged == [True]
-        log.info("status published" if delivered else "status not acknowledged", extra={"status": status.value, "reason": reason and reason.value})
+        log.info(
+            "status published" if delivered else "status not acknowledged",
+            extra={"status": status.value, "reason": reason and reason.value},
+        )
         return delivered
 
     def poll(self) -> None:
@@ -205,14 +224,20 @@ class Publisher:
         if undelivered or statuses_undelivered:
             log.error(
                 "Kafka did not acknowledge every message before exit; dropped",
-                extra={"results_dropped": undelivered, "status_events_dropped": statuses_undelivered, "results_acknowledged": self._results.acknowledged},
+                extra={
+                    "results_dropped": undelivered,
+                    "status_events_dropped": statuses_undelivered,
+                    "results_acknowledged": self._results.acknowledged,
+                },
             )
         return undelivered
 
     def _send_result(self, value: bytes) -> None:
         """Hand one result to librdkafka (BufferError: no room, it stays held)."""
         try:
-            self._producer.produce(self._results_topic, key=self._key, value=value, on_delivery=self._on_result_delivery)
+            self._producer.produce(
+                self._results_topic, key=self._key, value=value, on_delivery=self._on_result_delivery
+            )
         except KafkaException as error:  # refused for good, e.g. larger than the broker takes
             raise DownstreamBlocked(f"Kafka refused a result: {error}") from error
 
@@ -227,7 +252,11 @@ class Publisher:
                 self._outage_since = self._progress_at
                 log.warning(
                     "Kafka outage: no result acknowledged; holding results",
-                    extra={"stalled_seconds": round(stalled, 1), "results_undelivered": results.undelivered, "outage_limit_seconds": self._outage_limit_seconds},
+                    extra={
+                        "stalled_seconds": round(stalled, 1),
+                        "results_undelivered": results.undelivered,
+                        "outage_limit_seconds": self._outage_limit_seconds,
+                    },
                 )
             return stalled
         self._acknowledged_seen = results.acknowledged
@@ -235,7 +264,11 @@ class Publisher:
         if self._outage_since is not None:
             log.info(
                 "Kafka acknowledges results again",
-                extra={"outage_seconds": round(now - self._outage_since, 1), "results_undelivered": results.undelivered, "results_dropped": results.dropped},
+                extra={
+                    "outage_seconds": round(now - self._outage_since, 1),
+                    "results_undelivered": results.undelivered,
+                    "results_dropped": results.dropped,
+                },
             )
             self._outage_since = None
         if not results.held:
@@ -260,9 +293,14 @@ class Publisher:
             # stores the run's totals from `drops`).
             self.send_status(
                 ScenarioStatus.ACTIVE,
-                message=f"results dropped: {drops.count} (frames {drops.first_frame}-{drops.last_frame}), oldest first: "
-                f"Kafka took none while the undelivered-results budget ({budget_mib:g} MiB) was full",
-                drops=ResultDrops(run_id=self._run_id, dropped=self._results.dropped, first_frame=self._first_dropped_frame, last_frame=drops.last_frame),
+                message=f"results dropped: {drops.count} (frames {drops.first_frame}-{drops.last_frame}), "
+                f"oldest first: Kafka took none while the undelivered-results budget ({budget_mib:g} MiB) was full",
+                drops=ResultDrops(
+                    run_id=self._run_id,
+                    dropped=self._results.dropped,
+                    first_frame=self._first_dropped_frame,
+                    last_frame=drops.last_frame,
+                ),
             )
         except DownstreamBlocked as error:  # the log line above still says it
             log.error("drop report not queued", extra={"error": str(error)})

@@ -49,10 +49,14 @@ class StreamReader:
         self._settings = settings
         self._handoff = handoff
         self._slots = slots
-        self._shape: tuple[int, ...] | None = None  # of the last frame: the next one is decoded straight into a slot of it
+        self._shape: tuple[int, ...] | None = (
+            None  # of the last frame: the next one is decoded straight into a slot of it
+        )
         self._metrics = metrics
         self._on_finish = on_finish
-        self._backoff = Backoff(initial_seconds=settings.reconnect_initial_delay_seconds, max_seconds=settings.reconnect_max_delay_seconds)
+        self._backoff = Backoff(
+            initial_seconds=settings.reconnect_initial_delay_seconds, max_seconds=settings.reconnect_max_delay_seconds
+        )
         self._sampler = FrameSampler(settings.target_fps)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="reader", daemon=True)
@@ -82,7 +86,7 @@ class StreamReader:
     def _run(self) -> None:
         try:
             self.outcome = self._read_until_done()
-        except Exception as error:  # noqa: BLE001 - a decoder bug must end the run, not hang it
+        except Exception as error:
             log.exception("reader failed")
             self.failure = Failure(FailureReason.DECODE_ERROR, f"reading {self._source.safe_name} failed: {error}")
             self.outcome = ReadOutcome.GAVE_UP
@@ -98,12 +102,19 @@ class StreamReader:
                 return ReadOutcome.END_OF_STREAM
             failed_connects = 0 if got_frames else failed_connects + 1
             if self._source.local_file or failed_connects >= self._settings.max_consecutive_failed_connects:
-                self.failure = Failure(failure.reason, f"{failure.message} ({failed_connects} failed connect(s) in a row)")
+                self.failure = Failure(
+                    failure.reason, f"{failure.message} ({failed_connects} failed connect(s) in a row)"
+                )
                 return ReadOutcome.GAVE_UP
             delay = self._backoff.delay_seconds(failed_connects)
             log.warning(
                 "source lost; reconnecting",
-                extra={"camera": self._source.safe_name, "error": failure.message, "failed_connects": failed_connects, "delay_seconds": round(delay, 2)},
+                extra={
+                    "camera": self._source.safe_name,
+                    "error": failure.message,
+                    "failed_connects": failed_connects,
+                    "delay_seconds": round(delay, 2),
+                },
             )
             if self._stop.wait(delay):
                 return ReadOutcome.STOPPED
@@ -132,7 +143,9 @@ class StreamReader:
         if self._max_frames_reached():
             return True, None
         if not opened.live:
-            return got_frames, None if got_frames else Failure(FailureReason.DECODE_ERROR, f"{self._source.safe_name} opened but no frame could be decoded")
+            return got_frames, None if got_frames else Failure(
+                FailureReason.DECODE_ERROR, f"{self._source.safe_name} opened but no frame could be decoded"
+            )
         if got_frames:
             return True, Failure(FailureReason.SOURCE_STALLED, f"{self._source.safe_name} stopped sending frames")
         return False, Failure(FailureReason.SOURCE_STALLED, f"{self._source.safe_name} opened but sent no frames")

@@ -56,7 +56,10 @@ class Runner:
         self._wakeup = Wakeup()
         self._reader: StreamReader | None = None
         self._announced_active = False  # `active` is published once, after the first analysed frame
-        self.health = Health(liveness_timeout_seconds=settings.liveness_timeout_seconds, is_ready=lambda: bool(self._reader and self._reader.is_open))
+        self.health = Health(
+            liveness_timeout_seconds=settings.liveness_timeout_seconds,
+            is_ready=lambda: bool(self._reader and self._reader.is_open),
+        )
         self.http_port: int | None = None
 
     def request_stop(self) -> None:
@@ -98,13 +101,17 @@ class Runner:
             on_wait=self.health.beat,
         )
         try:
-            return self._report_failure(publisher, invalid) if invalid else self._run(publisher, detector_config, source)
+            return (
+                self._report_failure(publisher, invalid) if invalid else self._run(publisher, detector_config, source)
+            )
         finally:
             publisher.close()  # what Kafka never acknowledged is counted and logged as dropped
 
     def _run(self, publisher: Publisher, detector_config: DetectorConfig, source: Source) -> int:
         settings = self._settings
-        server = serve(host=settings.http_host, port=settings.http_port, health=self.health, registry=self.metrics.registry)
+        server = serve(
+            host=settings.http_host, port=settings.http_port, health=self.health, registry=self.metrics.registry
+        )
         self.http_port = server.server_address[1]
         log.info("http endpoint listening", extra={"port": self.http_port})
         pool = DetectorPool(
@@ -120,12 +127,21 @@ class Runner:
         )
         handoff = FrameHandoff(wakeup=self._wakeup, on_drop=lambda frame: self._drop(pool, frame))
         self._reader = StreamReader(
-            source=source, settings=settings, handoff=handoff, slots=pool.slots, metrics=self.metrics, on_finish=self._wakeup.set
+            source=source,
+            settings=settings,
+            handoff=handoff,
+            slots=pool.slots,
+            metrics=self.metrics,
+            on_finish=self._wakeup.set,
         )
         try:
             pool.watch(self._wakeup)
             pool.start()
-            if not pool.wait_ready(timeout_seconds=settings.worker_start_timeout_seconds, stopping=self._stop_requested.is_set, on_tick=self.health.beat):
+            if not pool.wait_ready(
+                timeout_seconds=settings.worker_start_timeout_seconds,
+                stopping=self._stop_requested.is_set,
+                on_tick=self.health.beat,
+            ):
                 return self._report_failure(publisher, pool.failure) if pool.failure else RunnerExit.DONE
             log.info("inference processes ready", extra={"pids": pool.pids})
             self._reader.start()
@@ -226,7 +242,12 @@ class Runner:
         log.error("runner failed", extra={"reason": failure.reason.value, "error": failure.message})
         self._write_termination_message(failure)
         publisher.flush(timeout_seconds=_STATUS_ACK_SECONDS)  # results already analysed are still worth keeping
-        reported = publisher.publish_status(ScenarioStatus.FAILED, reason=failure.reason, message=failure.message[:2000], timeout_seconds=_STATUS_ACK_SECONDS)
+        reported = publisher.publish_status(
+            ScenarioStatus.FAILED,
+            reason=failure.reason,
+            message=failure.message[:2000],
+            timeout_seconds=_STATUS_ACK_SECONDS,
+        )
         return RunnerExit.FAILED if reported else FAILURE_NOT_REPORTED
 
     def _write_termination_message(self, failure: Failure) -> None:

@@ -78,7 +78,9 @@ class FrameSlots:
         if len(self._blocks) >= self._count:
             return False
         # Always one slot, whatever its size: a frame must be readable at all.
-        return not self._blocks or self._max_bytes is None or (len(self._blocks) + 1) * self._block_size <= self._max_bytes
+        return (
+            not self._blocks or self._max_bytes is None or (len(self._blocks) + 1) * self._block_size <= self._max_bytes
+        )
 
     def _discard_all(self) -> None:
         # Workers re-map a slot whose name changed (see SlotViews).

@@ -62,18 +62,31 @@ def parse_source(url: str, *, allow_files: bool) -> Source:
         raise InvalidSource(str(error)) from None
     if admitted.local_path is not None:
         return Source(target=admitted.local_path, safe_name=admitted.local_path, local_file=True, rtsp=False)
-    return Source(target=admitted.url, safe_name=redact_url(admitted.url), local_file=False, rtsp=admitted.scheme in camera.LIVE_SCHEMES)
+    return Source(
+        target=admitted.url,
+        safe_name=redact_url(admitted.url),
+        local_file=False,
+        rtsp=admitted.scheme in camera.LIVE_SCHEMES,
+    )
 
 
-def open_source(source: Source, *, open_timeout_seconds: float, read_timeout_seconds: float, decode_threads: int) -> OpenedSource:
-    """Open ``source`` with ``decode_threads`` FFmpeg decoding threads (0: one per core) or raise :class:`SourceError`."""
+def open_source(
+    source: Source, *, open_timeout_seconds: float, read_timeout_seconds: float, decode_threads: int
+) -> OpenedSource:
+    """Open ``source`` with ``decode_threads`` FFmpeg decoding threads (0: one per core) or raise
+    :class:`SourceError`."""
     if source.local_file and not Path(source.target).is_file():
         raise SourceError(FailureReason.SOURCE_UNREACHABLE, f"no such file: {source.safe_name}")
     if source.rtsp:
         # TCP: UDP packets get lost or blocked between clusters and cameras. Read by OpenCV at each
         # open; an operator's own value wins.
         os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
-    params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(open_timeout_seconds * 1000), cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(read_timeout_seconds * 1000)]
+    params = [
+        cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+        int(open_timeout_seconds * 1000),
+        cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+        int(read_timeout_seconds * 1000),
+    ]
     params += [cv2.CAP_PROP_N_THREADS, decode_threads]
     # FFmpeg only: other backends (e.g. the image-sequence one) would print the URL on failure.
     capture = cv2.VideoCapture(source.target, cv2.CAP_FFMPEG, params)

@@ -52,7 +52,9 @@ class UndeliveredResults:
     the producer's delivery report must then call :meth:`delivered` with the value's length.
     """
 
-    def __init__(self, *, budget_bytes: int, send: Callable[[bytes], None], on_drop: Callable[[int], None] = lambda _: None) -> None:
+    def __init__(
+        self, *, budget_bytes: int, send: Callable[[bytes], None], on_drop: Callable[[int], None] = lambda _: None
+    ) -> None:
         self.budget_bytes = budget_bytes
         self.producer_share_bytes = max(1, int(budget_bytes * PRODUCER_SHARE))
         self.keep_newest = False  # live: drop the oldest over the budget; a file: pause
@@ -161,7 +163,9 @@ class UndeliveredResults:
         if self._producer_count == 0:
             return True
         if not self._producer_full:
-            self._producer_full = self._producer_count >= PRODUCER_MAX_RESULTS or self._producer_bytes + size > self.producer_share_bytes
+            self._producer_full = (
+                self._producer_count >= PRODUCER_MAX_RESULTS or self._producer_bytes + size > self.producer_share_bytes
+            )
         return not self._producer_full
 
     def _drop_over_budget(self) -> None:
@@ -179,5 +183,7 @@ class UndeliveredResults:
         if count:
             self.dropped += count
             previous = self._drops
-            self._drops = Drops(count + previous.count, previous.first_frame, last) if previous else Drops(count, first, last)
+            self._drops = (
+                Drops(count + previous.count, previous.first_frame, last) if previous else Drops(count, first, last)
+            )
             self._on_drop(count)

@@ -53,7 +53,7 @@ def worker_main(conn: Connection, config: DetectorConfig, log_level: str, scenar
     parent_pid = os.getppid()
     try:
         detector = build_detector(config)
-    except Exception as error:  # noqa: BLE001 - any failure to build is a configuration problem to report
+    except Exception as error:  # noqa: BLE001
         send_message(conn, ("init_error", f"detector {config.type!r} could not start: {error}"))
         return
     send_message(conn, ("ready",))
@@ -72,8 +72,14 @@ def worker_main(conn: Connection, config: DetectorConfig, log_level: str, scenar
             try:
                 detections = detector.detect(slots.view(slot))
                 seconds = time.perf_counter() - started
-                result = FrameResult(scenario_uuid=scenario_uuid, run_id=run_id, frame_number=frame_number, detections=detections, timestamp=captured_at)
-            except Exception as error:  # noqa: BLE001 - reported to the main process, which decides
+                result = FrameResult(
+                    scenario_uuid=scenario_uuid,
+                    run_id=run_id,
+                    frame_number=frame_number,
+                    detections=detections,
+                    timestamp=captured_at,
+                )
+            except Exception as error:
                 log.exception("detector raised", extra={"frame_number": frame_number})
                 send_message(conn, ("error", frame_number, f"{type(error).__name__}: {error}"))
                 continue

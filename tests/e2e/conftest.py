@@ -30,7 +30,9 @@ def sample_video() -> Path:
         frames, fps = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), capture.get(cv2.CAP_PROP_FPS)
     finally:
         capture.release()
-    assert (frames, fps) == (CAR_FRAMES, CAR_FPS), f"{CAR_VIDEO}: {frames} frames at {fps} fps, the tests expect {CAR_FRAMES} at {CAR_FPS}"
+    assert (frames, fps) == (CAR_FRAMES, CAR_FPS), (
+        f"{CAR_VIDEO}: {frames} frames at {fps} fps, the tests expect {CAR_FRAMES} at {CAR_FPS}"
+    )
     return CAR_VIDEO
 
 
@@ -50,7 +52,9 @@ PlatformFactory = Callable[..., PlatformStack]
 
 
 @pytest.fixture
-def make_platform(request: pytest.FixtureRequest, platform_env: dict[str, str], kafka_settings: KafkaSettings, tmp_path: Path) -> Iterator[PlatformFactory]:
+def make_platform(
+    request: pytest.FixtureRequest, platform_env: dict[str, str], kafka_settings: KafkaSettings, tmp_path: Path
+) -> Iterator[PlatformFactory]:
     """``make_platform(**extra_env)``: start API, relay, inbox and operator; all stopped at teardown."""
     stacks: list[PlatformStack] = []
 

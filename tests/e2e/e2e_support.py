@@ -51,6 +51,7 @@ def platform_settings(database: DatabaseSettings, kafka: KafkaSettings, **extra:
         **extra,
     )
 
+
 TERMINAL = ("inactive", "failed")
 
 
@@ -67,8 +68,18 @@ class Api:
     def close(self) -> None:
         self.http.close()
 
-    def init(self, camera_url: str, *, detector: str = "mock", settings: dict[str, Any] | None = None, name: str | None = None) -> uuid.UUID:
-        response = self.http.post("/api/v1/scenario/init", json={"camera_url": camera_url, "name": name, "detector": {"name": detector, "settings": settings or {}}})
+    def init(
+        self,
+        camera_url: str,
+        *,
+        detector: str = "mock",
+        settings: dict[str, Any] | None = None,
+        name: str | None = None,
+    ) -> uuid.UUID:
+        response = self.http.post(
+            "/api/v1/scenario/init",
+            json={"camera_url": camera_url, "name": name, "detector": {"name": detector, "settings": settings or {}}},
+        )
         assert response.status_code == 201, f"POST /scenario/init: {response.status_code} {response.text}"
         body = response.json()
         assert body["status"] == "init_startup", body
@@ -96,13 +107,23 @@ class Api:
             self._check_alive()
             last = self.scenario(scenario_uuid)
             if last["status"] in TERMINAL and last["status"] != wanted:
-                raise AssertionError(f"scenario {scenario_uuid} ended {last['status']} ({last['error_reason']}: {last['error_message']}), expected {wanted}")
+                raise AssertionError(
+                    f"scenario {scenario_uuid} ended {last['status']} "
+                    f"({last['error_reason']}: {last['error_message']}), expected {wanted}"
+                )
             return bool(last["status"] == wanted)
 
         wait_until(reached, timeout_seconds=timeout_seconds, what=f"scenario {scenario_uuid} to be {wanted}")
         return last
 
-    def prediction_page(self, scenario_uuid: uuid.UUID, *, cursor: str | None = None, after_frame: int | None = None, limit: int | None = None) -> dict[str, Any]:
+    def prediction_page(
+        self,
+        scenario_uuid: uuid.UUID,
+        *,
+        cursor: str | None = None,
+        after_frame: int | None = None,
+        limit: int | None = None,
+    ) -> dict[str, Any]:
         params: dict[str, int | str] = {}
         if cursor is not None:
             params["cursor"] = cursor
@@ -116,7 +137,9 @@ class Api:
         assert isinstance(body["next_cursor"], str) and body["next_cursor"], body
         return body
 
-    def frames(self, scenario_uuid: uuid.UUID, *, after_frame: int | None = None, page_size: int = 50) -> list[dict[str, Any]]:
+    def frames(
+        self, scenario_uuid: uuid.UUID, *, after_frame: int | None = None, page_size: int = 50
+    ) -> list[dict[str, Any]]:
         """Every result served now (with frame_number > ``after_frame`` if given), in stored order,
         following next_cursor page by page until a short page."""
         frames: list[dict[str, Any]] = []
@@ -152,12 +175,18 @@ class ResultsTopic:
 
     def read_to_end(self, *, timeout_seconds: float = 30.0) -> list[FrameResult]:
         """Everything published so far (up to each partition's high watermark)."""
-        self.results = [decode(FrameResult, value) for value in self._reader.read_to_end(timeout_seconds=timeout_seconds)]
+        self.results = [
+            decode(FrameResult, value) for value in self._reader.read_to_end(timeout_seconds=timeout_seconds)
+        ]
         return self.results
 
     def of(self, scenario_uuid: uuid.UUID) -> list[Published]:
         """What the runners of one scenario published, in publishing order (call read_to_end first)."""
-        return [Published(result.run_id, result.frame_number) for result in self.results if result.scenario_uuid == scenario_uuid]
+        return [
+            Published(result.run_id, result.frame_number)
+            for result in self.results
+            if result.scenario_uuid == scenario_uuid
+        ]
 
     def close(self) -> None:
         self._reader.close()
@@ -178,7 +207,10 @@ def stored(engine: Engine, scenario_uuid: uuid.UUID) -> list[Published]:
     """Every row of scenario_results of one scenario, in stored order (duplicates included, if any)."""
     with engine.connect() as connection:
         rows = connection.execute(
-            text("SELECT run_id, frame_number FROM scenario_results WHERE scenario_uuid = :uuid ORDER BY stored_xact, id"), {"uuid": scenario_uuid}
+            text(
+                "SELECT run_id, frame_number FROM scenario_results WHERE scenario_uuid = :uuid ORDER BY stored_xact, id"
+            ),
+            {"uuid": scenario_uuid},
         ).all()
     return [Published(row.run_id, int(row.frame_number)) for row in rows]
 
@@ -199,12 +231,18 @@ def servable(engine: Engine, scenario_uuid: uuid.UUID) -> bool:
 
 def worker_row(engine: Engine, scenario_uuid: uuid.UUID) -> dict[str, Any]:
     with engine.connect() as connection:
-        row = connection.execute(text("SELECT * FROM workers WHERE scenario_uuid = :uuid"), {"uuid": scenario_uuid}).mappings().one_or_none()
+        row = (
+            connection.execute(text("SELECT * FROM workers WHERE scenario_uuid = :uuid"), {"uuid": scenario_uuid})
+            .mappings()
+            .one_or_none()
+        )
     assert row is not None, f"no workers row for {scenario_uuid}"
     return dict(row)
 
 
-def check_stored_equals_published(engine: Engine, topic: ResultsTopic, scenario_uuid: uuid.UUID, *, timeout_seconds: float = 30.0) -> dict[str, list[int]]:
+def check_stored_equals_published(
+    engine: Engine, topic: ResultsTopic, scenario_uuid: uuid.UUID, *, timeout_seconds: float = 30.0
+) -> dict[str, list[int]]:
     """The exactly-once check: every (run, frame) a runner of the scenario published is stored, and
     stored once; nothing is stored that was not published. Returns the published frames per run.
 
@@ -217,14 +255,26 @@ def check_stored_equals_published(engine: Engine, topic: ResultsTopic, scenario_
     runs = runs_of(published)
     for run_id, frames in runs.items():
         # One run is one idempotent producer session publishing in frame order: each frame once, increasing.
-        assert frames == sorted(set(frames)), f"run {run_id} of {scenario_uuid} published frames out of order or twice: {frames}"
+        assert frames == sorted(set(frames)), (
+            f"run {run_id} of {scenario_uuid} published frames out of order or twice: {frames}"
+        )
     expected = set(published)
-    wait_until(lambda: expected <= set(stored(engine, scenario_uuid)), timeout_seconds=timeout_seconds, what=f"every published result of {scenario_uuid} stored")
+    wait_until(
+        lambda: expected <= set(stored(engine, scenario_uuid)),
+        timeout_seconds=timeout_seconds,
+        what=f"every published result of {scenario_uuid} stored",
+    )
     rows = stored(engine, scenario_uuid)
     duplicates = sorted({(row.run_id, row.frame_number) for row in rows if rows.count(row) > 1})
     assert not duplicates, f"stored twice: {duplicates}"
-    assert set(rows) == expected, f"stored but never published: {sorted((r.run_id, r.frame_number) for r in set(rows) - expected)}"
-    wait_until(lambda: servable(engine, scenario_uuid), timeout_seconds=timeout_seconds, what=f"every stored result of {scenario_uuid} servable")
+    assert set(rows) == expected, (
+        f"stored but never published: {sorted((r.run_id, r.frame_number) for r in set(rows) - expected)}"
+    )
+    wait_until(
+        lambda: servable(engine, scenario_uuid),
+        timeout_seconds=timeout_seconds,
+        what=f"every stored result of {scenario_uuid} servable",
+    )
     return runs
 
 

@@ -43,7 +43,9 @@ def test_a_burst_of_registrations_is_admitted_within_the_limits_and_the_rest_is_
     make_platform: Callable[..., PlatformStack], kafka_settings: KafkaSettings, sample_video: Path
 ) -> None:
     platform: PlatformStack = make_platform(
-        VAP_MAX_STARTING_SCENARIOS=str(START_QUEUE), VAP_LOCAL__CAPACITY=str(CAPACITY), VAP_LOCAL__STARTS_PER_SECOND="20"
+        VAP_MAX_STARTING_SCENARIOS=str(START_QUEUE),
+        VAP_LOCAL__CAPACITY=str(CAPACITY),
+        VAP_LOCAL__STARTS_PER_SECOND="20",
     )
     api = Api(platform.api_url, check_alive=platform.check_alive)
     body = {"camera_url": CAR_URL, "detector": {"name": "mock", "settings": SLOW}}
@@ -66,20 +68,33 @@ def test_a_burst_of_registrations_is_admitted_within_the_limits_and_the_rest_is_
     codes = sorted({response.status_code for response in responses})
     admitted = [response.json()["scenario_uuid"] for response in responses if response.status_code == 201]
     refused = [response for response in responses if response.status_code == 429]
-    print(f"ADMISSION burst {BURST} in {burst_seconds:.1f}s: {len(admitted)} admitted, {len(refused)} refused (429), codes {codes}")
+    print(
+        f"ADMISSION burst {BURST} in {burst_seconds:.1f}s: {len(admitted)} admitted, "
+        f"{len(refused)} refused (429), codes {codes}"
+    )
     assert codes == [201, 429], codes
     # The count is checked before the insert, so concurrent requests may overshoot by at most one each.
     assert START_QUEUE <= len(admitted) <= START_QUEUE + CLIENTS
-    assert all(int(response.headers["Retry-After"]) > 0 and "retry" in response.json()["detail"].lower() for response in refused)
+    assert all(
+        int(response.headers["Retry-After"]) > 0 and "retry" in response.json()["detail"].lower()
+        for response in refused
+    )
 
     # The runtime starts CAPACITY runners, the rest wait in in_startup_processing with the reason.
     def settled() -> bool:
         statuses = [api.scenario(scenario) for scenario in admitted]
-        return sum(s["status"] == "active" for s in statuses) == CAPACITY and sum(
-            s["status"] == "in_startup_processing" and bool((s.get("runtime") or {}).get("wait_reason")) for s in statuses
-        ) == len(admitted) - CAPACITY
+        return (
+            sum(s["status"] == "active" for s in statuses) == CAPACITY
+            and sum(
+                s["status"] == "in_startup_processing" and bool((s.get("runtime") or {}).get("wait_reason"))
+                for s in statuses
+            )
+            == len(admitted) - CAPACITY
+        )
 
-    wait_until(settled, timeout_seconds=90, interval_seconds=1, what=f"{CAPACITY} active and the rest waiting with a reason")
+    wait_until(
+        settled, timeout_seconds=90, interval_seconds=1, what=f"{CAPACITY} active and the rest waiting with a reason"
+    )
     runner_counts.append(running_scenarios(marker))
     assert max(runner_counts) == CAPACITY, runner_counts
     waiting = next(api.scenario(s) for s in admitted if api.status(s) == "in_startup_processing")
@@ -88,6 +103,11 @@ def test_a_burst_of_registrations_is_admitted_within_the_limits_and_the_rest_is_
     # The API stayed responsive and still admits once the queue drains: stop everything admitted.
     for scenario in admitted:
         api.shutdown(scenario)
-    wait_until(lambda: all(api.status(s) == "inactive" for s in admitted), timeout_seconds=120, interval_seconds=1, what="every admitted scenario inactive")
+    wait_until(
+        lambda: all(api.status(s) == "inactive" for s in admitted),
+        timeout_seconds=120,
+        interval_seconds=1,
+        what="every admitted scenario inactive",
+    )
     wait_until(lambda: not any(runner_pids(s) for s in admitted), timeout_seconds=30, what="no runner left")
     api.close()

@@ -29,7 +29,9 @@ def cluster(kubeconfig: str, kube_namespace: str) -> Iterator[Cluster]:
 
 
 @pytest.fixture
-def kube_platform(kube_namespace: str, videoscenario_crd: str, kubeconfig: str, make_platform: Callable[..., PlatformStack]) -> PlatformStack:
+def kube_platform(
+    kube_namespace: str, videoscenario_crd: str, kubeconfig: str, make_platform: Callable[..., PlatformStack]
+) -> PlatformStack:
     """API, relay, inbox and the operator with VAP_RUNTIME=kubernetes in the test's namespace. The
     namespace comes first, so that it is deleted after the operator stopped (see kube_namespace)."""
     return make_platform(
@@ -43,7 +45,9 @@ def kube_platform(kube_namespace: str, videoscenario_crd: str, kubeconfig: str, 
     )
 
 
-def test_kubernetes_runtime_keeps_camera_credentials_in_a_secret(kube_platform: PlatformStack, cluster: Cluster) -> None:
+def test_kubernetes_runtime_keeps_camera_credentials_in_a_secret(
+    kube_platform: PlatformStack, cluster: Cluster
+) -> None:
     api = Api(kube_platform.api_url, check_alive=kube_platform.check_alive)
     camera_url = "rtsp://viewer:s3cret-pw@127.0.0.1:9/cam"
     scenario = api.init(camera_url, detector="hog_person")
@@ -64,7 +68,9 @@ def test_kubernetes_runtime_keeps_camera_credentials_in_a_secret(kube_platform: 
     api.close()
 
 
-def test_a_camera_url_with_an_upper_case_scheme_runs_on_kubernetes_too(kube_platform: PlatformStack, cluster: Cluster) -> None:
+def test_a_camera_url_with_an_upper_case_scheme_runs_on_kubernetes_too(
+    kube_platform: PlatformStack, cluster: Cluster
+) -> None:
     """The API answered 201 to RTSP://... and the kubernetes runtime then failed it with InvalidConfig
     (its own rule wanted a lower-case scheme): both now admit it through vap_common.camera."""
     api = Api(kube_platform.api_url, check_alive=kube_platform.check_alive)

@@ -32,14 +32,18 @@ from vap_common.topics import Topic, topic_name
 SLOW = {"delay_ms": 400}
 
 
-def check_ran_to_the_end(api: Api, engine: Engine, topic: ResultsTopic, scenario: uuid.UUID, *, runs: int = 1) -> dict[str, list[int]]:
+def check_ran_to_the_end(
+    api: Api, engine: Engine, topic: ResultsTopic, scenario: uuid.UUID, *, runs: int = 1
+) -> dict[str, list[int]]:
     """A file scenario that ended by itself: inactive, its last run analysed every sampled frame, the
     API returns each sampled frame once, and what was published is stored exactly once."""
     body = api.wait_status(scenario, "inactive", timeout_seconds=120)
     assert body["error_reason"] is None, body
     wait_until(lambda: not runner_pids(scenario), timeout_seconds=20, what=f"the runner of {scenario} to exit")
     published = check_stored_equals_published(engine, topic, scenario)
-    assert len(published) == runs, f"expected {runs} run(s) of {scenario}: { {run: len(frames) for run, frames in published.items()} }"
+    assert len(published) == runs, (
+        f"expected {runs} run(s) of {scenario}: { {run: len(frames) for run, frames in published.items()} }"
+    )
     *earlier, last = published.values()
     assert last == CAR_SAMPLED, f"the last run of {scenario} did not analyse every sampled frame: {last}"
     for frames in earlier:  # a killed run got as far as it got, in order
@@ -71,7 +75,9 @@ def test_ten_scenarios_at_once_each_stores_exactly_one_result_per_analysed_frame
         assert worker_row(db_engine, scenario)["restart_count"] == 0
     with db_engine.connect() as connection:
         counts = dict(connection.execute(text("SELECT scenario_uuid, count(*) FROM scenario_results GROUP BY 1")).all())
-    assert counts == {scenario: len(CAR_SAMPLED) for scenario in scenarios}, "the test schema holds other rows than its scenarios' results"
+    assert counts == {scenario: len(CAR_SAMPLED) for scenario in scenarios}, (
+        "the test schema holds other rows than its scenarios' results"
+    )
 
 
 def commands_per_scenario(kafka: KafkaSettings) -> dict[uuid.UUID, list[str]]:
@@ -96,7 +102,12 @@ def commands_per_scenario(kafka: KafkaSettings) -> dict[uuid.UUID, list[str]]:
 
 
 def test_relay_killed_and_restarted(
-    platform: PlatformStack, api: Api, db_engine: Engine, results_topic: ResultsTopic, kafka_settings: KafkaSettings, sample_video: Path
+    platform: PlatformStack,
+    api: Api,
+    db_engine: Engine,
+    results_topic: ResultsTopic,
+    kafka_settings: KafkaSettings,
+    sample_video: Path,
 ) -> None:
     early = [api.init(CAR_URL, settings=SLOW) for _ in range(2)]
     platform.kill("relay")  # at once: the early commands may or may not have been published
@@ -104,10 +115,17 @@ def test_relay_killed_and_restarted(
     stopped = early[0]
     api.shutdown(stopped)  # its shutdown waits in the outbox
     time.sleep(2)
-    assert [api.status(scenario) for scenario in late] == ["init_startup", "init_startup"], "a command went out while no relay ran"
+    assert [api.status(scenario) for scenario in late] == ["init_startup", "init_startup"], (
+        "a command went out while no relay ran"
+    )
     with db_engine.connect() as connection:
-        waiting = connection.execute(text("SELECT count(*) FROM outbox_scenario WHERE published_at IS NULL")).scalar_one()
-    assert waiting >= 3, f"{waiting} outbox rows unpublished while the relay is down; expected the 2 late starts and the shutdown at least"
+        waiting = connection.execute(
+            text("SELECT count(*) FROM outbox_scenario WHERE published_at IS NULL")
+        ).scalar_one()
+    assert waiting >= 3, (
+        f"{waiting} outbox rows unpublished while the relay is down; "
+        "expected the 2 late starts and the shutdown at least"
+    )
 
     platform.start("relay")
     check_stopped(api, db_engine, results_topic, stopped)
@@ -116,7 +134,10 @@ def test_relay_killed_and_restarted(
 
     # Every command reached Kafka, in order per scenario, none lost.
     with db_engine.connect() as connection:
-        assert connection.execute(text("SELECT count(*) FROM outbox_scenario WHERE published_at IS NULL")).scalar_one() == 0
+        assert (
+            connection.execute(text("SELECT count(*) FROM outbox_scenario WHERE published_at IS NULL")).scalar_one()
+            == 0
+        )
     commands = commands_per_scenario(kafka_settings)
     assert commands == {stopped: ["start", "shutdown"], early[1]: ["start"], late[0]: ["start"], late[1]: ["start"]}
 
@@ -129,7 +150,11 @@ def test_operator_killed_and_restarted_adopts_its_running_scenarios(
     scenarios = [*running, stopped]
     for scenario in scenarios:
         api.wait_status(scenario, "active", timeout_seconds=60)
-    wait_until(lambda: all(len(api.frame_numbers(s)) >= 3 for s in scenarios), timeout_seconds=30, what="3 stored frames of each scenario")
+    wait_until(
+        lambda: all(len(api.frame_numbers(s)) >= 3 for s in scenarios),
+        timeout_seconds=30,
+        what="3 stored frames of each scenario",
+    )
     first_pids = {scenario: worker_row(db_engine, scenario)["process_pid"] for scenario in scenarios}
     assert all(first_pids.values()), first_pids
 
@@ -157,7 +182,9 @@ def test_runner_killed_is_restarted_as_a_new_run(
         api.wait_status(scenario, "active", timeout_seconds=60)
     wait_until(lambda: len(api.frame_numbers(victim)) >= 5, timeout_seconds=30, what="5 stored frames of the victim")
     pid = worker_row(db_engine, victim)["process_pid"]
-    assert pid in runner_pids(victim), f"workers.process_pid {pid} is not a process of the scenario: {runner_pids(victim)}"
+    assert pid in runner_pids(victim), (
+        f"workers.process_pid {pid} is not a process of the scenario: {runner_pids(victim)}"
+    )
 
     os.kill(pid, signal.SIGKILL)
     wait_until(

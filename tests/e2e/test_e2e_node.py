@@ -67,7 +67,13 @@ def helm(*args: str, timeout_seconds: float = 420) -> str:
 
 
 @pytest.fixture(scope="module")
-def release(kubeconfig: str, videoscenario_crd: str, admin_engine: Engine, kafka_admin: AdminClient, stack_settings: DatabaseServiceSettings) -> Iterator[Release]:
+def release(
+    kubeconfig: str,
+    videoscenario_crd: str,
+    admin_engine: Engine,
+    kafka_admin: AdminClient,
+    stack_settings: DatabaseServiceSettings,
+) -> Iterator[Release]:
     """charts/vap installed on the node, in a namespace, schema and topic prefix of the module's own."""
     suffix = uuid.uuid4().hex[:8]
     namespace, schema, prefix = f"t-node-{suffix}", f"t_node_{suffix}", f"tnode{suffix}."
@@ -105,7 +111,11 @@ def wait_ready(release: Release) -> None:
 
     def ready() -> bool:
         deployments = release.json("deployments")["items"]
-        return bool(deployments) and all(item["status"].get("readyReplicas") == item["spec"]["replicas"] and item["status"].get("updatedReplicas") == item["spec"]["replicas"] for item in deployments)
+        return bool(deployments) and all(
+            item["status"].get("readyReplicas") == item["spec"]["replicas"]
+            and item["status"].get("updatedReplicas") == item["spec"]["replicas"]
+            for item in deployments
+        )
 
     try:
         wait_until(ready, timeout_seconds=180, interval_seconds=1, what="every Deployment Ready")
@@ -134,7 +144,9 @@ def camera() -> Iterator[RtspCamera]:
 def _running(pod: dict[str, Any] | None) -> bool:
     if pod is None or pod["status"].get("phase") != "Running":
         return False
-    return all(status.get("ready") and "running" in status["state"] for status in pod["status"].get("containerStatuses", []))
+    return all(
+        status.get("ready") and "running" in status["state"] for status in pod["status"].get("containerStatuses", [])
+    )
 
 
 def wait_running(release: Release, scenario: uuid.UUID, *, other_than: str | None = None) -> dict[str, Any]:
@@ -144,12 +156,19 @@ def wait_running(release: Release, scenario: uuid.UUID, *, other_than: str | Non
         pod = release.runner_pod(scenario)
         return pod if _running(pod) and pod is not None and pod["metadata"]["uid"] != other_than else None
 
-    return wait_until(found, timeout_seconds=120, interval_seconds=1, what=f"a running, ready runner container of {scenario}")
+    return wait_until(
+        found, timeout_seconds=120, interval_seconds=1, what=f"a running, ready runner container of {scenario}"
+    )
 
 
 def test_helm_install_runs_every_component_on_the_node_with_its_probes(release: Release, api: Api) -> None:
     deployments = release.json("deployments")["items"]
-    assert sorted(item["metadata"]["name"].removeprefix("vap-") for item in deployments) == ["api", "inbox", "operator", "relay"]
+    assert sorted(item["metadata"]["name"].removeprefix("vap-") for item in deployments) == [
+        "api",
+        "inbox",
+        "operator",
+        "relay",
+    ]
     for deployment in deployments:
         assert deployment["status"].get("readyReplicas") == deployment["spec"]["replicas"], deployment["status"]
     for pod in release.json("pods")["items"]:
@@ -164,7 +183,9 @@ def test_helm_install_runs_every_component_on_the_node_with_its_probes(release: 
     assert api.http.get("/healthz").status_code == 200
 
 
-def test_a_scenario_runs_in_a_runner_container_survives_its_pod_deleted_and_shuts_down(release: Release, api: Api, camera: RtspCamera) -> None:
+def test_a_scenario_runs_in_a_runner_container_survives_its_pod_deleted_and_shuts_down(
+    release: Release, api: Api, camera: RtspCamera
+) -> None:
     password = camera.credentials[1] if camera.credentials else ""
     scenario = api.init(camera.url, detector="mock", name="on the node")
     pod = wait_running(release, scenario)
@@ -188,10 +209,16 @@ def test_a_scenario_runs_in_a_runner_container_survives_its_pod_deleted_and_shut
     replaced = wait_running(release, scenario, other_than=pod["metadata"]["uid"])
     assert replaced["metadata"]["uid"] != pod["metadata"]["uid"]
     before = len(api.frame_numbers(scenario))
-    wait_until(lambda: len(api.frame_numbers(scenario)) >= before + 3, timeout_seconds=90, what="results after the Pod was replaced")
+    wait_until(
+        lambda: len(api.frame_numbers(scenario)) >= before + 3,
+        timeout_seconds=90,
+        what="results after the Pod was replaced",
+    )
 
     assert api.shutdown(scenario)["status"] == "init_shutdown"
-    wait_until(lambda: release.runner_pod(scenario) is None, timeout_seconds=60, what="the runner Pod gone after shutdown")
+    wait_until(
+        lambda: release.runner_pod(scenario) is None, timeout_seconds=60, what="the runner Pod gone after shutdown"
+    )
     api.wait_status(scenario, "inactive", timeout_seconds=60)
     assert release.videoscenario(scenario)["status"]["phase"] == "inactive"
 
@@ -204,7 +231,9 @@ def test_a_scenario_runs_in_a_runner_container_survives_its_pod_deleted_and_shut
     assert len(runs) == 2 and all(runs.values()), runs
 
 
-def test_helm_upgrade_keeps_a_running_scenario_and_a_crashing_runner_fails_with_runner_crash_loop(release: Release, api: Api, camera: RtspCamera) -> None:
+def test_helm_upgrade_keeps_a_running_scenario_and_a_crashing_runner_fails_with_runner_crash_loop(
+    release: Release, api: Api, camera: RtspCamera
+) -> None:
     running = api.init(camera.url, detector="mock", name="kept through the upgrade")
     kept = wait_running(release, running)
     api.wait_status(running, "active", timeout_seconds=90)
@@ -212,7 +241,8 @@ def test_helm_upgrade_keeps_a_running_scenario_and_a_crashing_runner_fails_with_
     # The upgrade restarts the operator with runners that cannot start in their memory limit (the
     # kernel OOM-kills them) and a crash-loop threshold of 2: new scenarios crash, the running one stays.
     helm(
-        "upgrade", "vap", str(CHART), "--namespace", release.namespace, "--kubeconfig", release.kubeconfig, "--reuse-values",
+        "upgrade", "vap", str(CHART), "--namespace", release.namespace,
+        "--kubeconfig", release.kubeconfig, "--reuse-values",
         "--set", "runner.resources.requests.memory=24Mi", "--set", "runner.resources.limits.memory=24Mi",
         "--set-string", "operator.settings.VAP_RESTART__CRASH_LOOP_THRESHOLD=2",
         "--set-string", "operator.settings.VAP_RESTART__BACKOFF_BASE_SECONDS=1", "--wait", "--timeout", "4m",
@@ -223,21 +253,38 @@ def test_helm_upgrade_keeps_a_running_scenario_and_a_crashing_runner_fails_with_
     assert failed["error_reason"] == "RunnerCrashLoop", failed
     status = release.videoscenario(crashing)["status"]
     assert status["phase"] == "failed" and status["lastError"]["reason"] == "RunnerCrashLoop", status
-    reasons = [item["reason"] for item in release.json("events", "--field-selector", f"involvedObject.name=vs-{crashing}")["items"]]
+    reasons = [
+        item["reason"]
+        for item in release.json("events", "--field-selector", f"involvedObject.name=vs-{crashing}")["items"]
+    ]
     assert "RunnerCrashed" in reasons and "RunnerCrashLoop" in reasons, reasons
 
     after = release.runner_pod(running)
     assert after is not None and after["metadata"]["uid"] == kept["metadata"]["uid"] and _running(after)
     assert api.status(running) == "active"
     frames = len(api.frame_numbers(running))
-    wait_until(lambda: len(api.frame_numbers(running)) > frames, timeout_seconds=60, what="results of the kept scenario after the upgrade")
+    wait_until(
+        lambda: len(api.frame_numbers(running)) > frames,
+        timeout_seconds=60,
+        what="results of the kept scenario after the upgrade",
+    )
 
 
 def test_helm_uninstall_leaves_no_runner_pods_behind(release: Release, api: Api, camera: RtspCamera) -> None:
     scenario = api.init(camera.url, detector="mock", name="running at uninstall")
     wait_until(lambda: release.runner_pod(scenario) is not None, timeout_seconds=60, what="the runner Pod")
     assert release.runner_pods()
-    helm("uninstall", "vap", "--namespace", release.namespace, "--kubeconfig", release.kubeconfig, "--wait", "--timeout", "3m")
+    helm(
+        "uninstall",
+        "vap",
+        "--namespace",
+        release.namespace,
+        "--kubeconfig",
+        release.kubeconfig,
+        "--wait",
+        "--timeout",
+        "3m",
+    )
     release.installed = False
     wait_until(lambda: not release.runner_pods(), timeout_seconds=60, what="no runner Pods after helm uninstall")
     assert not release.json("videoscenarios")["items"]

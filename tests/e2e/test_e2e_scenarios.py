@@ -29,7 +29,11 @@ def test_file_scenario_runs_to_its_end_and_every_sampled_frame_is_stored_once(
         seen.extend(api.frames(scenario, after_frame=after, page_size=10))
         return status == "inactive" and [frame["frame_number"] for frame in seen] == CAR_SAMPLED
 
-    wait_until(poll_until_inactive, timeout_seconds=90, what=f"the end of the file and all {len(CAR_SAMPLED)} sampled frames through after_frame paging")
+    wait_until(
+        poll_until_inactive,
+        timeout_seconds=90,
+        what=f"the end of the file and all {len(CAR_SAMPLED)} sampled frames through after_frame paging",
+    )
     numbers = [frame["frame_number"] for frame in seen]
     assert numbers == CAR_SAMPLED, f"frames seen while polling: {numbers}"
     assert all(isinstance(frame["detections"], list) and frame["timestamp"] for frame in seen)
@@ -44,9 +48,15 @@ def test_file_scenario_runs_to_its_end_and_every_sampled_frame_is_stored_once(
 
     body = api.scenario(scenario)
     assert (body["status"], body["error_reason"]) == ("inactive", None)
-    wait_until(lambda: not runner_pids(scenario), timeout_seconds=15, what="the runner and its inference process to exit")
+    wait_until(
+        lambda: not runner_pids(scenario), timeout_seconds=15, what="the runner and its inference process to exit"
+    )
     # The runtime records the exit on its next step (it reaps the runner, then writes the row).
-    wait_until(lambda: worker_row(db_engine, scenario)["status"] == "inactive", timeout_seconds=10, what="the workers row to say inactive")
+    wait_until(
+        lambda: worker_row(db_engine, scenario)["status"] == "inactive",
+        timeout_seconds=10,
+        what="the workers row to say inactive",
+    )
     row = worker_row(db_engine, scenario)
     assert (row["status"], row["process_pid"], row["restart_count"]) == ("inactive", None, 0)
 
@@ -65,7 +75,9 @@ def test_shutdown_of_a_running_file_scenario_stops_its_runner(
     answer = api.shutdown(scenario)
     assert answer["status"] == "init_shutdown"
     api.wait_status(scenario, "inactive", timeout_seconds=30)
-    wait_until(lambda: not runner_pids(scenario), timeout_seconds=15, what="the runner and its inference process to exit")
+    wait_until(
+        lambda: not runner_pids(scenario), timeout_seconds=15, what="the runner and its inference process to exit"
+    )
     row = worker_row(db_engine, scenario)
     assert (row["status"], row["desired_state"], row["process_pid"]) == ("inactive", "inactive", None)
 
@@ -84,11 +96,15 @@ def test_rtsp_scenario_active_results_shutdown_inactive(
     scenario = api.init(rtsp_camera.url, name="rtsp e2e")
     api.wait_status(scenario, "active", timeout_seconds=60)
     # A live stream is sampled on the wall clock (2.5 frames/s): 8 frames is about 3 s of video.
-    wait_until(lambda: len(api.frame_numbers(scenario)) >= 8, timeout_seconds=30, what="8 stored frames of the RTSP stream")
+    wait_until(
+        lambda: len(api.frame_numbers(scenario)) >= 8, timeout_seconds=30, what="8 stored frames of the RTSP stream"
+    )
 
     api.shutdown(scenario)
     api.wait_status(scenario, "inactive", timeout_seconds=30)
-    wait_until(lambda: not runner_pids(scenario), timeout_seconds=15, what="the runner and its inference process to exit")
+    wait_until(
+        lambda: not runner_pids(scenario), timeout_seconds=15, what="the runner and its inference process to exit"
+    )
 
     runs = check_stored_equals_published(db_engine, results_topic, scenario)
     [frames] = runs.values()

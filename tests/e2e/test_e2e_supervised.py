@@ -26,7 +26,9 @@ def platform_pids(kafka: KafkaSettings) -> list[int]:
 
 
 @pytest.fixture
-def supervised(request: pytest.FixtureRequest, platform_env: dict[str, str], kafka_settings: KafkaSettings, tmp_path: Path) -> Iterator[SupervisedPlatform]:
+def supervised(
+    request: pytest.FixtureRequest, platform_env: dict[str, str], kafka_settings: KafkaSettings, tmp_path: Path
+) -> Iterator[SupervisedPlatform]:
     """The platform under supervisord in its own state dir; stopped at teardown, and nothing of it may survive."""
     platform = SupervisedPlatform(state_dir=tmp_path / "state", environment=platform_env)
     try:
@@ -40,7 +42,9 @@ def supervised(request: pytest.FixtureRequest, platform_env: dict[str, str], kaf
         fail_if_processes_left(kafka_settings.topic_prefix, after="./dev/services down")
 
 
-def test_down_stops_every_process_and_no_pid_file_makes_it_kill_another(supervised: SupervisedPlatform, kafka_settings: KafkaSettings) -> None:
+def test_down_stops_every_process_and_no_pid_file_makes_it_kill_another(
+    supervised: SupervisedPlatform, kafka_settings: KafkaSettings
+) -> None:
     supervisord = supervised.supervisord_pid()
     running = supervised.processes
     assert set(running) == set(SERVICES)

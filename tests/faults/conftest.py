@@ -61,7 +61,11 @@ def topic_prefix() -> str:
 @pytest.fixture
 def broker(request: pytest.FixtureRequest, tmp_path: Path, topic_prefix: str) -> Iterator[KafkaBroker | KafkaCluster]:
     """One private broker, or three (a KafkaCluster) for a test marked ``kafka_cluster``."""
-    broker: KafkaBroker | KafkaCluster = KafkaCluster(tmp_path / "kafka") if request.node.get_closest_marker("kafka_cluster") else KafkaBroker(tmp_path / "kafka")
+    broker: KafkaBroker | KafkaCluster = (
+        KafkaCluster(tmp_path / "kafka")
+        if request.node.get_closest_marker("kafka_cluster")
+        else KafkaBroker(tmp_path / "kafka")
+    )
     try:
         broker.start()
         broker.wait_ready()
@@ -89,7 +93,9 @@ def postgres(tmp_path: Path) -> Iterator[PostgresCluster]:
 
 
 @pytest.fixture
-def fault_env(broker: KafkaBroker | KafkaCluster, postgres: PostgresCluster, topic_prefix: str, tmp_path: Path) -> dict[str, str]:
+def fault_env(
+    broker: KafkaBroker | KafkaCluster, postgres: PostgresCluster, topic_prefix: str, tmp_path: Path
+) -> dict[str, str]:
     """The VAP_* settings every service shares (tests/e2e/conftest.py platform_env, on the private servers)."""
     return platform_settings(
         postgres.settings(SCHEMA),
@@ -108,7 +114,12 @@ PlatformFactory = Callable[..., FaultPlatform]
 
 @pytest.fixture
 def make_platform(
-    request: pytest.FixtureRequest, fault_env: dict[str, str], broker: KafkaBroker | KafkaCluster, postgres: PostgresCluster, topic_prefix: str, tmp_path: Path
+    request: pytest.FixtureRequest,
+    fault_env: dict[str, str],
+    broker: KafkaBroker | KafkaCluster,
+    postgres: PostgresCluster,
+    topic_prefix: str,
+    tmp_path: Path,
 ) -> Iterator[PlatformFactory]:
     """``make_platform(**extra_env)``: the four services under supervisord, ready; stopped at teardown
     (before the servers), and nothing of the test may outlive it."""

@@ -65,7 +65,9 @@ class FaultPlatform:
     broker: KafkaBroker | KafkaCluster
     postgres: PostgresCluster
 
-    def start_load(self, count: int, camera_url: str, *, settings: dict[str, Any] | None = None, name: str = "load") -> list[uuid.UUID]:
+    def start_load(
+        self, count: int, camera_url: str, *, settings: dict[str, Any] | None = None, name: str = "load"
+    ) -> list[uuid.UUID]:
         return [self.api.init(camera_url, settings=settings, name=f"{name} {index}") for index in range(count)]
 
     def exits(self) -> dict[str, int]:
@@ -82,14 +84,20 @@ class FaultPlatform:
         for name in SERVICES:
             path = self.supervised.log_dir / f"{name}.log"
             lines = path.read_text(errors="replace").lower().splitlines() if path.exists() else []
-            found = {label: count for label, needle in LOG_SIGNALS.items() if (count := sum(needle.lower() in line for line in lines))}
+            found = {
+                label: count
+                for label, needle in LOG_SIGNALS.items()
+                if (count := sum(needle.lower() in line for line in lines))
+            }
             if found:
                 counts[name] = found
         return counts
 
     def log_lines(self, service: str, needle: str, *, limit: int = 5) -> list[str]:
         path = self.supervised.log_dir / f"{service}.log"
-        lines = [line for line in path.read_text(errors="replace").splitlines() if needle in line] if path.exists() else []
+        lines = (
+            [line for line in path.read_text(errors="replace").splitlines() if needle in line] if path.exists() else []
+        )
         return [line[:600] for line in lines[:limit]]
 
 
@@ -102,20 +110,30 @@ def db_now(engine: Engine) -> datetime:
     return now
 
 
-def wait_stored(engine: Engine, scenarios: Sequence[uuid.UUID], *, at_least: int, timeout_seconds: float = 90.0) -> None:
+def wait_stored(
+    engine: Engine, scenarios: Sequence[uuid.UUID], *, at_least: int, timeout_seconds: float = 90.0
+) -> None:
     """Until each scenario has ``at_least`` results stored (the load is under way)."""
 
     def counts() -> dict[uuid.UUID, int] | None:
         with engine.connect() as connection:
             rows: dict[uuid.UUID, int] = dict(
                 connection.execute(
-                    text("SELECT scenario_uuid, count(*) FROM scenario_results WHERE scenario_uuid = ANY(CAST(:ids AS uuid[])) GROUP BY 1"),
+                    text(
+                        "SELECT scenario_uuid, count(*) FROM scenario_results "
+                        "WHERE scenario_uuid = ANY(CAST(:ids AS uuid[])) GROUP BY 1"
+                    ),
                     {"ids": [str(s) for s in scenarios]},
                 ).all()
             )
         return None if any(rows.get(s, 0) < at_least for s in scenarios) else rows
 
-    wait_until(counts, timeout_seconds=timeout_seconds, what=f"{at_least} stored results of each of {len(scenarios)} scenarios", interval_seconds=0.3)
+    wait_until(
+        counts,
+        timeout_seconds=timeout_seconds,
+        what=f"{at_least} stored results of each of {len(scenarios)} scenarios",
+        interval_seconds=0.3,
+    )
 
 
 def first_result_stored_after(engine: Engine, since: datetime, *, timeout_seconds: float = 90.0) -> float:
@@ -124,12 +142,16 @@ def first_result_stored_after(engine: Engine, since: datetime, *, timeout_second
     def first() -> datetime | None:
         try:
             with engine.connect() as connection:
-                value: datetime | None = connection.execute(text("SELECT min(received_at) FROM scenario_results WHERE received_at > :since"), {"since": since}).scalar_one()
+                value: datetime | None = connection.execute(
+                    text("SELECT min(received_at) FROM scenario_results WHERE received_at > :since"), {"since": since}
+                ).scalar_one()
                 return value
         except SQLAlchemyError:
             return None
 
-    stamp = wait_until(first, timeout_seconds=timeout_seconds, what="a result stored after the fault ended", interval_seconds=0.2)
+    stamp = wait_until(
+        first, timeout_seconds=timeout_seconds, what="a result stored after the fault ended", interval_seconds=0.2
+    )
     assert stamp is not None
     return (stamp - since).total_seconds()
 
@@ -137,13 +159,23 @@ def first_result_stored_after(engine: Engine, since: datetime, *, timeout_second
 def statuses(engine: Engine, scenarios: Iterable[uuid.UUID]) -> dict[uuid.UUID, tuple[str, datetime]]:
     with engine.connect() as connection:
         rows = connection.execute(
-            text("SELECT scenario_uuid, status, updated_at FROM scenarios WHERE scenario_uuid = ANY(CAST(:ids AS uuid[]))"),
+            text(
+                "SELECT scenario_uuid, status, updated_at FROM scenarios "
+                "WHERE scenario_uuid = ANY(CAST(:ids AS uuid[]))"
+            ),
             {"ids": [str(s) for s in scenarios]},
         ).all()
     return {row.scenario_uuid: (row.status, row.updated_at) for row in rows}
 
 
-def wait_all_final(engine: Engine, scenarios: Sequence[uuid.UUID], since: datetime, *, timeout_seconds: float = 120.0, check_alive: Callable[[], None] = lambda: None) -> float:
+def wait_all_final(
+    engine: Engine,
+    scenarios: Sequence[uuid.UUID],
+    since: datetime,
+    *,
+    timeout_seconds: float = 120.0,
+    check_alive: Callable[[], None] = lambda: None,
+) -> float:
     """Seconds from ``since`` until the last of ``scenarios`` became final (inactive or failed)."""
 
     def final() -> dict[uuid.UUID, tuple[str, datetime]] | None:
@@ -152,12 +184,21 @@ def wait_all_final(engine: Engine, scenarios: Sequence[uuid.UUID], since: dateti
             found = statuses(engine, scenarios)
         except SQLAlchemyError:
             return None
-        return found if len(found) == len(scenarios) and all(status in TERMINAL for status, _ in found.values()) else None
+        return (
+            found if len(found) == len(scenarios) and all(status in TERMINAL for status, _ in found.values()) else None
+        )
 
     try:
-        found = wait_until(final, timeout_seconds=timeout_seconds, what=f"every one of {len(scenarios)} scenarios final", interval_seconds=0.3)
+        found = wait_until(
+            final,
+            timeout_seconds=timeout_seconds,
+            what=f"every one of {len(scenarios)} scenarios final",
+            interval_seconds=0.3,
+        )
     except AssertionError as error:
-        raise AssertionError(f"{error}; statuses now: { {str(s): v[0] for s, v in statuses(engine, scenarios).items()} }") from None
+        raise AssertionError(
+            f"{error}; statuses now: { {str(s): v[0] for s, v in statuses(engine, scenarios).items()} }"
+        ) from None
     assert found is not None
     return max(0.0, max((updated - since).total_seconds() for _, updated in found.values()))
 
@@ -230,12 +271,20 @@ class Figures:
 
     def line(self, fault: str) -> str:
         exits = ", ".join(f"{name} {count}" for name, count in self.exits.items() if count) or "none"
-        signals = "; ".join(f"{name}: " + ", ".join(f"{label} {count}" for label, count in found.items()) for name, found in self.signals.items()) or "none"
+        signals = (
+            "; ".join(
+                f"{name}: " + ", ".join(f"{label} {count}" for label, count in found.items())
+                for name, found in self.signals.items()
+            )
+            or "none"
+        )
         return (
             f"FAULT {self.case}: {fault}, published {self.published} stored {self.stored} served {self.served} "
-            f"dup {self.dup} lost {self.lost} stuck {self.stuck} uncommitted {sum(self.lag.values())} (scenarios {len(self.scenarios)}, "
+            f"dup {self.dup} lost {self.lost} stuck {self.stuck} uncommitted {sum(self.lag.values())} "
+            f"(scenarios {len(self.scenarios)}, "
             f"not inactive {sum(1 for s in self.scenarios if s.status != 'inactive')}); "
-            f"services restarted by supervisord: {exits}; runner restarts {self.runner_restarts}; log signals: {signals}"
+            f"services restarted by supervisord: {exits}; "
+            f"runner restarts {self.runner_restarts}; log signals: {signals}"
             + "".join(f"; {note}" for note in self.notes)
         )
 
@@ -250,7 +299,9 @@ class Figures:
             if s.dup_stored or s.dup_served:
                 problems.append(f"{name}: stored twice {s.dup_stored}, served twice {s.dup_served}")
             if s.status == "inactive" and sorted(set(s.served)) != CAR_SAMPLED:
-                problems.append(f"{name}: served {len(set(s.served))} frames, not the {len(CAR_SAMPLED)} sampled frames of the file")
+                problems.append(
+                    f"{name}: served {len(set(s.served))} frames, not the {len(CAR_SAMPLED)} sampled frames of the file"
+                )
         behind = {group: lag for group, lag in self.lag.items() if lag}
         if behind:
             problems.append(f"consumer groups that never committed every message: {behind}")
@@ -280,7 +331,9 @@ def published_results(kafka: KafkaSettings) -> dict[uuid.UUID, set[Published]]:
     return published
 
 
-def count(platform: FaultPlatform, case: str, scenarios: Sequence[uuid.UUID], *, settle_seconds: float = 30.0) -> Figures:
+def count(
+    platform: FaultPlatform, case: str, scenarios: Sequence[uuid.UUID], *, settle_seconds: float = 30.0
+) -> Figures:
     """The figures of ``scenarios`` once they are final: waits up to ``settle_seconds`` for the inbox
     to store the tail of what was published."""
     on_topic = published_results(platform.kafka)
@@ -290,13 +343,16 @@ def count(platform: FaultPlatform, case: str, scenarios: Sequence[uuid.UUID], *,
         return all(published[s] <= set(stored(platform.engine, s)) for s in scenarios)
 
     try:
-        wait_until(all_stored, timeout_seconds=settle_seconds, what="every published result stored", interval_seconds=0.5)
+        wait_until(
+            all_stored, timeout_seconds=settle_seconds, what="every published result stored", interval_seconds=0.5
+        )
     except AssertionError:
         pass  # counted as lost below
     figures = []
     with platform.engine.connect() as connection:
         restarts = connection.execute(
-            text("SELECT coalesce(sum(restart_count), 0) FROM workers WHERE scenario_uuid = ANY(CAST(:ids AS uuid[]))"), {"ids": [str(s) for s in scenarios]}
+            text("SELECT coalesce(sum(restart_count), 0) FROM workers WHERE scenario_uuid = ANY(CAST(:ids AS uuid[]))"),
+            {"ids": [str(s) for s in scenarios]},
         ).scalar_one()
     for s in scenarios:
         body = platform.api.scenario(s)
@@ -312,7 +368,14 @@ def count(platform: FaultPlatform, case: str, scenarios: Sequence[uuid.UUID], *,
             )
         )
     lag = wait_no_lag(platform.kafka)
-    return Figures(case=case, scenarios=figures, exits=platform.exits(), runner_restarts=int(restarts), signals=platform.log_signals(), lag=lag)
+    return Figures(
+        case=case,
+        scenarios=figures,
+        exits=platform.exits(),
+        runner_restarts=int(restarts),
+        signals=platform.log_signals(),
+        lag=lag,
+    )
 
 
 # --- consumer groups: a consumer that stores but never commits is wedged too ---------------------------
@@ -336,7 +399,9 @@ def group_lag(kafka: KafkaSettings) -> dict[str, int]:
             partitions = []
             for topic in topics:
                 name = f"{kafka.topic_prefix}{topic.value}"
-                partitions += [TopicPartition(name, p) for p in consumer.list_topics(name, timeout=10).topics[name].partitions]
+                partitions += [
+                    TopicPartition(name, p) for p in consumer.list_topics(name, timeout=10).topics[name].partitions
+                ]
             behind = 0
             for committed in consumer.committed(partitions, timeout=10):
                 low, high = consumer.get_watermark_offsets(committed, timeout=10)
@@ -362,7 +427,9 @@ def read_topic(kafka: KafkaSettings, topic: str, *, timeout_seconds: float = 30.
     """Every message of ``topic`` (a broker-side name) up to its partitions' high watermarks, headers included."""
     consumer = make_consumer(kafka, group_id=f"faults-reader-{uuid.uuid4().hex[:8]}")
     try:
-        partitions = [TopicPartition(topic, p) for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions]
+        partitions = [
+            TopicPartition(topic, p) for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        ]
         ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in partitions}
         consumer.assign([TopicPartition(topic, tp.partition, OFFSET_BEGINNING) for tp in partitions])
         messages: list[Message] = []
@@ -437,13 +504,26 @@ def run_case(
     end = fault(scenarios)
     recovery = first_result_stored_after(platform.engine, end.ended_at)
     late = platform.api.init(camera_url, name=f"{case} after the fault")
-    final = wait_all_final(platform.engine, [*scenarios, *end.registered_during], end.ended_at, timeout_seconds=final_timeout_seconds, check_alive=platform.supervised.check_alive)
-    late_final = wait_all_final(platform.engine, [late], end.ended_at, timeout_seconds=final_timeout_seconds, check_alive=platform.supervised.check_alive)
+    final = wait_all_final(
+        platform.engine,
+        [*scenarios, *end.registered_during],
+        end.ended_at,
+        timeout_seconds=final_timeout_seconds,
+        check_alive=platform.supervised.check_alive,
+    )
+    late_final = wait_all_final(
+        platform.engine,
+        [late],
+        end.ended_at,
+        timeout_seconds=final_timeout_seconds,
+        check_alive=platform.supervised.check_alive,
+    )
     figures = count(platform, case, [*scenarios, *end.registered_during, late])
     during = f" (and {len(end.registered_during)} registered during the fault)" if end.registered_during else ""
     report(
         figures.line(
-            f"{end.description}, recovered in {recovery:.1f}s ({end.recovery_from}), every loaded scenario{during} final {final:.1f}s after, "
+            f"{end.description}, recovered in {recovery:.1f}s ({end.recovery_from}), "
+            f"every loaded scenario{during} final {final:.1f}s after, "
             f"a scenario registered after the fault final {late_final:.1f}s after"
         )
     )

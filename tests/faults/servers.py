@@ -154,7 +154,12 @@ class KafkaBroker:
                     stdout=log, stderr=subprocess.STDOUT, check=True, timeout=120,
                 )  # fmt: skip
         with self.log_file.open("ab") as log:
-            self.process = subprocess.Popen([*self._java(), "kafka.Kafka", properties], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            self.process = subprocess.Popen(
+                [*self._java(), "kafka.Kafka", properties],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
 
     def wait_ready(self, timeout_seconds: float = 90.0) -> None:
         """Until the broker answers a metadata request (not merely an open port)."""
@@ -166,10 +171,12 @@ class KafkaBroker:
             try:
                 if admin.list_topics(timeout=2).brokers:
                     return
-            except Exception:  # noqa: BLE001 - not up yet
+            except Exception:  # noqa: BLE001, S110
                 pass
             if time.monotonic() > deadline:
-                raise TimeoutError(f"the Kafka broker is not ready after {timeout_seconds:g}s; log {self.log_file}:\n{self.log_tail()}")
+                raise TimeoutError(
+                    f"the Kafka broker is not ready after {timeout_seconds:g}s; log {self.log_file}:\n{self.log_tail()}"
+                )
             time.sleep(0.3)
 
     def create_topics(self, prefix: str) -> list[str]:
@@ -244,7 +251,10 @@ class KafkaCluster:
     def __post_init__(self) -> None:
         if not self.nodes:
             cluster_id = new_cluster_id()
-            self.nodes = [KafkaBroker(self.state_dir / f"node-{index}", node_id=index, cluster_id=cluster_id, replication=3) for index in (1, 2, 3)]
+            self.nodes = [
+                KafkaBroker(self.state_dir / f"node-{index}", node_id=index, cluster_id=cluster_id, replication=3)
+                for index in (1, 2, 3)
+            ]
             voters = ",".join(f"{node.node_id}@127.0.0.1:{node.controller_port}" for node in self.nodes)
             for node in self.nodes:
                 node.voters = voters
@@ -276,7 +286,7 @@ class KafkaCluster:
             try:
                 if len(admin.list_topics(timeout=2).brokers) == len(self.nodes):
                     return
-            except Exception:  # noqa: BLE001 - not up yet
+            except Exception:  # noqa: BLE001, S110
                 pass
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the Kafka cluster is not ready after {timeout_seconds:g}s")
@@ -289,7 +299,12 @@ class KafkaCluster:
 
     def leader_of_most(self, topic: str) -> KafkaBroker:
         """The node that leads most partitions of ``topic`` (the one whose death moves the most)."""
-        partitions = AdminClient(_admin_config(self.bootstrap_servers)).list_topics(topic, timeout=10).topics[topic].partitions.values()
+        partitions = (
+            AdminClient(_admin_config(self.bootstrap_servers))
+            .list_topics(topic, timeout=10)
+            .topics[topic]
+            .partitions.values()
+        )
         leaders = [partition.leader for partition in partitions]
         return max(self.nodes, key=lambda node: leaders.count(node.node_id))
 
@@ -324,7 +339,9 @@ def pg_bindir() -> Path:
         bindir = Path(subprocess.run([config, "--bindir"], capture_output=True, text=True, check=True).stdout.strip())
         if (bindir / "initdb").exists():
             return bindir
-    for candidate in sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda path: int(path.parent.name), reverse=True):
+    for candidate in sorted(
+        Path("/usr/lib/postgresql").glob("*/bin"), key=lambda path: int(path.parent.name), reverse=True
+    ):
         if (candidate / "initdb").exists():
             return candidate
     raise RuntimeError("PostgreSQL server binaries not found (./dev/infra up installs Debian's postgresql)")
@@ -380,9 +397,13 @@ class PostgresCluster:
         return DatabaseSettings(url=self.url, schema_name=schema_name)
 
     def _run(self, argv: list[str], *, timeout_seconds: float = 120) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(_as_owner(argv), cwd="/", capture_output=True, text=True, timeout=timeout_seconds, check=False)
+        result = subprocess.run(
+            _as_owner(argv), cwd="/", capture_output=True, text=True, timeout=timeout_seconds, check=False
+        )
         if result.returncode != 0:
-            raise RuntimeError(f"{' '.join(argv)} failed ({result.returncode}): {result.stdout}{result.stderr}\n{self.log_tail()}")
+            raise RuntimeError(
+                f"{' '.join(argv)} failed ({result.returncode}): {result.stdout}{result.stderr}\n{self.log_tail()}"
+            )
         return result
 
     def init(self) -> None:
@@ -394,26 +415,39 @@ class PostgresCluster:
         if _as_root():
             shutil.chown(pwfile, user="postgres")
             shutil.chown(self.log_file, user="postgres")
-        self._run([str(bindir / "initdb"), "-D", str(self.data), "-U", self.user, f"--pwfile={pwfile}", "--auth-local=trust",
-                   "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8"])  # fmt: skip
+        self._run([str(bindir / "initdb"), "-D", str(self.data), "-U", self.user, f"--pwfile={pwfile}",
+                   "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8"])  # fmt: skip
         pwfile.unlink()
         with (self.data / "postgresql.conf").open("a") as conf:
             conf.write(
                 f"listen_addresses = '127.0.0.1'\nport = {self.port}\nunix_socket_directories = '{self.home}'\n"
-                "max_connections = 200\nfsync = off\nfull_page_writes = off\nsynchronous_commit = off\nshared_buffers = 64MB\n"
+                "max_connections = 200\nfsync = off\nfull_page_writes = off\n"
+                "synchronous_commit = off\nshared_buffers = 64MB\n"
             )
         self.start()
-        self._run([str(bindir / "createdb"), "-h", str(self.home), "-p", str(self.port), "-U", self.user, self.database])
+        self._run(
+            [str(bindir / "createdb"), "-h", str(self.home), "-p", str(self.port), "-U", self.user, self.database]
+        )
 
     def start(self) -> None:
-        self._run([str(pg_bindir() / "pg_ctl"), "-D", str(self.data), "-l", str(self.log_file), "-w", "-t", "60", "start"])
+        self._run(
+            [str(pg_bindir() / "pg_ctl"), "-D", str(self.data), "-l", str(self.log_file), "-w", "-t", "60", "start"]
+        )
 
     def stop(self) -> None:
         """pg_ctl stop -m fast: every session is cut, the server shuts down cleanly."""
         self._run([str(pg_bindir() / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"])
 
     def running(self) -> bool:
-        return subprocess.run(_as_owner([str(pg_bindir() / "pg_ctl"), "-D", str(self.data), "status"]), cwd="/", capture_output=True, check=False).returncode == 0
+        return (
+            subprocess.run(
+                _as_owner([str(pg_bindir() / "pg_ctl"), "-D", str(self.data), "status"]),
+                cwd="/",
+                capture_output=True,
+                check=False,
+            ).returncode
+            == 0
+        )
 
     def kill(self) -> None:
         """SIGKILL to the postmaster and every backend (a crash; the next start recovers from the WAL)."""
@@ -435,7 +469,12 @@ class PostgresCluster:
 
     def wait_ready(self, timeout_seconds: float = 60.0) -> None:
         deadline = time.monotonic() + timeout_seconds
-        while subprocess.run([str(pg_bindir() / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port)], check=False).returncode != 0:
+        while (
+            subprocess.run(
+                [str(pg_bindir() / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port)], check=False
+            ).returncode
+            != 0
+        ):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"PostgreSQL not ready after {timeout_seconds:g}s:\n{self.log_tail()}")
             time.sleep(0.2)

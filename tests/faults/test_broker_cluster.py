@@ -31,7 +31,8 @@ def test_one_of_three_brokers_killed_under_load_loses_nothing(make_platform: Pla
         victim.kill()
         during = platform.api.init(CAR_URL, name="registered with one broker down")
         return FaultEnd(
-            f"broker {victim.node_id} of 3 (leader of most results partitions) killed (-9) {time.monotonic() - killed:.1f}s ago and left down",
+            f"broker {victim.node_id} of 3 (leader of most results partitions) "
+            f"killed (-9) {time.monotonic() - killed:.1f}s ago and left down",
             db_now(platform.engine),
             registered_during=(during,),
             recovery_from="first result stored after the kill",

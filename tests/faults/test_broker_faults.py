@@ -36,7 +36,9 @@ def test_broker_killed_for_a_short_outage(make_platform: PlatformFactory, report
     run_case(platform, report, "broker-kill-short", fault, camera_url=CAR_URL, settings=SLOW)
 
 
-def test_broker_killed_for_longer_than_session_and_stall_timeouts(make_platform: PlatformFactory, report: Report) -> None:
+def test_broker_killed_for_longer_than_session_and_stall_timeouts(
+    make_platform: PlatformFactory, report: Report
+) -> None:
     platform = make_platform()
     # The broker is away longer than the session timeout (every member loses its assignment) plus the
     # stall timeout; the runners hold their results meanwhile (they give up only after
@@ -73,7 +75,11 @@ def test_broker_frozen_longer_than_the_session_timeout(make_platform: PlatformFa
             time.sleep(max(0.0, frozen_seconds - (time.monotonic() - frozen)))
         finally:
             platform.broker.thaw()
-        return FaultEnd(f"broker frozen (SIGSTOP) {frozen_seconds} s, then thawed", db_now(platform.engine), registered_during=(during,))
+        return FaultEnd(
+            f"broker frozen (SIGSTOP) {frozen_seconds} s, then thawed",
+            db_now(platform.engine),
+            registered_during=(during,),
+        )
 
     figures = run_case(platform, report, "broker-frozen", fault, camera_url=CAR_URL, settings=SLOW)
     check_assignments_lost(figures)
@@ -83,4 +89,6 @@ def check_assignments_lost(figures: Figures) -> None:
     """The case took the path it is about: the inbox's and the operator's consumers lost their group
     session (and with it their assignment), and came back without a person."""
     for service in ("inbox", "operator"):
-        assert figures.signals.get(service, {}).get("session timed out"), f"the {service}'s consumers never lost their session: {figures.signals}"
+        assert figures.signals.get(service, {}).get("session timed out"), (
+            f"the {service}'s consumers never lost their session: {figures.signals}"
+        )

@@ -31,10 +31,15 @@ def test_postgres_stopped_for_10_seconds(make_platform: PlatformFactory, report:
         with platform.engine.connect() as connection:
             pids: dict[uuid.UUID, int] = dict(
                 connection.execute(
-                    text("SELECT scenario_uuid, process_pid FROM workers WHERE scenario_uuid = ANY(CAST(:ids AS uuid[]))"), {"ids": [str(s) for s in scenarios]}
+                    text(
+                        "SELECT scenario_uuid, process_pid FROM workers WHERE scenario_uuid = ANY(CAST(:ids AS uuid[]))"
+                    ),
+                    {"ids": [str(s) for s in scenarios]},
                 ).all()
             )
-        assert all(pids.get(s) in runner_pids(s) for s in scenarios), f"workers.process_pid is not the runner of each scenario: {pids}"
+        assert all(pids.get(s) in runner_pids(s) for s in scenarios), (
+            f"workers.process_pid is not the runner of each scenario: {pids}"
+        )
         stopped = time.monotonic()
         platform.postgres.stop()
         while time.monotonic() - stopped < OUTAGE_SECONDS:
@@ -45,8 +50,12 @@ def test_postgres_stopped_for_10_seconds(make_platform: PlatformFactory, report:
         outage = time.monotonic() - stopped
         # Right after the outage: every runner that ran before it still runs, under the same operator.
         survivors.update({s: pid for s, pid in pids.items() if pid in runner_pids(s)})
-        assert platform.pids().get("operator") == operator_pid, f"the operator was restarted during the outage: {platform.exits()}"
-        assert survivors == pids, f"runners gone during the outage: {sorted(set(pids.items()) - set(survivors.items()))}"
+        assert platform.pids().get("operator") == operator_pid, (
+            f"the operator was restarted during the outage: {platform.exits()}"
+        )
+        assert survivors == pids, (
+            f"runners gone during the outage: {sorted(set(pids.items()) - set(survivors.items()))}"
+        )
         codes = collections.Counter(code for _, code, _ in answers)
         return FaultEnd(
             f"PostgreSQL stopped (fast) {outage:.1f}s, runners alive after it {len(survivors)} of {len(pids)}, "
@@ -58,11 +67,15 @@ def test_postgres_stopped_for_10_seconds(make_platform: PlatformFactory, report:
     assert figures.exits["operator"] == 0, f"supervisord restarted the operator: {figures.exits}"
     assert platform.pids()["operator"] == operator_pid
     loaded = [s for s in figures.scenarios if s.scenario_uuid in survivors]
-    assert all(s.runs == 1 for s in loaded), f"a runner was replaced by a new run: { {str(s.scenario_uuid): s.runs for s in loaded} }"
+    assert all(s.runs == 1 for s in loaded), (
+        f"a runner was replaced by a new run: { {str(s.scenario_uuid): s.runs for s in loaded} }"
+    )
     assert figures.runner_restarts == 0, f"runners restarted: {figures.runner_restarts}"
     # The API tells a client to come back later while its database is away (503 + Retry-After), never 500.
     wrong = [answer for answer in answers if answer[1] != 503 or answer[2] is None]
-    assert not wrong, f"API answers during the outage other than 503 with Retry-After (path, status, Retry-After): {wrong[:6]}"
+    assert not wrong, (
+        f"API answers during the outage other than 503 with Retry-After (path, status, Retry-After): {wrong[:6]}"
+    )
 
 
 def probe_api(api: Api, scenario: uuid.UUID) -> list[tuple[str, int, str | None]]:

@@ -53,9 +53,13 @@ log = logging.getLogger(__name__)
 RESULTS_STORED = Counter("vap_inbox_results_stored_total", "Frame results inserted into scenario_results")
 RESULTS_DUPLICATE = Counter("vap_inbox_results_duplicate_total", "Frame results already stored (redelivery), skipped")
 STATUS_APPLIED = Counter("vap_inbox_status_applied_total", "Status events that moved a scenario", ["status"])
-STATUS_IGNORED = Counter("vap_inbox_status_ignored_total", "Stale or repeated status events ignored", ["current", "event"])
+STATUS_IGNORED = Counter(
+    "vap_inbox_status_ignored_total", "Stale or repeated status events ignored", ["current", "event"]
+)
 UNKNOWN_SCENARIO = Counter("vap_inbox_unknown_scenario_total", "Messages for a scenario that does not exist", ["kind"])
-LATE_RESULTS = Counter("vap_inbox_late_results_total", "Results of a scenario that ended before the grace period, refused")
+LATE_RESULTS = Counter(
+    "vap_inbox_late_results_total", "Results of a scenario that ended before the grace period, refused"
+)
 DROPS_REPORTED = Counter("vap_inbox_result_drop_reports_total", "Status events reporting results a runner dropped")
 BATCH_SECONDS = Histogram("vap_inbox_batch_seconds", "Time to store one consumed batch in PostgreSQL")
 
@@ -95,7 +99,8 @@ _STORE_DROPS = text(
 
 _STORED_KEYS = text(
     "SELECT r.scenario_uuid, r.run_id, r.frame_number FROM scenario_results AS r "
-    "JOIN unnest(CAST(:ids AS uuid[]), CAST(:runs AS text[]), CAST(:frames AS bigint[])) AS k(scenario_uuid, run_id, frame_number) "
+    "JOIN unnest(CAST(:ids AS uuid[]), CAST(:runs AS text[]), CAST(:frames AS bigint[])) "
+    "AS k(scenario_uuid, run_id, frame_number) "
     "USING (scenario_uuid, run_id, frame_number)"
 )
 
@@ -115,7 +120,9 @@ class _StatusChange:
 class Inbox:
     """Batch handler for the results and status topics of one topic prefix."""
 
-    def __init__(self, *, engine: Engine, results_topic: str, status_topic: str, late_result_grace_seconds: float = 300.0) -> None:
+    def __init__(
+        self, *, engine: Engine, results_topic: str, status_topic: str, late_result_grace_seconds: float = 300.0
+    ) -> None:
         self._engine = engine
         self.results_topic = results_topic
         self.status_topic = status_topic
@@ -141,16 +148,33 @@ class Inbox:
                 events = [event for event in events if event.scenario_uuid not in unknown]
             late = ended & result_ids
             if unknown or late:
-                results = [result for result in results if result.scenario_uuid not in unknown and result.scenario_uuid not in late]
+                results = [
+                    result
+                    for result in results
+                    if result.scenario_uuid not in unknown and result.scenario_uuid not in late
+                ]
             # A redelivery of results stored before the scenario ended is no late result: not refused.
-            redelivered = self._stored_keys(connection, [item.value for item in batch if not isinstance(item.value, StatusEvent) and item.value.scenario_uuid in late]) if late else set()
+            redelivered = (
+                self._stored_keys(
+                    connection,
+                    [
+                        item.value
+                        for item in batch
+                        if not isinstance(item.value, StatusEvent) and item.value.scenario_uuid in late
+                    ],
+                )
+                if late
+                else set()
+            )
             self._store_results(connection, results)
             self._apply_statuses(connection, events, statuses)
             self._store_drops(connection, events)
         RESULTS_DUPLICATE.inc(len(redelivered))
         return self._reject(batch, unknown, late, redelivered) if unknown or late else []
 
-    def _reject(self, batch: Sequence[Accepted], unknown: set[UUID], ended: set[UUID], redelivered: set[tuple[UUID, str, int]]) -> list[Rejected]:
+    def _reject(
+        self, batch: Sequence[Accepted], unknown: set[UUID], ended: set[UUID], redelivered: set[tuple[UUID, str, int]]
+    ) -> list[Rejected]:
         rejected: list[Rejected] = []
         for item in batch:
             is_status = isinstance(item.value, StatusEvent)
@@ -160,7 +184,10 @@ class Inbox:
                 error = f"unknown scenario_uuid {scenario_uuid}: no such scenario"
             elif not is_status and scenario_uuid in ended and _key(item.value) not in redelivered:
                 LATE_RESULTS.inc()
-                error = f"scenario {scenario_uuid} ended more than {self._grace_seconds:g}s ago; its results are no longer accepted"
+                error = (
+                    f"scenario {scenario_uuid} ended more than {self._grace_seconds:g}s ago; "
+                    "its results are no longer accepted"
+                )
             else:
                 continue
             log.warning("message rejected", extra={"topic": item.message.topic(), "error": error})
@@ -173,8 +200,12 @@ class Inbox:
         """The locked scenarios' statuses, and which of them ended longer than the grace ago."""
         if not ids:
             return {}, set()
-        rows = connection.execute(_LOCK_FOR_STATUS, {"ids": sorted(str(uuid) for uuid in ids), "grace_seconds": self._grace_seconds}).all()
-        return {row.scenario_uuid: ScenarioStatus(row.status) for row in rows}, {row.scenario_uuid for row in rows if row.ended}
+        rows = connection.execute(
+            _LOCK_FOR_STATUS, {"ids": sorted(str(uuid) for uuid in ids), "grace_seconds": self._grace_seconds}
+        ).all()
+        return {row.scenario_uuid: ScenarioStatus(row.status) for row in rows}, {
+            row.scenario_uuid for row in rows if row.ended
+        }
 
     def _existing(self, connection: Connection, ids: set[UUID], locked: set[UUID], ended: set[UUID]) -> set[UUID]:
         """The scenarios among ``ids`` and ``locked`` that exist; adds the ended ones to ``ended``."""
@@ -224,7 +255,9 @@ class Inbox:
         RESULTS_STORED.inc(inserted)
         RESULTS_DUPLICATE.inc(len(results) - inserted)
 
-    def _apply_statuses(self, connection: Connection, events: list[StatusEvent], statuses: dict[UUID, ScenarioStatus]) -> None:
+    def _apply_statuses(
+        self, connection: Connection, events: list[StatusEvent], statuses: dict[UUID, ScenarioStatus]
+    ) -> None:
         changes: dict[UUID, _StatusChange] = {}
         for event in events:  # batch order is partition order: one scenario's events stay in order
             current = statuses[event.scenario_uuid]
@@ -232,7 +265,11 @@ class Inbox:
                 STATUS_IGNORED.labels(current.value, event.status.value).inc()
                 log.info(
                     "stale status event ignored",
-                    extra={"scenario_uuid": str(event.scenario_uuid), "current": current.value, "event_status": event.status.value},
+                    extra={
+                        "scenario_uuid": str(event.scenario_uuid),
+                        "current": current.value,
+                        "event_status": event.status.value,
+                    },
                 )
                 continue
             statuses[event.scenario_uuid] = event.status

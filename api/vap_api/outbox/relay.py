@@ -58,7 +58,9 @@ _STOP_CHECK_SECONDS = 0.5
 PUBLISHED = Counter("vap_outbox_published_total", "Outbox rows published and marked")
 PUBLISH_FAILURES = Counter("vap_outbox_publish_failures_total", "Outbox rows whose publication failed (retried later)")
 PRUNED = Counter("vap_outbox_pruned_total", "Published outbox rows deleted after the retention period")
-OLDEST_UNPUBLISHED = Gauge("vap_outbox_oldest_unpublished_age_seconds", "Age of the oldest unpublished outbox row (0: none)")
+OLDEST_UNPUBLISHED = Gauge(
+    "vap_outbox_oldest_unpublished_age_seconds", "Age of the oldest unpublished outbox row (0: none)"
+)
 PUBLISH_LATENCY = Histogram(
     "vap_outbox_publish_latency_seconds",
     "Outbox row creation to broker acknowledgement",
@@ -119,7 +121,9 @@ class _Row:
 class Relay:
     """Publishes the outbox of one database (schema) to Kafka; see the module docstring."""
 
-    def __init__(self, *, engine: Engine, kafka: KafkaSettings, options: RelayOptions, stop: threading.Event | None = None) -> None:
+    def __init__(
+        self, *, engine: Engine, kafka: KafkaSettings, options: RelayOptions, stop: threading.Event | None = None
+    ) -> None:
         self._engine = engine
         self._kafka = kafka
         self._options = options
@@ -150,7 +154,10 @@ class Relay:
         PUBLISH_FAILURES.inc(len(errors))
         if errors:
             first = next(iter(errors.values()))
-            log.warning("outbox rows not published; will retry", extra={"failed": len(errors), "published": published, "error": first})
+            log.warning(
+                "outbox rows not published; will retry",
+                extra={"failed": len(errors), "published": published, "error": first},
+            )
         return BatchOutcome(published, len(errors))
 
     def _claim(self, connection: Connection) -> list[_Row]:
@@ -188,7 +195,7 @@ class Relay:
                     headers={OUTBOX_ID_HEADER: str(row.id), EVENT_TYPE_HEADER: row.event_type},
                     on_delivery=report(row),
                 )
-            except Exception as error:  # noqa: BLE001 - a bad row or a full queue fails this row only
+            except Exception as error:  # noqa: BLE001
                 errors[row.id] = f"{type(error).__name__}: {error}"
             self._producer.poll(0)
         # message.timeout.ms bounds each delivery, so this returns once every report arrived.
@@ -216,7 +223,9 @@ class Relay:
         retention_seconds = self._options.retention_hours * 3600.0
         while not self.stop.is_set():
             with self._engine.begin() as connection:
-                deleted = connection.execute(_PRUNE, {"retention_seconds": retention_seconds, "limit": self._options.prune_batch_size}).rowcount
+                deleted = connection.execute(
+                    _PRUNE, {"retention_seconds": retention_seconds, "limit": self._options.prune_batch_size}
+                ).rowcount
             total += deleted
             if deleted < self._options.prune_batch_size:
                 break
@@ -251,7 +260,7 @@ class Relay:
             try:
                 outcome = self.run_once()
                 self._housekeeping()
-            except Exception:  # noqa: BLE001 - the database may be briefly away: back off, never die
+            except Exception:
                 log.exception("outbox batch failed; retrying", extra={"retry_in_seconds": backoff})
                 outcome = BatchOutcome(0, 1)
             if outcome.failed:
@@ -281,7 +290,7 @@ class Relay:
                 if not ready:
                     continue
                 listener.poll()
-            except Exception:  # noqa: BLE001 - a broken listener only costs latency: poll instead
+            except Exception:
                 log.warning("LISTEN connection lost; polling until it is back", exc_info=True)
                 self._close_listener()
                 return
@@ -303,7 +312,7 @@ class Relay:
                 self._schema = cursor.fetchone()[0]
                 cursor.execute(f"LISTEN {NOTIFY_CHANNEL}")
             self._listener = connection
-        except Exception:  # noqa: BLE001 - without LISTEN the relay still polls
+        except Exception:
             log.warning("cannot LISTEN for outbox notifications; polling only", exc_info=True)
             self._listener = None
         return self._listener
@@ -312,7 +321,7 @@ class Relay:
         if self._listener is not None:
             try:
                 self._listener.close()
-            except Exception:  # noqa: BLE001 - already broken
+            except Exception:
                 log.debug("closing the LISTEN connection failed", exc_info=True)
             self._listener = None
 
@@ -331,7 +340,9 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    log.info("outbox relay started", extra={"metrics_port": server.server_port, "topic_prefix": settings.kafka.topic_prefix})
+    log.info(
+        "outbox relay started", extra={"metrics_port": server.server_port, "topic_prefix": settings.kafka.topic_prefix}
+    )
     relay.run()
     engine.dispose()
     log.info("outbox relay stopped")

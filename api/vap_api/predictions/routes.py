@@ -52,7 +52,9 @@ def get_prediction(
         int | None,
         Query(
             ge=1,
-            description="Results per page (default 100; larger values are capped at the server's maximum, 1000 by default)",
+            description=(
+                "Results per page (default 100; larger values are capped at the server's maximum, 1000 by default)"
+            ),
         ),
     ] = None,
 ) -> Response:
@@ -62,4 +64,6 @@ def get_prediction(
         session=session, scenario_uuid=scenario_uuid, cursor=cursor, after_frame=after_frame, limit=size
     )
     head = f'{{"scenario_uuid":"{scenario_uuid}","status":"{page.status.value}"'
-    return Response(f'{head},"results":{page.results_json},"next_cursor":"{page.next_cursor}"}}', media_type="application/json")
+    return Response(
+        f'{head},"results":{page.results_json},"next_cursor":"{page.next_cursor}"}}', media_type="application/json"
+    )

@@ -31,10 +31,12 @@ class PredictionOut(BaseModel):
     scenario_uuid: UUID
     status: ScenarioStatus
     results: list[FrameOut] = Field(
-        description="In the order they were stored (for one run: frame order), each result once; a file scenario's rerun "
-        "does not repeat a frame number already served, a live scenario's new run is served in full"
+        description="In the order they were stored (for one run: frame order), each result once; "
+        "a file scenario's rerun does not repeat a frame number already served, "
+        "a live scenario's new run is served in full"
     )
     next_cursor: str = Field(
-        description="Pass as `cursor` to get the results stored after this page; always present, also on a short or empty "
-        "page, so a poller keeps following it (it never skips or repeats a result, across runner restarts too)"
+        description="Pass as `cursor` to get the results stored after this page; "
+        "always present, also on a short or empty page, so a poller keeps following it "
+        "(it never skips or repeats a result, across runner restarts too)"
     )

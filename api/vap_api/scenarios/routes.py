@@ -16,8 +16,13 @@ from vap_common.redact import redact_text, redact_url
 
 router = APIRouter(prefix="/api/v1", tags=["scenarios"])
 
-_ERRORS: dict[int | str, dict[str, Any]] = {404: {"description": "No such scenario"}, 422: {"description": "Invalid request"}}
-_DB_UNAVAILABLE: dict[int | str, dict[str, Any]] = {503: {"description": "The database is unreachable; retry after Retry-After seconds"}}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No such scenario"},
+    422: {"description": "Invalid request"},
+}
+_DB_UNAVAILABLE: dict[int | str, dict[str, Any]] = {
+    503: {"description": "The database is unreachable; retry after Retry-After seconds"}
+}
 
 
 @router.post(
@@ -45,7 +50,9 @@ def init_scenario(
         session=session,
         camera_url=camera_url,
         detector=DetectorSpec(name=body.detector.name, settings=body.detector.settings),
-        start_queue=service.StartQueue(max_starting=settings.max_starting_scenarios, retry_after_seconds=settings.start_queue_retry_after_seconds),
+        start_queue=service.StartQueue(
+            max_starting=settings.max_starting_scenarios, retry_after_seconds=settings.start_queue_retry_after_seconds
+        ),
         name=body.name,
         idempotency_key=idempotency_key,
     )
@@ -57,7 +64,11 @@ def init_scenario(
 @router.get("/scenario/{scenario_uuid}", response_model=ScenarioOut, responses={**_ERRORS, **_DB_UNAVAILABLE})
 def get_scenario(scenario_uuid: UUID, session: SessionDep, settings: SettingsDep) -> ScenarioOut:
     """One scenario and its runtime view; any password in its camera URL is masked."""
-    return _scenario_out(service.get_scenario(session=session, scenario_uuid=scenario_uuid, stale_after_seconds=settings.runtime_stale_after_seconds))
+    return _scenario_out(
+        service.get_scenario(
+            session=session, scenario_uuid=scenario_uuid, stale_after_seconds=settings.runtime_stale_after_seconds
+        )
+    )
 
 
 @router.get("/scenarios", response_model=ScenarioPage, responses={422: _ERRORS[422], **_DB_UNAVAILABLE})
@@ -71,7 +82,11 @@ def list_scenarios(
     """Scenarios, newest first, optionally of one status; follow `next_cursor` for the next page."""
     size = min(limit or settings.list_default_limit, settings.list_max_limit)
     views, next_cursor = service.list_scenarios(
-        session=session, status=status_filter, limit=size, cursor=cursor, stale_after_seconds=settings.runtime_stale_after_seconds
+        session=session,
+        status=status_filter,
+        limit=size,
+        cursor=cursor,
+        stale_after_seconds=settings.runtime_stale_after_seconds,
     )
     return ScenarioPage(items=[_scenario_out(view) for view in views], next_cursor=next_cursor)
 
@@ -80,7 +95,11 @@ def list_scenarios(
     "/scenario/{scenario_uuid}/shutdown",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=ScenarioState,
-    responses={200: {"model": ScenarioState, "description": "Already stopping or stopped: its current state, nothing done"}, **_ERRORS, **_DB_UNAVAILABLE},
+    responses={
+        200: {"model": ScenarioState, "description": "Already stopping or stopped: its current state, nothing done"},
+        **_ERRORS,
+        **_DB_UNAVAILABLE,
+    },
 )
 def shutdown_scenario(scenario_uuid: UUID, session: SessionDep, response: Response) -> ScenarioState:
     """Ask the scenario to stop (status `init_shutdown`); a no-op when it is already stopping or stopped."""

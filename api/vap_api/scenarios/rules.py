@@ -35,12 +35,18 @@ def check_init(body: ScenarioInit, *, settings: ApiSettings) -> str:
     if problem := text_problem(body.detector.name):
         raise InvalidRequest(("body", "detector", "name"), f"detector.name {problem}")
     if body.detector.name not in settings.detectors:
-        raise InvalidRequest(("body", "detector", "name"), f"unknown detector '{body.detector.name}'; use one of: {', '.join(settings.detectors)}")
+        raise InvalidRequest(
+            ("body", "detector", "name"),
+            f"unknown detector '{body.detector.name}'; use one of: {', '.join(settings.detectors)}",
+        )
     if problem := json_problem(body.detector.settings, max_depth=settings.max_detector_settings_depth):
         raise InvalidRequest(("body", "detector", "settings"), f"detector.settings {problem}")
     size = len(json.dumps(body.detector.settings, separators=(",", ":")).encode())
     if size > settings.max_detector_settings_bytes:
-        raise InvalidRequest(("body", "detector", "settings"), f"detector.settings is {size} bytes as JSON; the limit is {settings.max_detector_settings_bytes}")
+        raise InvalidRequest(
+            ("body", "detector", "settings"),
+            f"detector.settings is {size} bytes as JSON; the limit is {settings.max_detector_settings_bytes}",
+        )
     try:
         detector_config.validate(body.detector.name, body.detector.settings)
     except detector_config.InvalidDetectorConfig as error:
@@ -53,4 +59,6 @@ def check_idempotency_key(key: str | None, *, max_length: int) -> None:
     if key is None:
         return
     if not key or len(key) > max_length or not key.isprintable() or not key.isascii():
-        raise InvalidRequest(("header", "idempotency-key"), f"Idempotency-Key must be 1 to {max_length} printable ASCII characters")
+        raise InvalidRequest(
+            ("header", "idempotency-key"), f"Idempotency-Key must be 1 to {max_length} printable ASCII characters"
+        )

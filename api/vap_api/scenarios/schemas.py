@@ -45,7 +45,9 @@ class RuntimeOut(BaseModel):
 
     heartbeat_at: datetime | None = Field(description="Last renewal of the runtime's lease on the running runner")
     stale: bool = Field(description="Active (or shutting down) but the lease lapsed: the runner may not be running")
-    wait_reason: str | None = Field(description="Why a runner that should run is not running yet (e.g. the runtime is at capacity)")
+    wait_reason: str | None = Field(
+        description="Why a runner that should run is not running yet (e.g. the runtime is at capacity)"
+    )
     restarts: int = Field(description="Times the runtime restarted the runner")
     results_dropped: int = Field(
         description="Results its runners reported dropping, oldest first, because a Kafka outage outlasted their "

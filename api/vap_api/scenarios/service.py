@@ -86,7 +86,9 @@ def create_scenario(
         # A soft limit: concurrent requests may pass the count together and overshoot it a little,
         # which is harmless; serialising every insert to make it exact would cost more than it saves.
         if _starting_count(session, at_most=start_queue.max_starting) >= start_queue.max_starting:
-            if idempotency_key is not None and (replay := _replay(session, camera_url, detector, name, idempotency_key)):
+            if idempotency_key is not None and (
+                replay := _replay(session, camera_url, detector, name, idempotency_key)
+            ):
                 return replay
             raise TooManyRequests(
                 f"{start_queue.max_starting} or more scenarios are still starting; retry later",
@@ -113,23 +115,45 @@ def create_scenario(
             replay = _replay(session, camera_url, detector, name, idempotency_key)
             assert replay is not None  # the conflicting row is committed: ON CONFLICT waited for it
             return replay
-        enqueue(session=session, command=ScenarioCommand(scenario_uuid=scenario_uuid, command="start", camera_url=camera_url, detector=detector))
-    log.info("scenario created", extra={"scenario_uuid": str(scenario_uuid), "camera_url": redact_url(camera_url), "detector": detector.name})
+        enqueue(
+            session=session,
+            command=ScenarioCommand(
+                scenario_uuid=scenario_uuid, command="start", camera_url=camera_url, detector=detector
+            ),
+        )
+    log.info(
+        "scenario created",
+        extra={"scenario_uuid": str(scenario_uuid), "camera_url": redact_url(camera_url), "detector": detector.name},
+    )
     return Created(scenario_uuid, ScenarioStatus.INIT_STARTUP, created=True)
 
 
 def _starting_count(session: Session, *, at_most: int) -> int:
     """How many scenarios are starting, counted up to ``at_most`` (an index-only scan of
     ix_scenarios_status_created that stops there, however long the queue)."""
-    starting = select(literal(1)).where(Scenario.status.in_([state.value for state in STARTING_STATES])).limit(at_most).subquery()
+    starting = (
+        select(literal(1))
+        .where(Scenario.status.in_([state.value for state in STARTING_STATES]))
+        .limit(at_most)
+        .subquery()
+    )
     return int(session.scalar(select(func.count()).select_from(starting)) or 0)
 
 
-def _replay(session: Session, camera_url: str, detector: DetectorSpec, name: str | None, idempotency_key: str) -> Created | None:
-    """The scenario an earlier request with ``idempotency_key`` made, if any; IdempotencyKeyReused if that request differed."""
+def _replay(
+    session: Session, camera_url: str, detector: DetectorSpec, name: str | None, idempotency_key: str
+) -> Created | None:
+    """The scenario an earlier request with ``idempotency_key`` made, if any; IdempotencyKeyReused if
+    that request differed."""
     existing = session.execute(
-        select(Scenario.scenario_uuid, Scenario.status, Scenario.camera_url, Scenario.detector, Scenario.detector_settings, Scenario.name)
-        .where(Scenario.idempotency_key == idempotency_key)
+        select(
+            Scenario.scenario_uuid,
+            Scenario.status,
+            Scenario.camera_url,
+            Scenario.detector,
+            Scenario.detector_settings,
+            Scenario.name,
+        ).where(Scenario.idempotency_key == idempotency_key)
     ).one_or_none()
     if existing is None:
         return None
@@ -138,7 +162,9 @@ def _replay(session: Session, camera_url: str, detector: DetectorSpec, name: str
     return Created(existing.scenario_uuid, ScenarioStatus(existing.status), created=False)
 
 
-def is_stale(*, status: ScenarioStatus, heartbeat_at: datetime | None, now: datetime, stale_after_seconds: float) -> bool:
+def is_stale(
+    *, status: ScenarioStatus, heartbeat_at: datetime | None, now: datetime, stale_after_seconds: float
+) -> bool:
     """Should the scenario's runner be running (LEASED_STATES) while its lease is missing or lapsed?"""
     if status not in LEASED_STATES:
         return False
@@ -151,17 +177,32 @@ _RuntimeRow = tuple[Scenario, datetime | None, str | None, int, int, datetime]
 
 
 def _with_runtime() -> Select[*_RuntimeRow]:
-    dropped = select(func.coalesce(func.sum(ResultDrops.dropped), 0)).where(ResultDrops.scenario_uuid == Scenario.scenario_uuid).scalar_subquery()
-    # The database's clock, not ours: the runtime renews heartbeat_at with now() too.
-    return select(Scenario, Worker.heartbeat_at, Worker.wait_reason, Worker.restart_count, dropped, func.now()).outerjoin(
-        Worker, Worker.scenario_uuid == Scenario.scenario_uuid
+    dropped = (
+        select(func.coalesce(func.sum(ResultDrops.dropped), 0))
+        .where(ResultDrops.scenario_uuid == Scenario.scenario_uuid)
+        .scalar_subquery()
     )
+    # The database's clock, not ours: the runtime renews heartbeat_at with now() too.
+    return select(
+        Scenario, Worker.heartbeat_at, Worker.wait_reason, Worker.restart_count, dropped, func.now()
+    ).outerjoin(Worker, Worker.scenario_uuid == Scenario.scenario_uuid)
 
 
 def _view(row: Row[*_RuntimeRow], *, stale_after_seconds: float) -> ScenarioView:
     scenario, heartbeat_at, wait_reason, restart_count, dropped, now = row
-    stale = is_stale(status=ScenarioStatus(scenario.status), heartbeat_at=heartbeat_at, now=now, stale_after_seconds=stale_after_seconds)
-    runtime = Runtime(heartbeat_at=heartbeat_at, stale=stale, wait_reason=wait_reason, restarts=restart_count or 0, results_dropped=int(dropped))
+    stale = is_stale(
+        status=ScenarioStatus(scenario.status),
+        heartbeat_at=heartbeat_at,
+        now=now,
+        stale_after_seconds=stale_after_seconds,
+    )
+    runtime = Runtime(
+        heartbeat_at=heartbeat_at,
+        stale=stale,
+        wait_reason=wait_reason,
+        restarts=restart_count or 0,
+        results_dropped=int(dropped),
+    )
     return ScenarioView(scenario, runtime)
 
 
@@ -176,7 +217,8 @@ def get_scenario(*, session: Session, scenario_uuid: uuid.UUID, stale_after_seco
 def list_scenarios(
     *, session: Session, status: ScenarioStatus | None, limit: int, cursor: str | None, stale_after_seconds: float
 ) -> tuple[list[ScenarioView], str | None]:
-    """Newest first, optionally of one status, with their runtime views; returns the page and the cursor of the next one."""
+    """Newest first, optionally of one status, with their runtime views; returns the page and the
+    cursor of the next one."""
     query = _with_runtime().order_by(Scenario.created_at.desc(), Scenario.scenario_uuid.desc()).limit(limit + 1)
     if status is not None:
         query = query.where(Scenario.status == status.value)
@@ -194,7 +236,9 @@ def list_scenarios(
 def request_shutdown(*, session: Session, scenario_uuid: uuid.UUID) -> ShutdownOutcome:
     """Move the scenario to init_shutdown and queue its shutdown command; a no-op if already stopping."""
     with session.begin():
-        scenario = session.scalars(select(Scenario).where(Scenario.scenario_uuid == scenario_uuid).with_for_update()).one_or_none()
+        scenario = session.scalars(
+            select(Scenario).where(Scenario.scenario_uuid == scenario_uuid).with_for_update()
+        ).one_or_none()
         if scenario is None:
             raise NotFound(f"scenario {scenario_uuid} not found")
         current = ScenarioStatus(scenario.status)
@@ -215,7 +259,9 @@ def request_shutdown(*, session: Session, scenario_uuid: uuid.UUID) -> ShutdownO
                 detector=DetectorSpec(name=scenario.detector, settings=scenario.detector_settings),
             ),
         )
-    log.info("scenario shutdown requested", extra={"scenario_uuid": str(scenario_uuid), "previous_status": current.value})
+    log.info(
+        "scenario shutdown requested", extra={"scenario_uuid": str(scenario_uuid), "previous_status": current.value}
+    )
     return ShutdownOutcome(scenario_uuid, ScenarioStatus.INIT_SHUTDOWN, requested=True)
 
 
@@ -231,7 +277,9 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         created_at, _, scenario_uuid = raw.partition("|")
         position = datetime.fromisoformat(created_at), uuid.UUID(scenario_uuid)
     except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise InvalidRequest(("query", "cursor"), "cursor is not valid; use next_cursor from the previous page") from None
+        raise InvalidRequest(
+            ("query", "cursor"), "cursor is not valid; use next_cursor from the previous page"
+        ) from None
     if position[0].tzinfo is None:
         raise InvalidRequest(("query", "cursor"), "cursor is not valid; use next_cursor from the previous page")
     return position

@@ -32,7 +32,9 @@ def readyz(session: SessionDep, settings: SettingsDep) -> JSONResponse:
     except SQLAlchemyError as error:
         log.warning("not ready: database unreachable", extra={"error": redact_text(str(error).splitlines()[0])})
         headers = {"Retry-After": str(settings.db_unavailable_retry_after_seconds)}
-        return JSONResponse({"status": "unavailable", "detail": "database unreachable"}, status_code=503, headers=headers)
+        return JSONResponse(
+            {"status": "unavailable", "detail": "database unreachable"}, status_code=503, headers=headers
+        )
     return JSONResponse({"status": "ready"})
 
 

@@ -53,9 +53,13 @@ def validate(name: str, settings: dict[str, Any]) -> DetectorConfig:
     if model is None:
         raise InvalidDetectorConfig(f"unknown detector {name!r}; use one of: {', '.join(names())}")
     if settings.get("type", name) != name:
-        raise InvalidDetectorConfig(f"detector settings say type {settings['type']!r} but the detector is {name!r}", field=("type",))
+        raise InvalidDetectorConfig(
+            f"detector settings say type {settings['type']!r} but the detector is {name!r}", field=("type",)
+        )
     try:
         return model.model_validate({**settings, "type": name})
     except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(map(str, item['loc'])) or 'settings'}: {item['msg']}" for item in error.errors())
+        problems = "; ".join(
+            f"{'.'.join(map(str, item['loc'])) or 'settings'}: {item['msg']}" for item in error.errors()
+        )
         raise InvalidDetectorConfig(f"detector {name!r}: {problems}", field=tuple(error.errors()[0]["loc"])) from error

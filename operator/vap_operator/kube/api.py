@@ -46,7 +46,11 @@ class KubeApi:
     def create_videoscenario(self, body: Body) -> Body | None:
         """Create; None when an object of that name exists already."""
         try:
-            return _raw(self._custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, body, field_manager=FIELD_MANAGER))
+            return _raw(
+                self._custom.create_namespaced_custom_object(
+                    GROUP, VERSION, self.namespace, PLURAL, body, field_manager=FIELD_MANAGER
+                )
+            )
         except ApiException as error:
             if error.status == 409:
                 return None
@@ -62,7 +66,9 @@ class KubeApi:
 
     def list_videoscenarios(self, *, from_cache: bool = False) -> list[Body]:
         """Every VideoScenario; ``from_cache``: the API server's watch cache (cheap, may lag a moment)."""
-        listed = self._custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, resource_version="0" if from_cache else None)
+        listed = self._custom.list_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL, resource_version="0" if from_cache else None
+        )
         return list(_raw(listed)["items"])
 
     def patch_videoscenario(self, name: str, patch: Body) -> Body | None:
@@ -70,7 +76,14 @@ class KubeApi:
         try:
             return _raw(
                 self._custom.patch_namespaced_custom_object(
-                    GROUP, VERSION, self.namespace, PLURAL, name, patch, field_manager=FIELD_MANAGER, _content_type=MERGE_PATCH
+                    GROUP,
+                    VERSION,
+                    self.namespace,
+                    PLURAL,
+                    name,
+                    patch,
+                    field_manager=FIELD_MANAGER,
+                    _content_type=MERGE_PATCH,
                 )
             )
         except ApiException as error:
@@ -90,7 +103,14 @@ class KubeApi:
         try:
             return _raw(
                 self._custom.patch_namespaced_custom_object_status(
-                    GROUP, VERSION, self.namespace, PLURAL, name, patch, field_manager=FIELD_MANAGER, _content_type=MERGE_PATCH
+                    GROUP,
+                    VERSION,
+                    self.namespace,
+                    PLURAL,
+                    name,
+                    patch,
+                    field_manager=FIELD_MANAGER,
+                    _content_type=MERGE_PATCH,
                 )
             )
         except ApiException as error:
@@ -141,17 +161,28 @@ class KubeApi:
     def apply_secret(self, body: Body) -> None:
         """Create the Secret, or replace its data and owner when it exists (same name, same purpose)."""
         try:
-            self._core.create_namespaced_secret(self.namespace, cast(client.V1Secret, body), field_manager=FIELD_MANAGER)
+            self._core.create_namespaced_secret(
+                self.namespace, cast(client.V1Secret, body), field_manager=FIELD_MANAGER
+            )
         except ApiException as error:
             if error.status != 409:
                 raise
-            patch = {"metadata": {"labels": body["metadata"].get("labels", {})}, "stringData": body.get("stringData", {})}
-            self._core.patch_namespaced_secret(body["metadata"]["name"], self.namespace, patch, field_manager=FIELD_MANAGER, _content_type=MERGE_PATCH)
+            patch = {
+                "metadata": {"labels": body["metadata"].get("labels", {})},
+                "stringData": body.get("stringData", {}),
+            }
+            self._core.patch_namespaced_secret(
+                body["metadata"]["name"], self.namespace, patch, field_manager=FIELD_MANAGER, _content_type=MERGE_PATCH
+            )
 
     def set_secret_owner(self, name: str, owner_references: list[Body]) -> None:
         try:
             self._core.patch_namespaced_secret(
-                name, self.namespace, {"metadata": {"ownerReferences": owner_references}}, field_manager=FIELD_MANAGER, _content_type=MERGE_PATCH
+                name,
+                self.namespace,
+                {"metadata": {"ownerReferences": owner_references}},
+                field_manager=FIELD_MANAGER,
+                _content_type=MERGE_PATCH,
             )
         except ApiException as error:
             if error.status != 404:

@@ -47,7 +47,9 @@ DEPLOYS_REFUSED = Counter("vap_operator_deploys_refused_total", "to_deploy messa
 class KubeDeployer:
     """ConsumerLoop handler for to_deploy (kubernetes runtime)."""
 
-    def __init__(self, *, kube: KubeApi, sessions: sessionmaker[Session], publisher: Publisher, max_workers: int) -> None:
+    def __init__(
+        self, *, kube: KubeApi, sessions: sessionmaker[Session], publisher: Publisher, max_workers: int
+    ) -> None:
         self._kube = kube
         self._sessions = sessions
         self._publisher = publisher
@@ -70,7 +72,13 @@ class KubeDeployer:
                 extra={"scenario_uuid": str(command.scenario_uuid), "action": command.action, "verdict": verdict.value},
             )
             if unknown:
-                rejected.append(Rejected(item.message, f"unknown scenario {command.scenario_uuid}: no workers row (not registered by the orchestrator)"))
+                rejected.append(
+                    Rejected(
+                        item.message,
+                        f"unknown scenario {command.scenario_uuid}: "
+                        "no workers row (not registered by the orchestrator)",
+                    )
+                )
         return rejected
 
     def _judge(self, command: DeployCommand) -> DeployVerdict:
@@ -80,8 +88,14 @@ class KubeDeployer:
 
     def apply(self, command: DeployCommand) -> None:
         name = resource_name_for(command.scenario_uuid)
-        if command.action == "stop" and self._kube.patch_videoscenario(name, {"spec": {"desiredState": DesiredState.INACTIVE.value}}) is not None:
-            log.info("videoscenario stop requested", extra={"scenario_uuid": str(command.scenario_uuid), "resource": name})
+        if (
+            command.action == "stop"
+            and self._kube.patch_videoscenario(name, {"spec": {"desiredState": DesiredState.INACTIVE.value}})
+            is not None
+        ):
+            log.info(
+                "videoscenario stop requested", extra={"scenario_uuid": str(command.scenario_uuid), "resource": name}
+            )
             return
         desired = DesiredState.ACTIVE if command.action == "deploy" else DesiredState.INACTIVE
         self._ensure(command, name, desired)
@@ -95,7 +109,9 @@ class KubeDeployer:
         if manifests.needs_secret(command):
             self._kube.apply_secret(manifests.camera_secret(command))
         try:
-            created = self._kube.create_videoscenario(manifests.videoscenario(command, max_workers=self._max_workers, desired=desired))
+            created = self._kube.create_videoscenario(
+                manifests.videoscenario(command, max_workers=self._max_workers, desired=desired)
+            )
         except ApiException as error:
             if error.status == 422:
                 self._invalid(command, _api_message(error))
@@ -110,18 +126,33 @@ class KubeDeployer:
             workers.record(session, command.scenario_uuid, workers.RunnerRecord(pod_name=pod_name_for(name)))
         log.info(
             "videoscenario ensured",
-            extra={"scenario_uuid": str(command.scenario_uuid), "resource": name, "object_created": created is not None, "desired": desired.value},
+            extra={
+                "scenario_uuid": str(command.scenario_uuid),
+                "resource": name,
+                "object_created": created is not None,
+                "desired": desired.value,
+            },
         )
 
     def _invalid(self, command: DeployCommand, problem: str) -> None:
         """A scenario the API server would never accept: report `failed` InvalidConfig, do not retry."""
         log.warning("invalid scenario", extra={"scenario_uuid": str(command.scenario_uuid), "problem": problem})
-        self._publisher.send([status_event(command.scenario_uuid, ScenarioStatus.FAILED, reason=FailureReason.INVALID_CONFIG, message=problem)])
+        self._publisher.send(
+            [
+                status_event(
+                    command.scenario_uuid, ScenarioStatus.FAILED, reason=FailureReason.INVALID_CONFIG, message=problem
+                )
+            ]
+        )
         with transaction(self._sessions) as session:
             workers.record(
                 session,
                 command.scenario_uuid,
-                workers.RunnerRecord(status=ScenarioStatus.FAILED, last_error=f"{FailureReason.INVALID_CONFIG.value}: {problem}", stopped=True),
+                workers.RunnerRecord(
+                    status=ScenarioStatus.FAILED,
+                    last_error=f"{FailureReason.INVALID_CONFIG.value}: {problem}",
+                    stopped=True,
+                ),
             )
 
 

@@ -109,7 +109,9 @@ def deps_of(memo: Any) -> Dependencies:
 @kopf.on.create(GROUP, VERSION, PLURAL, backoff=ERROR_BACKOFF_SECONDS)
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec", backoff=ERROR_BACKOFF_SECONDS)
 @kopf.on.update(GROUP, VERSION, PLURAL, field="status.runner", backoff=ERROR_BACKOFF_SECONDS)
-def reconcile(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+def reconcile(
+    body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta, patch: kopf.Patch, memo: kopf.Memo, **_: Any
+) -> None:
     """Drive the runner Pod towards spec.desiredState and record what happened."""
     deps = deps_of(memo)
     name = str(meta["name"])
@@ -166,7 +168,9 @@ def _admit(deps: Dependencies, plan: Plan, meta: kopf.Meta, memory: RunnerMemory
     if live < capacity:
         # The queue order is fairness, not safety (the Pod count is): a cached LIST is good enough.
         me = queued_scenario({"metadata": dict(meta)})
-        ahead = waiting_ahead_of(me, [queued_scenario(other) for other in deps.kube.list_videoscenarios(from_cache=True)])
+        ahead = waiting_ahead_of(
+            me, [queued_scenario(other) for other in deps.kube.list_videoscenarios(from_cache=True)]
+        )
     return admit_runner(
         plan,
         capacity=capacity,
@@ -213,7 +217,9 @@ def _record_wait(deps: Dependencies, scenario_uuid: UUID, plan: Plan, memory: Ru
 def _report(deps: Dependencies, scenario_uuid: UUID, plan: Plan, pod_name: str, *, became_ready: bool) -> None:
     """Tell Kafka and the workers row first: if we die before the status is written, this re-runs."""
     if plan.publish is not None:
-        deps.publisher.send([status_event(scenario_uuid, plan.publish.status, reason=plan.publish.reason, message=plan.publish.message)])
+        deps.publisher.send(
+            [status_event(scenario_uuid, plan.publish.status, reason=plan.publish.reason, message=plan.publish.message)]
+        )
     if plan.publish is None and plan.record_crash is None and plan.failed is None and not became_ready:
         return
     with transaction(deps.sessions) as session:
@@ -233,7 +239,9 @@ def _report(deps: Dependencies, scenario_uuid: UUID, plan: Plan, pod_name: str, 
 
 def _act(deps: Dependencies, body: kopf.Body, plan: Plan, pod_name: str, *, http_port: int) -> None:
     if plan.action == Action.CREATE_POD:
-        pod = manifests.runner_pod(body, kubernetes=deps.kubernetes, runner=deps.runner, kafka=deps.kafka, http_port=http_port)
+        pod = manifests.runner_pod(
+            body, kubernetes=deps.kubernetes, runner=deps.runner, kafka=deps.kafka, http_port=http_port
+        )
         if deps.kube.create_pod(pod):
             PODS_CREATED.inc()
     elif plan.action == Action.DELETE_POD and plan.delete_uid is not None:
@@ -245,7 +253,9 @@ def _act(deps: Dependencies, body: kopf.Body, plan: Plan, pod_name: str, *, http
 @kopf.on.event("", "v1", "pods", labels={manifests.LABEL_MANAGED_BY: manifests.MANAGED_BY})
 def mirror_runner_pod(meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None:
     """Copy the current state of a runner Pod into status.runner of the VideoScenario that owns it."""
-    owner = next((ref for ref in meta.get("ownerReferences") or [] if ref.get("kind") == KIND and ref.get("controller")), None)
+    owner = next(
+        (ref for ref in meta.get("ownerReferences") or [] if ref.get("kind") == KIND and ref.get("controller")), None
+    )
     if owner is not None:
         _mirror(deps_of(memo), str(owner["name"]), str(owner["uid"]))
 
@@ -275,10 +285,14 @@ def cleanup(spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta, body: kopf.Bo
     pod = observe_pod(deps.kube.read_pod(pod_name_for(name)), owner_uid=str(meta["uid"]))
     if pod is not None and pod.owned and not pod.deleting:
         live = pod.phase in LIVE_POD_PHASES
-        deps.kube.delete_pod(pod_name_for(name), uid=pod.uid, grace_period_seconds=int(deps.runner.stop_grace_seconds) if live else 0)
+        deps.kube.delete_pod(
+            pod_name_for(name), uid=pod.uid, grace_period_seconds=int(deps.runner.stop_grace_seconds) if live else 0
+        )
         PODS_DELETED.labels("ObjectDeleted").inc()
         kopf.event(body, type="Normal", reason="Stopping", message="VideoScenario deleted: deleting the runner Pod")
-        pod = observe_pod(deps.kube.read_pod(pod_name_for(name)), owner_uid=str(meta["uid"]))  # a Pod on no node goes at once
+        pod = observe_pod(
+            deps.kube.read_pod(pod_name_for(name)), owner_uid=str(meta["uid"])
+        )  # a Pod on no node goes at once
     if pod is not None and pod.owned:
         raise kopf.TemporaryError("waiting for the runner Pod to go", delay=deps.kubernetes.wait_poll_seconds)
     secret = (spec.get("cameraSecretRef") or {}).get("name")

@@ -35,7 +35,11 @@ HTTP_PORT_NAME = "http"
 
 
 def labels_for(command: DeployCommand) -> dict[str, str]:
-    return {LABEL_MANAGED_BY: MANAGED_BY, LABEL_INSTANCE: resource_name_for(command.scenario_uuid), LABEL_SCENARIO: str(command.scenario_uuid)}
+    return {
+        LABEL_MANAGED_BY: MANAGED_BY,
+        LABEL_INSTANCE: resource_name_for(command.scenario_uuid),
+        LABEL_SCENARIO: str(command.scenario_uuid),
+    }
 
 
 def needs_secret(command: DeployCommand) -> bool:
@@ -80,7 +84,13 @@ def videoscenario(command: DeployCommand, *, max_workers: int, desired: DesiredS
 def owner_reference(owner: Mapping[str, Any]) -> Body:
     """An ownerReference to a VideoScenario (controller: the one object that manages the child)."""
     metadata = owner["metadata"]
-    return {"apiVersion": API_VERSION, "kind": KIND, "name": metadata["name"], "uid": metadata["uid"], "controller": True}
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "name": metadata["name"],
+        "uid": metadata["uid"],
+        "controller": True,
+    }
 
 
 def runner_pod(
@@ -119,7 +129,12 @@ def runner_pod(
     )
     env: list[Body] = [{"name": key, "value": value} for key, value in environment.items()]
     if secret_ref is not None:
-        env.append({"name": "VAP_CAMERA_URL", "valueFrom": {"secretKeyRef": {"name": secret_ref["name"], "key": secret_ref["key"]}}})
+        env.append(
+            {
+                "name": "VAP_CAMERA_URL",
+                "valueFrom": {"secretKeyRef": {"name": secret_ref["name"], "key": secret_ref["key"]}},
+            }
+        )
     labels = {**RUNNER_LABELS, LABEL_INSTANCE: name, LABEL_SCENARIO: spec["scenarioUUID"]}
     pod_spec: Body = {
         "restartPolicy": "Never",
@@ -150,7 +165,10 @@ def runner_pod(
                     "periodSeconds": kubernetes.liveness_period_seconds,
                     "failureThreshold": kubernetes.liveness_failure_threshold,
                 },
-                "readinessProbe": {"httpGet": _probe_request("/readyz", kubernetes.probe_host), "periodSeconds": kubernetes.readiness_period_seconds},
+                "readinessProbe": {
+                    "httpGet": _probe_request("/readyz", kubernetes.probe_host),
+                    "periodSeconds": kubernetes.readiness_period_seconds,
+                },
                 "securityContext": {
                     "allowPrivilegeEscalation": False,
                     "readOnlyRootFilesystem": True,

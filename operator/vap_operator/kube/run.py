@@ -42,7 +42,9 @@ def kopf_settings(settings: OperatorSettings) -> kopf.OperatorSettings:
     kube = settings.kubernetes
     configured = kopf.OperatorSettings()
     configured.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
-    configured.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=KOPF_PREFIX, key="last-handled-configuration")
+    configured.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=KOPF_PREFIX, key="last-handled-configuration"
+    )
     configured.persistence.finalizer = FINALIZER
     configured.posting.reporting_component = "vap-operator"
     configured.posting.loggers = False  # only the transitions we post explicitly become Events
@@ -51,7 +53,9 @@ def kopf_settings(settings: OperatorSettings) -> kopf.OperatorSettings:
     configured.peering.mandatory = kube.peering_mode == "mandatory"
     configured.peering.standalone = kube.peering_mode == "standalone"
     configured.peering.lifetime = kube.peering_lifetime_seconds
-    configured.peering.priority = kube.peering_priority if kube.peering_priority is not None else random.randint(1, 2**31 - 1)
+    configured.peering.priority = (
+        kube.peering_priority if kube.peering_priority is not None else random.randint(1, 2**31 - 1)
+    )
     configured.peering.stealth = True
     # Namespaced RBAC only: no cluster-wide CRD watch; the CRDs are installed before the operator.
     configured.scanning.disabled = True
@@ -71,10 +75,14 @@ def run_kubernetes(settings: OperatorSettings, engine: Engine, stop: threading.E
     producer = make_producer(settings.kafka)
     publisher = Publisher(producer, topic_prefix=settings.kafka.topic_prefix)
     deploy_loop = ConsumerLoop(
-        new_consumer=partial(make_consumer, settings.kafka, group_id=settings.kubernetes.consumer_group, **settings.consumer_overrides()),
+        new_consumer=partial(
+            make_consumer, settings.kafka, group_id=settings.kubernetes.consumer_group, **settings.consumer_overrides()
+        ),
         dlq_producer=producer,
         contracts={topic_name(Topic.TO_DEPLOY, settings.kafka.topic_prefix): DeployCommand},
-        handler=KubeDeployer(kube=kube, sessions=sessions, publisher=publisher, max_workers=settings.runner.max_workers),
+        handler=KubeDeployer(
+            kube=kube, sessions=sessions, publisher=publisher, max_workers=settings.runner.max_workers
+        ),
         stop=stop,
         poll_timeout_seconds=settings.kubernetes.poll_timeout_seconds,
         is_permanent=is_permanent_error,
@@ -84,7 +92,10 @@ def run_kubernetes(settings: OperatorSettings, engine: Engine, stop: threading.E
     # A client of its own: the renewal must not queue behind the handlers' calls.
     lease_kube = KubeApi(namespace)
     lease_thread = start_periodic_thread(
-        "runner-leases", lambda: renew_runner_leases(lease_kube, sessions), interval_seconds=settings.heartbeat_seconds, stop=stop
+        "runner-leases",
+        lambda: renew_runner_leases(lease_kube, sessions),
+        interval_seconds=settings.heartbeat_seconds,
+        stop=stop,
     )
     deps = handlers.Dependencies(
         kube=kube,
@@ -95,8 +106,12 @@ def run_kubernetes(settings: OperatorSettings, engine: Engine, stop: threading.E
         runner=settings.runner,
         policy=settings.restart.policy(),
     )
-    kopf.timer(GROUP, VERSION, PLURAL, interval=settings.kubernetes.resync_seconds, id="resync_runner_status")(handlers.resync_runner_status)
-    liveness = f"http://0.0.0.0:{settings.kubernetes.liveness_port}/healthz" if settings.kubernetes.liveness_port else None
+    kopf.timer(GROUP, VERSION, PLURAL, interval=settings.kubernetes.resync_seconds, id="resync_runner_status")(
+        handlers.resync_runner_status
+    )
+    liveness = (
+        f"http://0.0.0.0:{settings.kubernetes.liveness_port}/healthz" if settings.kubernetes.liveness_port else None
+    )
     log.info("kubernetes runtime starting", extra={"namespace": namespace, "peering": settings.kubernetes.peering_mode})
     try:
         kopf.run(

@@ -80,7 +80,9 @@ def runner_summary(pod: ObservedPod | None, *, observed_at: datetime) -> Body:
     """
     summary: Body = {"present": pod is not None, "observedAt": to_timestamp(observed_at)}
     if pod is not None:
-        summary.update(uid=pod.uid, phase=pod.phase.value, ready=pod.ready, exitCode=pod.exit_code, deleting=pod.deleting)
+        summary.update(
+            uid=pod.uid, phase=pod.phase.value, ready=pod.ready, exitCode=pod.exit_code, deleting=pod.deleting
+        )
     return summary
 
 
@@ -113,13 +115,21 @@ def memory_from_status(status: Mapping[str, Any] | None) -> RunnerMemory:
 
 
 def render_status(
-    plan: Plan, previous: Mapping[str, Any] | None, *, crashes: tuple[Crash, ...], generation: int, pod_name: str, now: datetime
+    plan: Plan,
+    previous: Mapping[str, Any] | None,
+    *,
+    crashes: tuple[Crash, ...],
+    generation: int,
+    pod_name: str,
+    now: datetime,
 ) -> Body:
     """The status stanza after ``plan`` (a merge patch: fields we do not own, e.g. runner, are untouched)."""
     previous = previous or {}
     stamp = to_timestamp(now)
     old = _conditions(previous)
-    wanted: dict[str, tuple[str, str, str]] = {"Ready": ("True" if plan.ready else "False", plan.ready_reason, plan.message)}
+    wanted: dict[str, tuple[str, str, str]] = {
+        "Ready": ("True" if plan.ready else "False", plan.ready_reason, plan.message)
+    }
     for kind, value in (("Failed", plan.failed), ("Stopped", plan.stopped)):
         if value is not None:
             wanted[kind] = ("True", value[0], value[1][:1000])
@@ -138,7 +148,9 @@ def render_status(
                 "status": state,
                 "reason": reason,
                 "message": message,
-                "lastTransitionTime": before.get("lastTransitionTime", stamp) if before.get("status") == state else stamp,
+                "lastTransitionTime": before.get("lastTransitionTime", stamp)
+                if before.get("status") == state
+                else stamp,
                 "observedGeneration": generation,
             }
         )
@@ -149,7 +161,12 @@ def render_status(
         "observedGeneration": generation,
         "conditions": conditions,
         "crashes": [
-            {"podUID": crash.pod_uid, "at": to_timestamp(datetime.fromtimestamp(crash.at, UTC)), "exitCode": crash.exit_code} for crash in crashes
+            {
+                "podUID": crash.pod_uid,
+                "at": to_timestamp(datetime.fromtimestamp(crash.at, UTC)),
+                "exitCode": crash.exit_code,
+            }
+            for crash in crashes
         ],
     }
     if plan.last_error is not None:
@@ -169,7 +186,11 @@ def live_runner_pods(pods: Iterable[Mapping[str, Any]], *, except_name: str) -> 
     count = 0
     for pod in pods:
         observed = observe_pod(pod, owner_uid="")
-        if observed is not None and observed.phase in LIVE_POD_PHASES and (pod.get("metadata") or {}).get("name") != except_name:
+        if (
+            observed is not None
+            and observed.phase in LIVE_POD_PHASES
+            and (pod.get("metadata") or {}).get("name") != except_name
+        ):
             count += 1
     return count
 
@@ -194,7 +215,9 @@ def queued_scenario(body: Mapping[str, Any]) -> QueuedScenario:
         and metadata.get("deletionTimestamp") is None
         and _conditions(status).get("Ready", {}).get("reason") == WAITING_FOR_CAPACITY
     )
-    return QueuedScenario(created_at=str(metadata.get("creationTimestamp") or ""), name=str(metadata.get("name") or ""), waiting=waiting)
+    return QueuedScenario(
+        created_at=str(metadata.get("creationTimestamp") or ""), name=str(metadata.get("name") or ""), waiting=waiting
+    )
 
 
 def ready_runner_scenarios(pods: Iterable[Mapping[str, Any]]) -> list[UUID]:

@@ -39,7 +39,9 @@ def remove_runners(kube: KubeApi, *, timeout_seconds: float, poll_seconds: float
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--namespace", required=True, help="the namespace the operator watches")
-    parser.add_argument("--timeout-seconds", type=float, default=120.0, help="how long the operator is given to stop the runners")
+    parser.add_argument(
+        "--timeout-seconds", type=float, default=120.0, help="how long the operator is given to stop the runners"
+    )
     args = parser.parse_args()
     setup_logging(service="vap-remove-runners", level="INFO")
     load_config()

@@ -70,7 +70,7 @@ def single_instance(engine: Engine, schema_name: str | None) -> Iterator[None]:
         finally:
             try:
                 connection.execute(text("SELECT pg_advisory_unlock(hashtext(:key))"), {"key": key})
-            except Exception:  # noqa: BLE001 - the connection (and with it the lock) is already gone
+            except Exception:  # noqa: BLE001
                 log.warning("could not release the runtime lock; it went with its connection")
 
 
@@ -83,7 +83,9 @@ def run_local(settings: OperatorSettings, engine: Engine, stop: threading.Event,
     ``crashed`` is set (then they keep running, for the next runtime to adopt)."""
     kafka = settings.kafka
     producer = make_producer(kafka)
-    capacity = settings.local.resolved_capacity(cpu_count=os.cpu_count() or 1, memory_bytes=os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    capacity = settings.local.resolved_capacity(
+        cpu_count=os.cpu_count() or 1, memory_bytes=os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    )
     supervisor = Supervisor(
         sessions=make_session_factory(engine),
         publisher=Publisher(producer, topic_prefix=kafka.topic_prefix, flush_timeout_seconds=_PUBLISH_TIMEOUT_SECONDS),
@@ -91,13 +93,17 @@ def run_local(settings: OperatorSettings, engine: Engine, stop: threading.Event,
         runner=settings.runner,
         local=settings.local,
         policy=settings.restart.policy(),
-        base_environment=runner_base_environment(os.environ, log_level=settings.log_level, environment=settings.environment),
+        base_environment=runner_base_environment(
+            os.environ, log_level=settings.log_level, environment=settings.environment
+        ),
         capacity=capacity,
         state_dir=settings.local.state_dir or default_state_dir(settings.database.schema_name),
         heartbeat_seconds=settings.heartbeat_seconds,
     )
     loop = ConsumerLoop(
-        new_consumer=partial(make_consumer, kafka, group_id=settings.local.consumer_group, **settings.consumer_overrides()),
+        new_consumer=partial(
+            make_consumer, kafka, group_id=settings.local.consumer_group, **settings.consumer_overrides()
+        ),
         dlq_producer=producer,
         contracts={topic_name(Topic.TO_DEPLOY, kafka.topic_prefix): DeployCommand},
         handler=LocalDeployer(supervisor),
@@ -111,7 +117,10 @@ def run_local(settings: OperatorSettings, engine: Engine, stop: threading.Event,
         try:
             _resume_when_reachable(supervisor, stop)
             loop.consumer.subscribe(list(loop.contracts))
-            log.info("local runtime running", extra={"runner_command": settings.local.runner_command[:3], "capacity": capacity})
+            log.info(
+                "local runtime running",
+                extra={"runner_command": settings.local.runner_command[:3], "capacity": capacity},
+            )
             failures = 0
             while not stop.is_set():
                 try:
@@ -127,7 +136,10 @@ def run_local(settings: OperatorSettings, engine: Engine, stop: threading.Event,
                     stop.wait(min(0.2 * 2 ** (failures - 1), _MAX_STEP_BACKOFF_SECONDS))
         finally:
             if crashed.is_set():
-                log.warning("runtime crashed: its runners keep running for the next runtime to adopt", extra={"runners": len(supervisor.running())})
+                log.warning(
+                    "runtime crashed: its runners keep running for the next runtime to adopt",
+                    extra={"runners": len(supervisor.running())},
+                )
             else:
                 supervisor.shutdown()
             loop.consumer.close()
@@ -144,10 +156,13 @@ def _wait_for_the_lock(stack: ExitStack, engine: Engine, schema_name: str | None
             return
         except AnotherRuntimeRunning:
             raise
-        except Exception as error:  # noqa: BLE001 - PostgreSQL not reachable yet
+        except Exception as error:
             if stop.is_set():
                 raise
-            log.warning("PostgreSQL unreachable at start; waiting", extra={"retry_in_seconds": delay, "error": type(error).__name__})
+            log.warning(
+                "PostgreSQL unreachable at start; waiting",
+                extra={"retry_in_seconds": delay, "error": type(error).__name__},
+            )
             stop.wait(delay)
             delay = min(delay * 2, _MAX_STEP_BACKOFF_SECONDS)
 
@@ -158,7 +173,10 @@ def _resume_when_reachable(supervisor: Supervisor, stop: threading.Event) -> Non
         try:
             supervisor.resume()
             return
-        except Exception as error:  # noqa: BLE001 - PostgreSQL away: the runners it would adopt keep running
-            log.warning("cannot resume the runners yet; retrying", extra={"retry_in_seconds": delay, "error": type(error).__name__})
+        except Exception as error:  # noqa: BLE001
+            log.warning(
+                "cannot resume the runners yet; retrying",
+                extra={"retry_in_seconds": delay, "error": type(error).__name__},
+            )
             stop.wait(delay)
             delay = min(delay * 2, _MAX_STEP_BACKOFF_SECONDS)

@@ -61,7 +61,9 @@ WAITING = Gauge("vap_local_runners_waiting", "Scenarios waiting for a runner slo
 RESTARTS = Counter("vap_local_runner_restarts_total", "Runner processes restarted after a crash")
 EXITS = Counter("vap_local_runner_exits_total", "Runner process exits", ["kind"])
 ADOPTED = Counter("vap_local_runners_adopted_total", "Running runners adopted after a runtime restart")
-EFFECTS_DELAYED = Counter("vap_local_effects_delayed_total", "Runner state writes delayed because PostgreSQL or Kafka was away")
+EFFECTS_DELAYED = Counter(
+    "vap_local_effects_delayed_total", "Runner state writes delayed because PostgreSQL or Kafka was away"
+)
 
 Spawn = Callable[[Sequence[str], Mapping[str, str]], "subprocess.Popen[bytes]"]
 
@@ -152,7 +154,10 @@ class Supervisor:
             if row is None:
                 return f"no workers row for scenario {command.scenario_uuid}: the orchestrator never accepted it"
             if row.desired_state != DesiredState.ACTIVE.value or is_terminal(ScenarioStatus(row.status)):
-                log.info("deploy ignored: scenario stopped or ended", extra={"scenario_uuid": str(command.scenario_uuid), "status": row.status})
+                log.info(
+                    "deploy ignored: scenario stopped or ended",
+                    extra={"scenario_uuid": str(command.scenario_uuid), "status": row.status},
+                )
                 return None
             # The row is the truth (the orchestrator wrote it); the message only wakes us up.
             command = _command_of(row)
@@ -208,14 +213,18 @@ class Supervisor:
             effect = self._effects[0]
             try:
                 self._apply(effect)
-            except Exception as error:  # noqa: BLE001 - PostgreSQL or Kafka away: keep it, retry later
+            except Exception as error:  # noqa: BLE001
                 self._effect_failures += 1
                 delay = min(0.2 * 2 ** (self._effect_failures - 1), _MAX_EFFECT_BACKOFF_SECONDS)
                 self._effects_retry_at = self._clock() + delay
                 EFFECTS_DELAYED.inc()
                 log.warning(
                     "cannot record runner state yet; retrying",
-                    extra={"pending": len(self._effects), "retry_in_seconds": round(delay, 2), "error": f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"},
+                    extra={
+                        "pending": len(self._effects),
+                        "retry_in_seconds": round(delay, 2),
+                        "error": f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}",
+                    },
                 )
                 return False
             self._effects.popleft()
@@ -232,7 +241,17 @@ class Supervisor:
             seen: dict[UUID, Worker] = {}
             for row in rows:
                 seen.setdefault(row.scenario_uuid, row)
-            snapshot = [(row.scenario_uuid, row.process_pid, row.desired_state, ScenarioStatus(row.status), _command_of(row), row.restart_count) for row in seen.values()]
+            snapshot = [
+                (
+                    row.scenario_uuid,
+                    row.process_pid,
+                    row.desired_state,
+                    ScenarioStatus(row.status),
+                    _command_of(row),
+                    row.restart_count,
+                )
+                for row in seen.values()
+            ]
         for uuid, pid, desired, status, command, restarts in snapshot:
             wanted = desired == DesiredState.ACTIVE.value and not is_terminal(status)
             stopping = desired == DesiredState.INACTIVE.value and not is_terminal(status)
@@ -248,7 +267,9 @@ class Supervisor:
                 continue
             if pid is not None:
                 if killed := processes.kill_stale_group(pid, str(uuid)):
-                    log.warning("killed leftover runner processes", extra={"scenario_uuid": str(uuid), "killed": killed})
+                    log.warning(
+                        "killed leftover runner processes", extra={"scenario_uuid": str(uuid), "killed": killed}
+                    )
                 if wanted and (code := read_exit_code(self._exit_file(uuid))) is not None:
                     # It ended while no runtime watched it: decide on its exit as if we had.
                     runner = LocalRunner(command=command, adopted_pid=pid, restarts=restarts)
@@ -330,11 +351,15 @@ class Supervisor:
         }
         runner.process = self._spawn(self._local.runner_command, env)
         runner.adopted_pid = None
-        log.info("runner started", extra={"scenario_uuid": str(uuid), "pid": runner.process.pid, "restarts": runner.restarts})
+        log.info(
+            "runner started", extra={"scenario_uuid": str(uuid), "pid": runner.process.pid, "restarts": runner.restarts}
+        )
         self._effects.append(
             Effect(
                 uuid,
-                record=workers.RunnerRecord(process_pid=runner.process.pid, restart_count=runner.restarts, started=True, clear_wait_reason=True),
+                record=workers.RunnerRecord(
+                    process_pid=runner.process.pid, restart_count=runner.restarts, started=True, clear_wait_reason=True
+                ),
             )
         )
 
@@ -370,11 +395,13 @@ class Supervisor:
         if now < self._next_heartbeat:
             return
         self._next_heartbeat = now + self._heartbeat_seconds
-        running = [uuid for uuid, runner in self._runners.items() if runner.pid is not None and not runner.stop_requested]
+        running = [
+            uuid for uuid, runner in self._runners.items() if runner.pid is not None and not runner.stop_requested
+        ]
         try:
             with transaction(self._sessions) as session:
                 workers.renew_leases(session, running)
-        except Exception as error:  # noqa: BLE001 - the lease lapses and the API shows it; retried next period
+        except Exception as error:  # noqa: BLE001
             log.warning("cannot renew the runners' leases", extra={"error": f"{type(error).__name__}"})
 
     def _exited(self, uuid: UUID, runner: LocalRunner, code: int | None) -> None:
@@ -394,7 +421,9 @@ class Supervisor:
             return
         if kind == ExitKind.GAVE_UP:
             del self._runners[uuid]
-            record = workers.RunnerRecord(status=ScenarioStatus.FAILED, clear_process_pid=True, last_error="runner gave up (exit 3)", stopped=True)
+            record = workers.RunnerRecord(
+                status=ScenarioStatus.FAILED, clear_process_pid=True, last_error="runner gave up (exit 3)", stopped=True
+            )
             self._effects.append(Effect(uuid, record=record))
             return
         now = self._clock()
@@ -402,10 +431,16 @@ class Supervisor:
         detail = _describe_exit(code)
         if is_crash_loop(runner.crash_times, now, self._policy):
             del self._runners[uuid]
-            message = f"{self._policy.crash_loop_threshold} crashes within {self._policy.crash_loop_window_seconds:.0f}s; last: {detail}"
+            message = (
+                f"{self._policy.crash_loop_threshold} crashes within "
+                f"{self._policy.crash_loop_window_seconds:.0f}s; last: {detail}"
+            )
             event = status_event(uuid, ScenarioStatus.FAILED, reason=FailureReason.RUNNER_CRASH_LOOP, message=message)
             record = workers.RunnerRecord(
-                status=ScenarioStatus.FAILED, clear_process_pid=True, last_error=f"{FailureReason.RUNNER_CRASH_LOOP.value}: {message}", stopped=True
+                status=ScenarioStatus.FAILED,
+                clear_process_pid=True,
+                last_error=f"{FailureReason.RUNNER_CRASH_LOOP.value}: {message}",
+                stopped=True,
             )
             self._effects.append(Effect(uuid, event=event, record=record))
             return
@@ -413,13 +448,27 @@ class Supervisor:
         wait = restart_wait_seconds(runner.crash_times, now, self._policy)
         runner.start_at = now + wait
         RESTARTS.inc()
-        record = workers.RunnerRecord(clear_process_pid=True, restart_count=runner.restarts, last_error=f"RunnerCrashed: {detail}")
+        record = workers.RunnerRecord(
+            clear_process_pid=True, restart_count=runner.restarts, last_error=f"RunnerCrashed: {detail}"
+        )
         self._effects.append(Effect(uuid, record=record))
-        log.warning("runner crashed; restarting", extra={"scenario_uuid": str(uuid), "detail": detail, "restart_in_seconds": round(wait, 2)})
+        log.warning(
+            "runner crashed; restarting",
+            extra={"scenario_uuid": str(uuid), "detail": detail, "restart_in_seconds": round(wait, 2)},
+        )
 
     def _report_inactive(self, uuid: UUID, why: str) -> None:
-        record = workers.RunnerRecord(status=ScenarioStatus.INACTIVE, clear_process_pid=True, stopped=True, clear_wait_reason=True)
-        self._effects.append(Effect(uuid, event=status_event(uuid, ScenarioStatus.INACTIVE, message=why), record=record, unless_terminal=True))
+        record = workers.RunnerRecord(
+            status=ScenarioStatus.INACTIVE, clear_process_pid=True, stopped=True, clear_wait_reason=True
+        )
+        self._effects.append(
+            Effect(
+                uuid,
+                event=status_event(uuid, ScenarioStatus.INACTIVE, message=why),
+                record=record,
+                unless_terminal=True,
+            )
+        )
 
     def _apply(self, effect: Effect) -> None:
         if effect.unless_terminal:
@@ -436,7 +485,11 @@ class Supervisor:
 
 def _command_of(row: Worker) -> DeployCommand:
     return DeployCommand(
-        scenario_uuid=row.scenario_uuid, worker_id=row.worker_id, action="deploy", camera_url=row.camera_url, detector=workers.detector_of(row)
+        scenario_uuid=row.scenario_uuid,
+        worker_id=row.worker_id,
+        action="deploy",
+        camera_url=row.camera_url,
+        detector=workers.detector_of(row),
     )
 
 

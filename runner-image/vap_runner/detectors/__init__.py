@@ -74,7 +74,9 @@ def shrink(frame: np.ndarray, width_px: int | None) -> tuple[np.ndarray, float]:
     return small, factor
 
 
-def detection(class_name: str, confidence: float, box: tuple[float, float, float, float], frame_shape: tuple[int, ...]) -> Detection:
+def detection(
+    class_name: str, confidence: float, box: tuple[float, float, float, float], frame_shape: tuple[int, ...]
+) -> Detection:
     """A Detection with its box clipped to the frame and values rounded for compact messages."""
     height, width = frame_shape[:2]
     x1, y1, x2, y2 = (round(float(value), 1) for value in box)
@@ -82,7 +84,12 @@ def detection(class_name: str, confidence: float, box: tuple[float, float, float
         {
             "class": class_name,
             "confidence": round(min(max(float(confidence), 0.0), 1.0), 4),
-            "bbox": (min(max(x1, 0.0), width), min(max(y1, 0.0), height), min(max(x2, 0.0), width), min(max(y2, 0.0), height)),
+            "bbox": (
+                min(max(x1, 0.0), width),
+                min(max(y1, 0.0), height),
+                min(max(x2, 0.0), width),
+                min(max(y2, 0.0), height),
+            ),
         }
     )
 

@@ -30,6 +30,11 @@ class HaarFaceDetector(Detector):
         )
         # Confidence grows with the number of overlapping hits: min_neighbors hits give 0.5.
         return [
-            detection("face", count / (count + config.min_neighbors), (x * factor, y * factor, (x + w) * factor, (y + h) * factor), frame.shape)
+            detection(
+                "face",
+                count / (count + config.min_neighbors),
+                (x * factor, y * factor, (x + w) * factor, (y + h) * factor),
+                frame.shape,
+            )
             for (x, y, w, h), count in zip(boxes, np.ravel(neighbours), strict=True)
         ]

@@ -30,6 +30,11 @@ class HogPersonDetector(Detector):
             scale=config.scale,
         )
         return [
-            detection("person", sigmoid(float(weight)), (x * factor, y * factor, (x + w) * factor, (y + h) * factor), frame.shape)
+            detection(
+                "person",
+                sigmoid(float(weight)),
+                (x * factor, y * factor, (x + w) * factor, (y + h) * factor),
+                frame.shape,
+            )
             for (x, y, w, h), weight in zip(boxes, np.ravel(weights), strict=True)
         ]

@@ -45,5 +45,7 @@ class MotionDetector(Detector):
                 continue
             # Confidence: how much of the box actually moved.
             fill = float(moving[y : y + h, x : x + w].mean())
-            found.append(detection("motion", fill, (x * factor, y * factor, (x + w) * factor, (y + h) * factor), frame.shape))
+            found.append(
+                detection("motion", fill, (x * factor, y * factor, (x + w) * factor, (y + h) * factor), frame.shape)
+            )
         return found

@@ -20,7 +20,9 @@ class OnnxDetector(Detector):
     @classmethod
     def check(cls, config: OnnxConfig) -> None:
         if not config.model_path.is_file():
-            raise InvalidDetectorConfig(f"detector 'onnx': model_path: {config.model_path} is not a file on this runner", field=("model_path",))
+            raise InvalidDetectorConfig(
+                f"detector 'onnx': model_path: {config.model_path} is not a file on this runner", field=("model_path",)
+            )
 
     def __init__(self, config: OnnxConfig) -> None:
         super().__init__(config)
@@ -47,10 +49,19 @@ class OnnxDetector(Detector):
         widths, heights = boxes[:, 2] / scale, boxes[:, 3] / scale
         rects = np.stack([x1, y1, widths, heights], axis=1)
         kept = cv2.dnn.NMSBoxesBatched(
-            rects.tolist(), confidences.tolist(), class_ids.tolist(), config.confidence_threshold, config.nms_iou_threshold
+            rects.tolist(),
+            confidences.tolist(),
+            class_ids.tolist(),
+            config.confidence_threshold,
+            config.nms_iou_threshold,
         )
         return [
-            detection(self._class_name(int(class_ids[i])), float(confidences[i]), (x1[i], y1[i], x1[i] + widths[i], y1[i] + heights[i]), frame.shape)
+            detection(
+                self._class_name(int(class_ids[i])),
+                float(confidences[i]),
+                (x1[i], y1[i], x1[i] + widths[i], y1[i] + heights[i]),
+                frame.shape,
+            )
             for i in np.ravel(kept)
         ]
 
@@ -61,7 +72,9 @@ class OnnxDetector(Detector):
         new_width, new_height = round(frame.shape[1] * scale), round(frame.shape[0] * scale)
         pad_x, pad_y = (width - new_width) // 2, (height - new_height) // 2
         canvas = np.full((height, width, 3), _LETTERBOX_GREY, dtype=np.uint8)
-        canvas[pad_y : pad_y + new_height, pad_x : pad_x + new_width] = cv2.resize(frame, (new_width, new_height), interpolation=cv2.INTER_LINEAR)
+        canvas[pad_y : pad_y + new_height, pad_x : pad_x + new_width] = cv2.resize(
+            frame, (new_width, new_height), interpolation=cv2.INTER_LINEAR
+        )
         return canvas, scale, pad_x, pad_y
 
     def _class_name(self, class_id: int) -> str:

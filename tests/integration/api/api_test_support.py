@@ -39,19 +39,35 @@ def produce(settings: KafkaSettings, topic: str, values: Iterable[tuple[str, byt
 
 
 def frame(scenario_uuid: uuid.UUID, frame_number: int, *, run_id: str = "run-1", people: int = 1) -> FrameResult:
-    detections = [Detection(class_name="person", confidence=0.5 + index / 100, bbox=(index, 2.0, 30.0, 40.0)) for index in range(people)]
-    return FrameResult(scenario_uuid=scenario_uuid, run_id=run_id, frame_number=frame_number, detections=detections, timestamp=datetime(2026, 11, 25, 12, 0, frame_number % 60, tzinfo=UTC))
+    detections = [
+        Detection(class_name="person", confidence=0.5 + index / 100, bbox=(index, 2.0, 30.0, 40.0))
+        for index in range(people)
+    ]
+    return FrameResult(
+        scenario_uuid=scenario_uuid,
+        run_id=run_id,
+        frame_number=frame_number,
+        detections=detections,
+        timestamp=datetime(2026, 11, 25, 12, 0, frame_number % 60, tzinfo=UTC),
+    )
 
 
 def encoded_frames(scenario_uuid: uuid.UUID, frames: Iterable[int], **options: Any) -> list[tuple[str, bytes]]:
     return [(str(scenario_uuid), encode(frame(scenario_uuid, number, **options))) for number in frames]
 
 
-def add_scenario(factory: sessionmaker[Session], *, status: ScenarioStatus = ScenarioStatus.INIT_STARTUP, camera_url: str = "rtsp://cam.example/stream") -> uuid.UUID:
+def add_scenario(
+    factory: sessionmaker[Session],
+    *,
+    status: ScenarioStatus = ScenarioStatus.INIT_STARTUP,
+    camera_url: str = "rtsp://cam.example/stream",
+) -> uuid.UUID:
     """A scenario row written directly (no outbox row), in ``status``."""
     scenario_uuid = uuid.uuid4()
     with factory() as session, session.begin():
-        session.execute(insert(Scenario).values(scenario_uuid=scenario_uuid, camera_url=camera_url, status=status.value))
+        session.execute(
+            insert(Scenario).values(scenario_uuid=scenario_uuid, camera_url=camera_url, status=status.value)
+        )
     return scenario_uuid
 
 
@@ -89,7 +105,9 @@ class Process:
     def __init__(self, python: str, module: str, env: dict[str, str], log_path: Path) -> None:
         self.log_path = log_path
         self._log = log_path.open("ab")
-        self.popen = subprocess.Popen([python, "-m", module], env=env, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT)
+        self.popen = subprocess.Popen(
+            [python, "-m", module], env=env, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT
+        )
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -100,7 +118,9 @@ class Process:
                 raise AssertionError(f"process exited with {self.popen.returncode}:\n{self.log_text()[-3000:]}")
             return text in self.log_text()
 
-        wait_until(seen, timeout_seconds=timeout_seconds, interval_seconds=0.2, what=f"{text!r} in {self.log_path.name}")
+        wait_until(
+            seen, timeout_seconds=timeout_seconds, interval_seconds=0.2, what=f"{text!r} in {self.log_path.name}"
+        )
 
     def kill(self) -> None:
         """SIGKILL: no cleanup at all, as when a node dies."""

@@ -45,7 +45,11 @@ def session_factory(db_engine: Engine) -> sessionmaker[Session]:
 
 
 FAST_RELAY = RelayOptions(
-    batch_size=50, poll_interval_seconds=0.2, delivery_timeout_seconds=5.0, min_backoff_seconds=0.05, max_backoff_seconds=0.5
+    batch_size=50,
+    poll_interval_seconds=0.2,
+    delivery_timeout_seconds=5.0,
+    min_backoff_seconds=0.05,
+    max_backoff_seconds=0.5,
 )
 
 
@@ -67,7 +71,11 @@ def make_relay(db_settings: DatabaseSettings, kafka_settings: KafkaSettings) -> 
 @pytest.fixture
 def inbox(db_engine: Engine, kafka_settings: KafkaSettings) -> Inbox:
     prefix = kafka_settings.topic_prefix
-    return Inbox(engine=db_engine, results_topic=topic_name(Topic.RESULTS, prefix), status_topic=topic_name(Topic.SCENARIO_STATUS, prefix))
+    return Inbox(
+        engine=db_engine,
+        results_topic=topic_name(Topic.RESULTS, prefix),
+        status_topic=topic_name(Topic.SCENARIO_STATUS, prefix),
+    )
 
 
 @pytest.fixture

@@ -39,12 +39,16 @@ def proxy(db_settings: DatabaseSettings) -> Iterator[TcpProxy]:
 def api_port(db_settings: DatabaseSettings, proxy: TcpProxy) -> Iterator[int]:
     """The real app under uvicorn, its database URL pointing at the proxy (same schema)."""
     proxied = make_url(db_settings.url).set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
-    settings = ApiSettings(database=db_settings.model_copy(update={"url": proxied}), environment="test", access_log=False)
+    settings = ApiSettings(
+        database=db_settings.model_copy(update={"url": proxied}), environment="test", access_log=False
+    )
     with serve(create_app(settings)) as port:
         yield port
 
 
-def _request(connection: HTTPConnection, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, dict[str, str], Any]:
+def _request(
+    connection: HTTPConnection, method: str, path: str, body: dict[str, Any] | None = None
+) -> tuple[int, dict[str, str], Any]:
     payload = json.dumps(body).encode() if body is not None else None
     connection.request(method, path, body=payload, headers={"Content-Type": "application/json"} if payload else {})
     response = connection.getresponse()
@@ -85,18 +89,28 @@ def test_requests_answer_503_with_retry_after_while_postgresql_is_cut_and_recove
     for (method, path, _body), (status_code, headers, answer, seconds) in zip(requests, answers, strict=True):
         assert status_code == 503, (method, path, answer)
         assert headers["content-type"] == "application/json" and headers["retry-after"] == "2"
-        assert answer == ({"status": "unavailable", "detail": "database unreachable"} if path == "/readyz" else {"detail": DATABASE_UNAVAILABLE})
+        assert answer == (
+            {"status": "unavailable", "detail": "database unreachable"}
+            if path == "/readyz"
+            else {"detail": DATABASE_UNAVAILABLE}
+        )
         assert seconds < 1.0, f"{method} {path} took {seconds:.2f} s to answer"
     assert status == 200 and recovery_seconds < 2.0, recovery_seconds
     assert connection.sock is kept_alive
     warnings = [record for record in caplog.records if record.getMessage() == "database unavailable"]
-    assert [(record.levelno, getattr(record, "path", "")) for record in warnings] == [(logging.WARNING, path) for _, path, _ in requests[:3]]
+    assert [(record.levelno, getattr(record, "path", "")) for record in warnings] == [
+        (logging.WARNING, path) for _, path, _ in requests[:3]
+    ]
     assert not [record for record in caplog.records if record.exc_info or record.levelno >= logging.ERROR]
     password = make_url(db_settings.url).password
-    assert password and all(password not in record.getMessage() + json.dumps(record.__dict__, default=str) for record in caplog.records)
+    assert password and all(
+        password not in record.getMessage() + json.dumps(record.__dict__, default=str) for record in caplog.records
+    )
 
 
-def test_a_database_that_accepts_but_never_answers_is_a_503_within_the_connect_timeout(api_port: int, proxy: TcpProxy) -> None:
+def test_a_database_that_accepts_but_never_answers_is_a_503_within_the_connect_timeout(
+    api_port: int, proxy: TcpProxy
+) -> None:
     connection = HTTPConnection("127.0.0.1", api_port, timeout=30)
     status, _, created = _request(connection, "POST", "/api/v1/scenario/init", INIT_BODY)
     assert status == 201
@@ -109,7 +123,9 @@ def test_a_database_that_accepts_but_never_answers_is_a_503_within_the_connect_t
         assert (status, headers["retry-after"]) == (503, "2") and seconds < 4.0, (method, path, status, seconds)
 
 
-def test_more_concurrent_requests_than_pooled_connections_all_answer_503_within_seconds(api_port: int, proxy: TcpProxy) -> None:
+def test_more_concurrent_requests_than_pooled_connections_all_answer_503_within_seconds(
+    api_port: int, proxy: TcpProxy
+) -> None:
     proxy.cut(stall=True)
     results: list[tuple[int, float]] = []
     lock = threading.Lock()

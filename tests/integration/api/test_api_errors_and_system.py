@@ -22,7 +22,12 @@ SECRET = "Pa55-w0rd-xyz"
 
 @pytest.mark.parametrize(
     ("method", "path", "status"),
-    [("DELETE", "/api/v1/scenario/{uuid}", 405), ("GET", "/api/v1/scenario/{uuid}/shutdown", 405), ("GET", "/api/v1/nothing-here", 404), ("PUT", "/api/v1/scenarios", 405)],
+    [
+        ("DELETE", "/api/v1/scenario/{uuid}", 405),
+        ("GET", "/api/v1/scenario/{uuid}/shutdown", 405),
+        ("GET", "/api/v1/nothing-here", 404),
+        ("PUT", "/api/v1/scenarios", 405),
+    ],
 )
 def test_routing_errors_are_json(client: TestClient, method: str, path: str, status: int) -> None:
     response = client.request(method, path.format(uuid=uuid.uuid4()))
@@ -30,7 +35,9 @@ def test_routing_errors_are_json(client: TestClient, method: str, path: str, sta
     assert response.headers["content-type"] == "application/json" and "detail" in response.json()
 
 
-def test_oversized_bodies_are_413_json_whether_declared_or_streamed(client: TestClient, api_settings: ApiSettings) -> None:
+def test_oversized_bodies_are_413_json_whether_declared_or_streamed(
+    client: TestClient, api_settings: ApiSettings
+) -> None:
     oversized = b'{"camera_url": "rtsp://c/' + b"a" * api_settings.max_body_bytes + b'"}'
 
     def chunks() -> Iterator[bytes]:
@@ -68,7 +75,10 @@ def test_readyz_is_503_when_the_database_is_unreachable(db_settings: DatabaseSet
     with TestClient(create_app(ApiSettings(database=unreachable, environment="test"))) as client:
         assert client.get("/healthz").status_code == 200
         response = client.get("/readyz")
-    assert response.status_code == 503 and response.json() == {"status": "unavailable", "detail": "database unreachable"}
+    assert response.status_code == 503 and response.json() == {
+        "status": "unavailable",
+        "detail": "database unreachable",
+    }
     assert response.headers["retry-after"] == "2"
 
 
@@ -90,7 +100,10 @@ def test_metrics_count_requests_by_route_template(client: TestClient) -> None:
     client.get(f"/api/v1/scenario/{uuid.uuid4()}")
     metrics = client.get("/metrics")
     assert metrics.status_code == 200
-    assert 'vap_http_request_seconds_count{method="GET",route="/api/v1/scenario/{scenario_uuid}",status="404"}' in metrics.text
+    assert (
+        'vap_http_request_seconds_count{method="GET",route="/api/v1/scenario/{scenario_uuid}",status="404"}'
+        in metrics.text
+    )
 
 
 def test_camera_password_never_appears_in_a_response_or_a_log_line(
@@ -104,7 +117,8 @@ def test_camera_password_never_appears_in_a_response_or_a_log_line(
         scenario_uuid = responses[0].json()["scenario_uuid"]
         with db_engine.begin() as connection:
             connection.execute(
-                text("UPDATE scenarios SET status = 'active', error_message = :m WHERE scenario_uuid = :u"), {"m": f"lost {url}", "u": scenario_uuid}
+                text("UPDATE scenarios SET status = 'active', error_message = :m WHERE scenario_uuid = :u"),
+                {"m": f"lost {url}", "u": scenario_uuid},
             )
         responses += [
             client.post(INIT, json={"camera_url": url}, headers={"Idempotency-Key": "pw"}),
@@ -124,7 +138,20 @@ def test_camera_password_never_appears_in_a_response_or_a_log_line(
     finally:
         logging.getLogger().handlers.clear()
 
-    assert [response.status_code for response in responses] == [201, 200, 422, 422, 422, 422, 201, 422, 200, 200, 202, 500]
+    assert [response.status_code for response in responses] == [
+        201,
+        200,
+        422,
+        422,
+        422,
+        422,
+        201,
+        422,
+        200,
+        200,
+        202,
+        500,
+    ]
     shown = responses[8].json()
     assert shown["camera_url"] == "rtsp://admin:***@cam.example:554/live?token=***"
     assert shown["error_message"] == "lost rtsp://admin:***@cam.example:554/live?token=***"
@@ -135,4 +162,7 @@ def test_camera_password_never_appears_in_a_response_or_a_log_line(
     assert any(line["message"] == "scenario created" for line in log_lines)
     assert any(line["message"] == "unhandled error" and "exc_info" in line for line in log_lines)
     assert SECRET not in captured.err + captured.out
-    assert all(SECRET not in record.getMessage() and SECRET not in json.dumps(record.__dict__, default=str) for record in caplog.records)
+    assert all(
+        SECRET not in record.getMessage() and SECRET not in json.dumps(record.__dict__, default=str)
+        for record in caplog.records
+    )

@@ -20,7 +20,9 @@ from vap_common.topics import Topic, topic_name
 SECRET = "E2e-pa55"
 
 
-def test_scenario_round_trip_through_api_relay_and_inbox_processes(start_process: Callable[..., Process], kafka_settings: KafkaSettings) -> None:
+def test_scenario_round_trip_through_api_relay_and_inbox_processes(
+    start_process: Callable[..., Process], kafka_settings: KafkaSettings
+) -> None:
     port = free_port()
     api = start_process("vap_api", name="api", extra_env={"VAP_PORT": str(port)})
     relay = start_process("vap_api.outbox", name="relay")
@@ -36,16 +38,25 @@ def test_scenario_round_trip_through_api_relay_and_inbox_processes(start_process
 
     wait_until(api_up, timeout_seconds=60, interval_seconds=0.2, what="the API to be ready")
     url = f"rtsp://viewer:{SECRET}@cam.example:554/live"
-    created = httpx2.post(f"{base}/api/v1/scenario/init", json={"camera_url": url, "detector": {"name": "mock"}}, timeout=10)
+    created = httpx2.post(
+        f"{base}/api/v1/scenario/init", json={"camera_url": url, "detector": {"name": "mock"}}, timeout=10
+    )
     assert created.status_code == 201
     scenario_uuid = uuid.UUID(created.json()["scenario_uuid"])
 
     [start] = consume(kafka_settings, topic_name(Topic.INIT_SCENARIO, prefix), expected=1, timeout_seconds=30)
     command = decode(ScenarioCommand, start.value())
-    assert (command.scenario_uuid, command.command, command.camera_url) == (scenario_uuid, "start", url)  # the runner needs the real URL
+    assert (command.scenario_uuid, command.command, command.camera_url) == (
+        scenario_uuid,
+        "start",
+        url,
+    )  # the runner needs the real URL
 
     status_topic = topic_name(Topic.SCENARIO_STATUS, prefix)
-    events = [StatusEvent(scenario_uuid=scenario_uuid, status=status) for status in (ScenarioStatus.IN_STARTUP_PROCESSING, ScenarioStatus.ACTIVE)]
+    events = [
+        StatusEvent(scenario_uuid=scenario_uuid, status=status)
+        for status in (ScenarioStatus.IN_STARTUP_PROCESSING, ScenarioStatus.ACTIVE)
+    ]
     produce(kafka_settings, status_topic, [(str(scenario_uuid), encode(event)) for event in events])
     produce(kafka_settings, topic_name(Topic.RESULTS, prefix), encoded_frames(scenario_uuid, range(5)))
 
@@ -58,7 +69,11 @@ def test_scenario_round_trip_through_api_relay_and_inbox_processes(start_process
     assert shutdown.status_code == 202 and shutdown.json()["status"] == "init_shutdown"
     commands = consume(kafka_settings, topic_name(Topic.INIT_SCENARIO, prefix), expected=2, timeout_seconds=30)
     assert [decode(ScenarioCommand, message.value()).command for message in commands] == ["start", "shutdown"]
-    produce(kafka_settings, status_topic, [(str(scenario_uuid), encode(StatusEvent(scenario_uuid=scenario_uuid, status=ScenarioStatus.INACTIVE)))])
+    produce(
+        kafka_settings,
+        status_topic,
+        [(str(scenario_uuid), encode(StatusEvent(scenario_uuid=scenario_uuid, status=ScenarioStatus.INACTIVE)))],
+    )
     wait_until(
         lambda: httpx2.get(f"{base}/api/v1/scenario/{scenario_uuid}", timeout=5).json()["status"] == "inactive",
         timeout_seconds=30,

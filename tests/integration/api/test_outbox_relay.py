@@ -35,12 +35,17 @@ def _outbox_id(message: Message) -> int:
 
 def _enqueue(factory: sessionmaker[Session], scenario_uuid: uuid.UUID, command: str) -> None:
     with factory() as session, session.begin():
-        enqueue(session=session, command=ScenarioCommand(scenario_uuid=scenario_uuid, command=command, camera_url="rtsp://cam.example/s"))  # type: ignore[arg-type]
+        enqueue(
+            session=session,
+            command=ScenarioCommand(scenario_uuid=scenario_uuid, command=command, camera_url="rtsp://cam.example/s"),
+        )  # type: ignore[arg-type]
 
 
 def _unpublished(engine: Engine) -> int:
     with engine.connect() as connection:
-        return int(connection.execute(text("SELECT count(*) FROM outbox_scenario WHERE published_at IS NULL")).scalar_one())
+        return int(
+            connection.execute(text("SELECT count(*) FROM outbox_scenario WHERE published_at IS NULL")).scalar_one()
+        )
 
 
 def _drain(relay: Relay) -> int:
@@ -67,13 +72,18 @@ def test_relay_publishes_commands_keyed_by_scenario_and_marks_them(
     assert {message.key() for message in messages} == {scenario_uuid.encode()}
     assert [dict(message.headers() or [])["vap.event_type"] for message in messages] == [b"start", b"shutdown"]
     with db_engine.connect() as connection:
-        rows = connection.execute(text("SELECT published_at IS NOT NULL, attempts, last_error FROM outbox_scenario ORDER BY id")).all()
+        rows = connection.execute(
+            text("SELECT published_at IS NOT NULL, attempts, last_error FROM outbox_scenario ORDER BY id")
+        ).all()
     assert [tuple(row) for row in rows] == [(True, 1, None), (True, 1, None)]
     assert relay.refresh_gauge() == 0.0
 
 
 def test_a_scenario_command_waits_while_its_older_row_is_held_by_another_relay(
-    make_relay: Callable[..., Relay], session_factory: sessionmaker[Session], db_engine: Engine, kafka_settings: KafkaSettings
+    make_relay: Callable[..., Relay],
+    session_factory: sessionmaker[Session],
+    db_engine: Engine,
+    kafka_settings: KafkaSettings,
 ) -> None:
     held, other = uuid.uuid4(), uuid.uuid4()
     _enqueue(session_factory, held, "start")
@@ -91,14 +101,19 @@ def test_a_scenario_command_waits_while_its_older_row_is_held_by_another_relay(
     assert during.published == 1  # only `other`; `held`'s shutdown must not overtake its start
     assert after == [1, 1, 0]
     per_scenario: dict[uuid.UUID, list[str]] = defaultdict(list)
-    for message in consume(kafka_settings, _commands_topic(kafka_settings), expected=3):  # one key: one partition, in order
+    for message in consume(
+        kafka_settings, _commands_topic(kafka_settings), expected=3
+    ):  # one key: one partition, in order
         command = decode(ScenarioCommand, message.value())
         per_scenario[command.scenario_uuid].append(command.command)
     assert per_scenario == {other: ["start"], held: ["start", "shutdown"]}
 
 
 def test_two_relays_publish_each_row_exactly_once_in_scenario_order(
-    make_relay: Callable[..., Relay], session_factory: sessionmaker[Session], db_engine: Engine, kafka_settings: KafkaSettings
+    make_relay: Callable[..., Relay],
+    session_factory: sessionmaker[Session],
+    db_engine: Engine,
+    kafka_settings: KafkaSettings,
 ) -> None:
     scenarios = [uuid.uuid4() for _ in range(60)]
     for scenario_uuid in scenarios:  # each scenario's two rows side by side: the easiest to reorder
@@ -129,7 +144,11 @@ def test_two_relays_publish_each_row_exactly_once_in_scenario_order(
 
 
 def test_relay_crash_between_publish_and_mark_republishes_the_same_record(
-    make_relay: Callable[..., Relay], session_factory: sessionmaker[Session], db_engine: Engine, kafka_settings: KafkaSettings, monkeypatch: pytest.MonkeyPatch
+    make_relay: Callable[..., Relay],
+    session_factory: sessionmaker[Session],
+    db_engine: Engine,
+    kafka_settings: KafkaSettings,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     scenario_uuid = uuid.uuid4()
     _enqueue(session_factory, scenario_uuid, "start")
@@ -153,7 +172,10 @@ def test_relay_crash_between_publish_and_mark_republishes_the_same_record(
 
 
 def test_kafka_down_keeps_rows_unpublished_and_a_later_relay_publishes_them(
-    make_relay: Callable[..., Relay], session_factory: sessionmaker[Session], db_engine: Engine, kafka_settings: KafkaSettings
+    make_relay: Callable[..., Relay],
+    session_factory: sessionmaker[Session],
+    db_engine: Engine,
+    kafka_settings: KafkaSettings,
 ) -> None:
     scenario_uuid = uuid.uuid4()
     _enqueue(session_factory, scenario_uuid, "start")
@@ -226,6 +248,8 @@ def test_relay_process_killed_between_publish_and_mark_republishes_after_restart
     assert second.terminate() == 0
 
     messages = consume(kafka_settings, topic, expected=6, timeout_seconds=30)
-    assert sorted(message.key().decode() for message in messages) == sorted(scenarios * 2)  # each row twice: at least once
+    assert sorted(message.key().decode() for message in messages) == sorted(
+        scenarios * 2
+    )  # each row twice: at least once
     logs = first.log_text() + second.log_text()
     assert "outbox relay stopped" in second.log_text() and SECRET not in logs

@@ -28,11 +28,14 @@ _INSERT = text(
 # Are all of the scenario's rows below the snapshot xmin, i.e. servable? Another session of the
 # shared cluster may still run a transaction older than ours for a moment.
 _SERVABLE = text(
-    "SELECT coalesce(bool_and(stored_xact < pg_snapshot_xmin(pg_current_snapshot())), true) FROM scenario_results WHERE scenario_uuid = :u"
+    "SELECT coalesce(bool_and(stored_xact < pg_snapshot_xmin(pg_current_snapshot())), true) "
+    "FROM scenario_results WHERE scenario_uuid = :u"
 )
 
 
-def store(engine: Engine, scenario_uuid: uuid.UUID, frames: Iterable[int], *, run_id: str = "run-1", label: str = "person") -> None:
+def store(
+    engine: Engine, scenario_uuid: uuid.UUID, frames: Iterable[int], *, run_id: str = "run-1", label: str = "person"
+) -> None:
     """Store the frames in one transaction, and wait until the API may serve them."""
     rows = [
         {
@@ -65,7 +68,9 @@ def page(client: TestClient, scenario_uuid: uuid.UUID, **params: Any) -> dict[st
     return dict(response.json())
 
 
-def follow(client: TestClient, scenario_uuid: uuid.UUID, *, cursor: str | None = None, limit: int, **params: Any) -> tuple[list[list[dict[str, Any]]], str]:
+def follow(
+    client: TestClient, scenario_uuid: uuid.UUID, *, cursor: str | None = None, limit: int, **params: Any
+) -> tuple[list[list[dict[str, Any]]], str]:
     """Every page from ``cursor`` until a short one; returns the pages and the cursor to go on with."""
     pages: list[list[dict[str, Any]]] = []
     while True:
@@ -81,7 +86,9 @@ def identities(results: Iterable[dict[str, Any]]) -> list[tuple[str, int]]:
     return [(item["run_id"], item["frame_number"]) for item in results]
 
 
-def test_prediction_has_the_original_shape_with_run_id_and_next_cursor(client: TestClient, db_engine: Engine, session_factory: sessionmaker[Session]) -> None:
+def test_prediction_has_the_original_shape_with_run_id_and_next_cursor(
+    client: TestClient, db_engine: Engine, session_factory: sessionmaker[Session]
+) -> None:
     scenario_uuid = add_scenario(session_factory, status=ScenarioStatus.ACTIVE)
     store(db_engine, scenario_uuid, [2, 0, 1])  # one transaction, in this order
 
@@ -140,7 +147,9 @@ def test_prediction_pages_with_a_bounded_limit_and_keeps_after_frame_as_a_filter
         done = page(client, scenario_uuid, after_frame=129)
         old_style: list[int] = []
         last = -1
-        while numbers := [item["frame_number"] for item in page(client, scenario_uuid, after_frame=last, limit=50)["results"]]:
+        while numbers := [
+            item["frame_number"] for item in page(client, scenario_uuid, after_frame=last, limit=50)["results"]
+        ]:
             old_style += numbers
             last = numbers[-1]
         filtered, _ = follow(client, scenario_uuid, limit=7, after_frame=100)
@@ -177,10 +186,17 @@ def test_a_live_scenario_serves_every_run_once_in_stored_order_across_a_runner_r
     assert identities(results) == run_a + run_b
     assert [item["detections"][0]["class"] for item in results] == ["first-run"] * 10 + ["second-run"] * 10
     # Old clients' after_frame cannot tell the runs apart: it hides run B's frames up to the one given.
-    assert identities(page(client, scenario_uuid, after_frame=6)["results"]) == [("run-a", 7), ("run-a", 8), ("run-a", 9), *run_b[7:]]
+    assert identities(page(client, scenario_uuid, after_frame=6)["results"]) == [
+        ("run-a", 7),
+        ("run-a", 8),
+        ("run-a", 9),
+        *run_b[7:],
+    ]
 
 
-def test_a_file_scenario_rerun_serves_each_frame_once(client: TestClient, db_engine: Engine, session_factory: sessionmaker[Session]) -> None:
+def test_a_file_scenario_rerun_serves_each_frame_once(
+    client: TestClient, db_engine: Engine, session_factory: sessionmaker[Session]
+) -> None:
     scenario_uuid = add_scenario(session_factory, status=ScenarioStatus.ACTIVE, camera_url=FILE_URL)
     store(db_engine, scenario_uuid, range(6), run_id="run-a", label="first-run")  # killed after frame 5
     polled, cursor = follow(client, scenario_uuid, limit=4)
@@ -192,12 +208,18 @@ def test_a_file_scenario_rerun_serves_each_frame_once(client: TestClient, db_eng
 
     assert identities(result for results in polled for result in results) == [("run-a", number) for number in range(6)]
     assert caught_up == [[]]  # run B's frames 0-3 were served already, by run A
-    assert identities(result for results in rest for result in results) == [("run-b", number) for number in range(6, 10)]
+    assert identities(result for results in rest for result in results) == [
+        ("run-b", number) for number in range(6, 10)
+    ]
     assert [len(results) for results in from_start] == [3, 3, 3, 1]  # full pages: duplicates are skipped, not counted
     results = [result for results in from_start for result in results]
     assert [item["frame_number"] for item in results] == list(range(10))
     assert [item["detections"][0]["class"] for item in results] == ["first-run"] * 6 + ["second-run"] * 4
-    assert identities(page(client, scenario_uuid, after_frame=3, limit=3)["results"]) == [("run-a", 4), ("run-a", 5), ("run-b", 6)]
+    assert identities(page(client, scenario_uuid, after_frame=3, limit=3)["results"]) == [
+        ("run-a", 4),
+        ("run-a", 5),
+        ("run-b", 6),
+    ]
 
 
 def test_prediction_of_unknown_scenario_is_404(client: TestClient) -> None:
@@ -218,7 +240,9 @@ def test_prediction_of_unknown_scenario_is_404(client: TestClient) -> None:
         ("/api/v1/prediction/{uuid}", {"cursor": "x" * 101}, ["query", "cursor"]),
     ],
 )
-def test_prediction_rejects_malformed_parameters(client: TestClient, path: str, params: dict[str, Any], location: list[str]) -> None:
+def test_prediction_rejects_malformed_parameters(
+    client: TestClient, path: str, params: dict[str, Any], location: list[str]
+) -> None:
     response = client.get(path.format(uuid=uuid.uuid4()), params=params)
     assert response.status_code == 422 and response.json()["detail"][0]["loc"] == location
 
@@ -226,6 +250,11 @@ def test_prediction_rejects_malformed_parameters(client: TestClient, path: str, 
 def test_the_openapi_description_names_the_cursor_as_the_paging_key(client: TestClient) -> None:
     operation = client.get("/openapi.json").json()["paths"]["/api/v1/prediction/{scenario_uuid}"]["get"]
     assert "the cursor is the paging key" in operation["description"].lower()
-    assert {parameter["name"] for parameter in operation["parameters"]} == {"scenario_uuid", "cursor", "after_frame", "limit"}
+    assert {parameter["name"] for parameter in operation["parameters"]} == {
+        "scenario_uuid",
+        "cursor",
+        "after_frame",
+        "limit",
+    }
     schema = client.get("/openapi.json").json()["components"]["schemas"]
     assert {"next_cursor"} <= set(schema["PredictionOut"]["required"]) and "run_id" in schema["FrameOut"]["required"]

@@ -46,7 +46,14 @@ def test_a_row_committed_after_a_higher_id_is_still_served_after_the_cursor(
         assert row_a.id < row_b.id and row_a.stored_xact < row_b.stored_xact
         transaction_b.commit()  # ... but commits last
         with db_engine.connect() as reader:
-            committed = reader.execute(text("SELECT frame_number FROM scenario_results WHERE scenario_uuid = :u ORDER BY id"), {"u": scenario_uuid}).scalars().all()
+            committed = (
+                reader.execute(
+                    text("SELECT frame_number FROM scenario_results WHERE scenario_uuid = :u ORDER BY id"),
+                    {"u": scenario_uuid},
+                )
+                .scalars()
+                .all()
+            )
         assert committed == [0, 1, 3]  # what any reader sees now: B's row, with the higher id, and a hole below it
 
         between = page(client, scenario_uuid, cursor=cursor)
@@ -63,11 +70,16 @@ def test_a_row_committed_after_a_higher_id_is_still_served_after_the_cursor(
     # commits would stand, by id or by (stored_xact, id)) never gets A's row, committed behind it.
     assert page(client, scenario_uuid, cursor=encode_cursor(row_b))["results"] == []
     with db_engine.connect() as reader:
-        by_id = reader.execute(text("SELECT frame_number FROM scenario_results WHERE scenario_uuid = :u AND id > :id"), {"u": scenario_uuid, "id": row_b.id})
+        by_id = reader.execute(
+            text("SELECT frame_number FROM scenario_results WHERE scenario_uuid = :u AND id > :id"),
+            {"u": scenario_uuid, "id": row_b.id},
+        )
         assert by_id.scalars().all() == []
 
 
-def test_a_poller_gets_every_row_of_overlapping_writers_exactly_once(client: TestClient, db_engine: Engine, session_factory: sessionmaker[Session]) -> None:
+def test_a_poller_gets_every_row_of_overlapping_writers_exactly_once(
+    client: TestClient, db_engine: Engine, session_factory: sessionmaker[Session]
+) -> None:
     """Three writers interleaved so that ids, transaction ids and commits are in different orders; a
     poller reads after every step. It gets every row once, and never a row behind its cursor."""
     scenario_uuid = add_scenario(session_factory, status=ScenarioStatus.ACTIVE)
@@ -102,10 +114,18 @@ def test_a_poller_gets_every_row_of_overlapping_writers_exactly_once(client: Tes
 
 
 def _record(scenario_uuid: uuid.UUID, frame: int) -> FrameResultRecord:
-    return FrameResultRecord(scenario_uuid=scenario_uuid, run_id="run-1", frame_number=frame, detections=[], timestamp=datetime(2026, 12, 1, tzinfo=UTC))
+    return FrameResultRecord(
+        scenario_uuid=scenario_uuid,
+        run_id="run-1",
+        frame_number=frame,
+        detections=[],
+        timestamp=datetime(2026, 12, 1, tzinfo=UTC),
+    )
 
 
-def test_both_inbox_copy_paths_fill_stored_xact_with_their_transaction(inbox: Inbox, db_engine: Engine, session_factory: sessionmaker[Session]) -> None:
+def test_both_inbox_copy_paths_fill_stored_xact_with_their_transaction(
+    inbox: Inbox, db_engine: Engine, session_factory: sessionmaker[Session]
+) -> None:
     scenario_uuid = add_scenario(session_factory, status=ScenarioStatus.ACTIVE)
     xacts: list[str] = []
     # COPY straight into the table (fast path), then a redelivery with one new row (staging + ON CONFLICT).
@@ -115,14 +135,31 @@ def test_both_inbox_copy_paths_fill_stored_xact_with_their_transaction(inbox: In
             xacts.append(connection.execute(text("SELECT pg_current_xact_id()::text")).scalar_one())
     with db_engine.connect() as connection:
         rows = connection.execute(
-            text("SELECT frame_number, stored_xact::text AS xact FROM scenario_results WHERE scenario_uuid = :u ORDER BY frame_number"), {"u": scenario_uuid}
+            text(
+                "SELECT frame_number, stored_xact::text AS xact FROM scenario_results "
+                "WHERE scenario_uuid = :u ORDER BY frame_number"
+            ),
+            {"u": scenario_uuid},
         ).all()
-    assert [(row.frame_number, row.xact) for row in rows] == [(0, xacts[0]), (1, xacts[0]), (2, xacts[0]), (3, xacts[1])]
+    assert [(row.frame_number, row.xact) for row in rows] == [
+        (0, xacts[0]),
+        (1, xacts[0]),
+        (2, xacts[0]),
+        (3, xacts[1]),
+    ]
     assert int(xacts[0]) < int(xacts[1])
 
 
-def _plan(db_engine: Engine, *, after_frame: int | None, file_source: bool, cursor: Position, scenario_uuid: uuid.UUID) -> str:
-    parameters: dict[str, Any] = {"scenario_uuid": scenario_uuid, "after_xact": str(cursor.stored_xact), "after_id": cursor.id, "limit": 100, "after_frame": after_frame}
+def _plan(
+    db_engine: Engine, *, after_frame: int | None, file_source: bool, cursor: Position, scenario_uuid: uuid.UUID
+) -> str:
+    parameters: dict[str, Any] = {
+        "scenario_uuid": scenario_uuid,
+        "after_xact": str(cursor.stored_xact),
+        "after_id": cursor.id,
+        "limit": 100,
+        "after_frame": after_frame,
+    }
     query = _QUERIES[after_frame is not None, file_source]
     with db_engine.connect() as connection:
         connection.execute(text("ANALYZE scenario_results"))
@@ -141,11 +178,14 @@ def test_the_page_query_reads_the_page_index(db_engine: Engine, session_factory:
                 {"u": scenario_uuid},
             )
     for file_source in (False, True):
-        plan = _plan(db_engine, after_frame=None, file_source=file_source, cursor=Position(0, 0), scenario_uuid=scenarios[10])
+        plan = _plan(
+            db_engine, after_frame=None, file_source=file_source, cursor=Position(0, 0), scenario_uuid=scenarios[10]
+        )
         # The cursor and the xmin guard are index conditions; the index order is the page order (no sort).
         assert "Index Scan using ix_scenario_results_page on scenario_results r" in plan and "Sort" not in plan, plan
         if file_source:  # the earlier-row check probes the frame index
             assert "ix_scenario_results_frame_order" in plan, plan
-    # An old client polling near the end with after_frame: few rows match, either index serves it without a scan of the table.
+    # An old client polling near the end with after_frame: few rows match, either index serves it
+    # without a scan of the table.
     plan = _plan(db_engine, after_frame=990, file_source=False, cursor=Position(0, 0), scenario_uuid=scenarios[10])
     assert "Seq Scan" not in plan, plan

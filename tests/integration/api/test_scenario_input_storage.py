@@ -64,14 +64,24 @@ UNENCODABLE = "unable to parse raw data as a unicode string"
         (_settings({"threshold": float("nan")}), {}, SETTINGS, "finite"),
         (_settings({"a": [1, float("inf")]}), {}, SETTINGS, "finite"),
         (_settings({"a": {"b": float("-inf")}}), {}, SETTINGS, "finite"),
-        (b'{"camera_url": "rtsp://c/s", "detector": {"settings": {"x": 1e400}}}', {}, SETTINGS, "finite"),  # parsed as inf
+        (
+            b'{"camera_url": "rtsp://c/s", "detector": {"settings": {"x": 1e400}}}',
+            {},
+            SETTINGS,
+            "finite",
+        ),  # parsed as inf
         (_settings(_nested(33)), {}, SETTINGS, "deeper than 32"),
         (_body(), {"Idempotency-Key": "key\u0000"}, ["header", "idempotency-key"], "printable ASCII"),
         (_body(**{"\ud800": 1}), {}, ["body"], UNENCODABLE),  # an unknown key that cannot even be shown
     ],
 )
 def test_input_postgresql_cannot_store_is_a_422_naming_the_field_and_nothing_is_written(
-    client: TestClient, session_factory: sessionmaker[Session], content: bytes, headers: dict[str, str], location: list[str], message: str
+    client: TestClient,
+    session_factory: sessionmaker[Session],
+    content: bytes,
+    headers: dict[str, str],
+    location: list[str],
+    message: str,
 ) -> None:
     response = client.post(INIT, content=content, headers={"content-type": "application/json", **headers})
 
@@ -92,9 +102,17 @@ SETTINGS_KEPT: dict[str, Any] = {  # valid mock settings (vap_common.detector_co
 
 
 @pytest.mark.parametrize("ensure_ascii", [True, False], ids=["escaped", "utf8"])
-def test_unicode_text_is_accepted_and_stored_unchanged(client: TestClient, session_factory: sessionmaker[Session], ensure_ascii: bool) -> None:
-    body = {"camera_url": f"rtsp://cam.example/{UNICODE.replace(' ', '_')}", "name": UNICODE, "detector": {"name": "mock", "settings": SETTINGS_KEPT}}
-    response = client.post(INIT, content=json.dumps(body, ensure_ascii=ensure_ascii).encode(), headers={"content-type": "application/json"})
+def test_unicode_text_is_accepted_and_stored_unchanged(
+    client: TestClient, session_factory: sessionmaker[Session], ensure_ascii: bool
+) -> None:
+    body = {
+        "camera_url": f"rtsp://cam.example/{UNICODE.replace(' ', '_')}",
+        "name": UNICODE,
+        "detector": {"name": "mock", "settings": SETTINGS_KEPT},
+    }
+    response = client.post(
+        INIT, content=json.dumps(body, ensure_ascii=ensure_ascii).encode(), headers={"content-type": "application/json"}
+    )
 
     assert response.status_code == 201, response.text
     scenario_uuid = uuid.UUID(response.json()["scenario_uuid"])
@@ -105,4 +123,8 @@ def test_unicode_text_is_accepted_and_stored_unchanged(client: TestClient, sessi
     assert (stored.name, stored.camera_url, stored.detector_settings) == (UNICODE, body["camera_url"], SETTINGS_KEPT)
     assert command["detector"]["settings"] == SETTINGS_KEPT
     shown = client.get(f"/api/v1/scenario/{scenario_uuid}").json()
-    assert (shown["name"], shown["camera_url"], shown["detector"]["settings"]) == (UNICODE, body["camera_url"], SETTINGS_KEPT)
+    assert (shown["name"], shown["camera_url"], shown["detector"]["settings"]) == (
+        UNICODE,
+        body["camera_url"],
+        SETTINGS_KEPT,
+    )

@@ -34,8 +34,14 @@ def _count(factory: sessionmaker[Session], model: type[Any]) -> int:
 # --- init ------------------------------------------------------------------------------------------
 
 
-def test_init_writes_scenario_and_start_command_together(client: TestClient, session_factory: sessionmaker[Session]) -> None:
-    body = {"camera_url": "rtsp://cam.example:8554/live", "name": "gate", "detector": {"name": "hog_person", "settings": {"hit_threshold": 0.4}}}
+def test_init_writes_scenario_and_start_command_together(
+    client: TestClient, session_factory: sessionmaker[Session]
+) -> None:
+    body = {
+        "camera_url": "rtsp://cam.example:8554/live",
+        "name": "gate",
+        "detector": {"name": "hog_person", "settings": {"hit_threshold": 0.4}},
+    }
     response = client.post(INIT, json=body)
 
     assert response.status_code == 201
@@ -46,17 +52,31 @@ def test_init_writes_scenario_and_start_command_together(client: TestClient, ses
         scenario = session.get(Scenario, scenario_uuid)
     assert scenario is not None
     assert (scenario.status, scenario.camera_url, scenario.name, scenario.detector, scenario.detector_settings) == (
-        "init_startup", "rtsp://cam.example:8554/live", "gate", "hog_person", {"hit_threshold": 0.4}
+        "init_startup",
+        "rtsp://cam.example:8554/live",
+        "gate",
+        "hog_person",
+        {"hit_threshold": 0.4},
     )
     [row] = _outbox(session_factory)
-    assert (row.scenario_uuid, row.topic, row.event_type, row.published_at) == (scenario_uuid, "init_scenario", "start", None)
+    assert (row.scenario_uuid, row.topic, row.event_type, row.published_at) == (
+        scenario_uuid,
+        "init_scenario",
+        "start",
+        None,
+    )
     command = ScenarioCommand.model_validate(row.payload)
     assert (command.command, command.camera_url, command.detector.name, command.detector.settings) == (
-        "start", "rtsp://cam.example:8554/live", "hog_person", {"hit_threshold": 0.4}
+        "start",
+        "rtsp://cam.example:8554/live",
+        "hog_person",
+        {"hit_threshold": 0.4},
     )
 
 
-def test_init_stores_the_camera_url_with_its_scheme_lower_cased(client: TestClient, session_factory: sessionmaker[Session]) -> None:
+def test_init_stores_the_camera_url_with_its_scheme_lower_cased(
+    client: TestClient, session_factory: sessionmaker[Session]
+) -> None:
     """RTSP://... was stored as sent and then failed by the kubernetes runtime (InvalidConfig)."""
     scenario_uuid = uuid.UUID(client.post(INIT, json={"camera_url": "RTSP://Cam.Example/Live"}).json()["scenario_uuid"])
     with session_factory() as session:
@@ -86,10 +106,26 @@ def test_init_defaults_to_the_mock_detector(client: TestClient) -> None:
         ({}, ["body", "camera_url"], "Field required"),
         ({"camera_url": 7}, ["body", "camera_url"], "valid string"),
         ({"camera_url": "rtsp://c/s", "extra": 1}, ["body", "extra"], "Extra inputs"),
-        ({"camera_url": "rtsp://c/s", "detector": {"name": "mock", "settings": {"max_detections": -1}}}, ["body", "detector", "settings", "max_detections"], "greater than or equal to 0"),
-        ({"camera_url": "rtsp://c/s", "detector": {"name": "yolo"}}, ["body", "detector", "name"], "unknown detector 'yolo'"),
-        ({"camera_url": "rtsp://c/s", "detector": {"settings": [1, 2]}}, ["body", "detector", "settings"], "valid dictionary"),
-        ({"camera_url": "rtsp://c/s", "detector": {"settings": {"x": "y" * 20000}}}, ["body", "detector", "settings"], "the limit is 16384"),
+        (
+            {"camera_url": "rtsp://c/s", "detector": {"name": "mock", "settings": {"max_detections": -1}}},
+            ["body", "detector", "settings", "max_detections"],
+            "greater than or equal to 0",
+        ),
+        (
+            {"camera_url": "rtsp://c/s", "detector": {"name": "yolo"}},
+            ["body", "detector", "name"],
+            "unknown detector 'yolo'",
+        ),
+        (
+            {"camera_url": "rtsp://c/s", "detector": {"settings": [1, 2]}},
+            ["body", "detector", "settings"],
+            "valid dictionary",
+        ),
+        (
+            {"camera_url": "rtsp://c/s", "detector": {"settings": {"x": "y" * 20000}}},
+            ["body", "detector", "settings"],
+            "the limit is 16384",
+        ),
         ({"camera_url": "rtsp://c/s", "name": "n" * 201}, ["body", "name"], "at most 200"),
     ],
 )
@@ -118,7 +154,9 @@ def test_file_urls_are_accepted_only_when_enabled(api_settings: ApiSettings) -> 
     assert response.status_code == 422 and "file:///absolute/path" in response.json()["detail"][0]["msg"]
 
 
-def test_same_idempotency_key_returns_the_same_scenario(client: TestClient, session_factory: sessionmaker[Session]) -> None:
+def test_same_idempotency_key_returns_the_same_scenario(
+    client: TestClient, session_factory: sessionmaker[Session]
+) -> None:
     body = {"camera_url": "rtsp://cam.example/s"}
     first = client.post(INIT, json=body, headers={"Idempotency-Key": "order-42"})
     again = client.post(INIT, json=body, headers={"Idempotency-Key": "order-42"})
@@ -130,7 +168,9 @@ def test_same_idempotency_key_returns_the_same_scenario(client: TestClient, sess
     assert _count(session_factory, Scenario) == 2 and _count(session_factory, OutboxScenario) == 2
 
 
-def test_concurrent_requests_with_one_idempotency_key_create_one_scenario(client: TestClient, session_factory: sessionmaker[Session]) -> None:
+def test_concurrent_requests_with_one_idempotency_key_create_one_scenario(
+    client: TestClient, session_factory: sessionmaker[Session]
+) -> None:
     barrier = threading.Barrier(6)
     answers: list[tuple[int, str]] = []
 
@@ -158,7 +198,9 @@ def test_idempotency_key_reused_with_another_body_is_rejected(client: TestClient
     assert too_long.status_code == 422 and too_long.json()["detail"][0]["loc"] == ["header", "idempotency-key"]
 
 
-def test_failure_after_the_scenario_insert_leaves_neither_row(client: TestClient, db_engine: Engine, session_factory: sessionmaker[Session]) -> None:
+def test_failure_after_the_scenario_insert_leaves_neither_row(
+    client: TestClient, db_engine: Engine, session_factory: sessionmaker[Session]
+) -> None:
     # A real failure of the second statement of the transaction: the outbox refuses every new row.
     with db_engine.begin() as connection:
         connection.execute(text("ALTER TABLE outbox_scenario ADD CONSTRAINT ck_test_refuse CHECK (false) NOT VALID"))
@@ -177,14 +219,32 @@ def test_get_returns_the_scenario_with_its_failure(client: TestClient, db_engine
     scenario_uuid = client.post(INIT, json={"camera_url": "rtsp://cam.example/s"}).json()["scenario_uuid"]
     with db_engine.begin() as connection:
         connection.execute(
-            text("UPDATE scenarios SET status = 'failed', error_reason = 'SourceUnreachable', error_message = 'no route' WHERE scenario_uuid = :u"),
+            text(
+                "UPDATE scenarios SET status = 'failed', error_reason = 'SourceUnreachable', "
+                "error_message = 'no route' WHERE scenario_uuid = :u"
+            ),
             {"u": scenario_uuid},
         )
 
     scenario = client.get(f"/api/v1/scenario/{scenario_uuid}").json()
 
-    assert set(scenario) == {"scenario_uuid", "name", "status", "camera_url", "detector", "error_reason", "error_message", "created_at", "updated_at", "runtime"}
-    assert (scenario["status"], scenario["error_reason"], scenario["error_message"]) == ("failed", "SourceUnreachable", "no route")
+    assert set(scenario) == {
+        "scenario_uuid",
+        "name",
+        "status",
+        "camera_url",
+        "detector",
+        "error_reason",
+        "error_message",
+        "created_at",
+        "updated_at",
+        "runtime",
+    }
+    assert (scenario["status"], scenario["error_reason"], scenario["error_message"]) == (
+        "failed",
+        "SourceUnreachable",
+        "no route",
+    )
 
 
 def test_get_unknown_scenario_is_404_and_malformed_uuid_422(client: TestClient) -> None:
@@ -194,8 +254,13 @@ def test_get_unknown_scenario_is_404_and_malformed_uuid_422(client: TestClient) 
     assert malformed.status_code == 422 and malformed.json()["detail"][0]["loc"] == ["path", "scenario_uuid"]
 
 
-def test_list_filters_by_status_and_pages_with_a_cursor(client: TestClient, session_factory: sessionmaker[Session]) -> None:
-    created = [client.post(INIT, json={"camera_url": f"rtsp://cam{index}.example/s"}).json()["scenario_uuid"] for index in range(5)]
+def test_list_filters_by_status_and_pages_with_a_cursor(
+    client: TestClient, session_factory: sessionmaker[Session]
+) -> None:
+    created = [
+        client.post(INIT, json={"camera_url": f"rtsp://cam{index}.example/s"}).json()["scenario_uuid"]
+        for index in range(5)
+    ]
     for scenario_uuid in created[:2]:
         assert client.post(f"/api/v1/scenario/{scenario_uuid}/shutdown").status_code == 202
 
@@ -216,7 +281,9 @@ def test_list_filters_by_status_and_pages_with_a_cursor(client: TestClient, sess
     assert all(item["status"] == "init_shutdown" for item in stopping["items"]) and stopping["next_cursor"] is None
 
 
-@pytest.mark.parametrize("params", [{"status": "running"}, {"limit": 0}, {"cursor": "garbage!"}, {"cursor": "MjAyNnxub3QtYS11dWlk"}])
+@pytest.mark.parametrize(
+    "params", [{"status": "running"}, {"limit": 0}, {"cursor": "garbage!"}, {"cursor": "MjAyNnxub3QtYS11dWlk"}]
+)
 def test_list_rejects_invalid_parameters(client: TestClient, params: dict[str, Any]) -> None:
     response = client.get("/api/v1/scenarios", params=params)
     assert response.status_code == 422 and response.json()["detail"][0]["loc"][0] == "query"
@@ -225,8 +292,12 @@ def test_list_rejects_invalid_parameters(client: TestClient, params: dict[str, A
 # --- shutdown --------------------------------------------------------------------------------------
 
 
-def test_shutdown_moves_to_init_shutdown_and_queues_the_command_after_the_start(client: TestClient, session_factory: sessionmaker[Session]) -> None:
-    scenario_uuid = client.post(INIT, json={"camera_url": "rtsp://cam.example/s", "detector": {"name": "motion"}}).json()["scenario_uuid"]
+def test_shutdown_moves_to_init_shutdown_and_queues_the_command_after_the_start(
+    client: TestClient, session_factory: sessionmaker[Session]
+) -> None:
+    scenario_uuid = client.post(
+        INIT, json={"camera_url": "rtsp://cam.example/s", "detector": {"name": "motion"}}
+    ).json()["scenario_uuid"]
     before = client.get(f"/api/v1/scenario/{scenario_uuid}").json()
 
     response = client.post(f"/api/v1/scenario/{scenario_uuid}/shutdown")
@@ -238,11 +309,18 @@ def test_shutdown_moves_to_init_shutdown_and_queues_the_command_after_the_start(
     start, shutdown = _outbox(session_factory)
     assert (start.event_type, shutdown.event_type) == ("start", "shutdown") and start.id < shutdown.id
     command = ScenarioCommand.model_validate(shutdown.payload)
-    assert (command.command, command.scenario_uuid, command.camera_url, command.detector.name) == ("shutdown", uuid.UUID(scenario_uuid), "rtsp://cam.example/s", "motion")
+    assert (command.command, command.scenario_uuid, command.camera_url, command.detector.name) == (
+        "shutdown",
+        uuid.UUID(scenario_uuid),
+        "rtsp://cam.example/s",
+        "motion",
+    )
 
 
 @pytest.mark.parametrize("state", sorted(SHUTDOWN_NOOP_STATES))
-def test_shutdown_of_stopping_or_stopped_scenario_is_noop(client: TestClient, session_factory: sessionmaker[Session], state: ScenarioStatus) -> None:
+def test_shutdown_of_stopping_or_stopped_scenario_is_noop(
+    client: TestClient, session_factory: sessionmaker[Session], state: ScenarioStatus
+) -> None:
     scenario_uuid = add_scenario(session_factory, status=state)
 
     response = client.post(f"/api/v1/scenario/{scenario_uuid}/shutdown")
@@ -253,7 +331,9 @@ def test_shutdown_of_stopping_or_stopped_scenario_is_noop(client: TestClient, se
 
 
 @pytest.mark.parametrize("state", [ScenarioStatus.IN_STARTUP_PROCESSING, ScenarioStatus.ACTIVE])
-def test_shutdown_of_starting_or_active_scenario_is_accepted(client: TestClient, session_factory: sessionmaker[Session], state: ScenarioStatus) -> None:
+def test_shutdown_of_starting_or_active_scenario_is_accepted(
+    client: TestClient, session_factory: sessionmaker[Session], state: ScenarioStatus
+) -> None:
     scenario_uuid = add_scenario(session_factory, status=state)
     assert client.post(f"/api/v1/scenario/{scenario_uuid}/shutdown").status_code == 202
     assert [row.event_type for row in _outbox(session_factory)] == ["shutdown"]

@@ -62,7 +62,9 @@ def test_replay_of_an_existing_idempotency_key_is_200_even_when_the_start_queue_
     small_queue_client.post(INIT, json=BODY)
 
     replay = small_queue_client.post(INIT, json=BODY, headers={"Idempotency-Key": "cam-1"})
-    changed = small_queue_client.post(INIT, json={"camera_url": "rtsp://cam.example/other"}, headers={"Idempotency-Key": "cam-1"})
+    changed = small_queue_client.post(
+        INIT, json={"camera_url": "rtsp://cam.example/other"}, headers={"Idempotency-Key": "cam-1"}
+    )
     new_key = small_queue_client.post(INIT, json=BODY, headers={"Idempotency-Key": "cam-2"})
 
     assert first.status_code == 201

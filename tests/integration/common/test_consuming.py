@@ -31,8 +31,13 @@ def _run_until(loop: ConsumerLoop, total: int, attempts: int = 60) -> None:
 def test_poison_to_dlq_handler_retried_and_offsets_committed_after_effect(kafka_settings: KafkaSettings) -> None:
     topic = topic_name(Topic.SCENARIO_STATUS, kafka_settings.topic_prefix)
     key = str(uuid.uuid4())
-    good = [StatusEvent(scenario_uuid=uuid.UUID(key), status=status) for status in (ScenarioStatus.IN_STARTUP_PROCESSING, ScenarioStatus.ACTIVE)]
-    refused = StatusEvent(scenario_uuid=uuid.UUID(key), status=ScenarioStatus.FAILED, message="handler refuses this one")
+    good = [
+        StatusEvent(scenario_uuid=uuid.UUID(key), status=status)
+        for status in (ScenarioStatus.IN_STARTUP_PROCESSING, ScenarioStatus.ACTIVE)
+    ]
+    refused = StatusEvent(
+        scenario_uuid=uuid.UUID(key), status=ScenarioStatus.FAILED, message="handler refuses this one"
+    )
     producer = make_producer(kafka_settings)
     for value in (encode(good[0]), b"not json", encode(good[1]), b'{"scenario_uuid": "x"}', encode(refused)):
         producer.produce(topic, key=key, value=value)
@@ -66,7 +71,9 @@ def test_poison_to_dlq_handler_retried_and_offsets_committed_after_effect(kafka_
     assert handled == good
     assert calls["n"] >= 2
     dead = consume(kafka_settings, dlq_name(topic), expected=3)
-    assert sorted(message.value() for message in dead) == sorted([b"not json", b'{"scenario_uuid": "x"}', encode(refused)])
+    assert sorted(message.value() for message in dead) == sorted(
+        [b"not json", b'{"scenario_uuid": "x"}', encode(refused)]
+    )
     headers = dict(dead[0].headers() or [])
     assert headers["dlq.original.topic"] == topic.encode() and headers["dlq.error"]
     # Everything was committed after the effect: the same group has nothing left to read.
@@ -86,7 +93,11 @@ def test_a_value_postgresql_refuses_for_good_goes_to_the_dlq_and_the_rest_of_its
     messages[6] = "far too long for the probe table"
     producer = make_producer(kafka_settings)
     for message in messages:
-        producer.produce(topic, key=str(scenario), value=encode(StatusEvent(scenario_uuid=scenario, status=ScenarioStatus.ACTIVE, message=message)))
+        producer.produce(
+            topic,
+            key=str(scenario),
+            value=encode(StatusEvent(scenario_uuid=scenario, status=ScenarioStatus.ACTIVE, message=message)),
+        )
     assert producer.flush(30) == 0
 
     def handler(batch: Sequence[Accepted]) -> Sequence[Rejected]:
@@ -109,7 +120,9 @@ def test_a_value_postgresql_refuses_for_good_goes_to_the_dlq_and_the_rest_of_its
         loop.consumer.close()
 
     with db_engine.connect() as connection:
-        assert sorted(connection.execute(text("SELECT message FROM probe")).scalars()) == sorted(m for m in messages if len(m) < 20)
+        assert sorted(connection.execute(text("SELECT message FROM probe")).scalars()) == sorted(
+            m for m in messages if len(m) < 20
+        )
     dead = consume(kafka_settings, dlq_name(topic), expected=1)
     assert len(dead) == 1 and b"far too long" in dead[0].value()
     assert "refused for good: IntegrityError" in dict(dead[0].headers() or [])["dlq.error"].decode()

@@ -25,7 +25,9 @@ def test_scenario_round_trip(db_engine: Engine) -> None:
     factory = make_session_factory(db_engine)
     scenario_uuid = uuid.uuid4()
     with transaction(factory) as session:
-        session.add(Scenario(scenario_uuid=scenario_uuid, camera_url="rtsp://cam.example/stream", status="init_startup"))
+        session.add(
+            Scenario(scenario_uuid=scenario_uuid, camera_url="rtsp://cam.example/stream", status="init_startup")
+        )
     with factory() as session:
         stored = session.get(Scenario, scenario_uuid)
     assert stored is not None
@@ -35,7 +37,13 @@ def test_scenario_round_trip(db_engine: Engine) -> None:
 
 def test_result_dedupe_key_rejects_same_run_and_frame(db_engine: Engine) -> None:
     scenario_uuid = uuid.uuid4()
-    row = {"scenario_uuid": scenario_uuid, "run_id": "run-1", "frame_number": 7, "detections": [], "timestamp": "2026-11-25T00:00:00Z"}
+    row = {
+        "scenario_uuid": scenario_uuid,
+        "run_id": "run-1",
+        "frame_number": 7,
+        "detections": [],
+        "timestamp": "2026-11-25T00:00:00Z",
+    }
     insert = text(
         "INSERT INTO scenario_results (scenario_uuid, run_id, frame_number, detections, timestamp) "
         "VALUES (:scenario_uuid, :run_id, :frame_number, CAST(:detections AS jsonb), :timestamp) "
@@ -75,11 +83,21 @@ def empty_schema(admin_engine: Engine, database_url: str) -> Iterator[DatabaseSe
 
 def _alembic(settings: DatabaseSettings, *args: str) -> None:
     env = {**os.environ, "VAP_DATABASE__URL": settings.url, "VAP_DATABASE__SCHEMA_NAME": settings.schema_name or ""}
-    result = subprocess.run([sys.executable, "-m", "alembic", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "alembic", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
 
 
-def test_alembic_command_line_commits_upgrade_and_downgrade(empty_schema: DatabaseSettings, admin_engine: Engine) -> None:
+def test_alembic_command_line_commits_upgrade_and_downgrade(
+    empty_schema: DatabaseSettings, admin_engine: Engine
+) -> None:
     """What the demo and the chart's migration Job run: the tables must still be there afterwards."""
     _alembic(empty_schema, "upgrade", "head")
     assert TABLES <= set(inspect(admin_engine).get_table_names(schema=empty_schema.schema_name))

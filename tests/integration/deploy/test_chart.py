@@ -326,18 +326,31 @@ def test_rbac_is_the_operator_manifests_role_namespaced_without_wildcards(render
     assert pod_specs(rendered)["operator"]["serviceAccountName"] == subject["name"]
 
 
-def test_uninstall_first_removes_the_runners_with_a_hook_of_its_own_least_privilege(rendered: list[dict[str, Any]]) -> None:
+def test_uninstall_first_removes_the_runners_with_a_hook_of_its_own_least_privilege(
+    rendered: list[dict[str, Any]],
+) -> None:
     """Runner Pods belong to VideoScenarios, which Helm does not own: a pre-delete hook deletes those (the
     operator's finalizer stops each runner) with a ServiceAccount and Role that exist only for the hook."""
     job = by_kind(rendered, "Job")["vap-remove-runners"]
     (container,) = job["spec"]["template"]["spec"]["containers"]
     assert container["command"][:2] == ["vap-remove-runners", "--namespace"], container["command"]
-    assert container["command"][0] in console_scripts(ROOT / "operator") and container["image"].startswith("vap-operator:")
+    assert container["command"][0] in console_scripts(ROOT / "operator") and container["image"].startswith(
+        "vap-operator:"
+    )
     for kind in ("Job", "ServiceAccount", "Role", "RoleBinding"):
         annotations = by_kind(rendered, kind)["vap-remove-runners"]["metadata"]["annotations"]
-        assert annotations["helm.sh/hook"] == "pre-delete" and "hook-succeeded" in annotations["helm.sh/hook-delete-policy"], kind
-    rules = {(tuple(rule["apiGroups"]), tuple(rule["resources"])): set(rule["verbs"]) for rule in by_kind(rendered, "Role")["vap-remove-runners"]["rules"]}
-    assert rules == {(("vap.dev",), ("videoscenarios",)): {"list", "delete", "patch"}, (("",), ("pods",)): {"list", "delete"}}
+        assert (
+            annotations["helm.sh/hook"] == "pre-delete"
+            and "hook-succeeded" in annotations["helm.sh/hook-delete-policy"]
+        ), kind
+    rules = {
+        (tuple(rule["apiGroups"]), tuple(rule["resources"])): set(rule["verbs"])
+        for rule in by_kind(rendered, "Role")["vap-remove-runners"]["rules"]
+    }
+    assert rules == {
+        (("vap.dev",), ("videoscenarios",)): {"list", "delete", "patch"},
+        (("",), ("pods",)): {"list", "delete"},
+    }
     (subject,) = by_kind(rendered, "RoleBinding")["vap-remove-runners"]["subjects"]
     assert subject["name"] == job["spec"]["template"]["spec"]["serviceAccountName"] == "vap-remove-runners"
 
@@ -735,7 +748,17 @@ def release(
     try:
         yield "vap"
     finally:
-        run_helm(helm, "uninstall", "vap", "--kubeconfig", kubeconfig, "--namespace", kube_namespace, "--no-hooks", check=False)
+        run_helm(
+            helm,
+            "uninstall",
+            "vap",
+            "--kubeconfig",
+            kubeconfig,
+            "--namespace",
+            kube_namespace,
+            "--no-hooks",
+            check=False,
+        )
 
 
 def _names(kubeconfig: str, namespace: str, kind: str) -> set[str]:

@@ -26,7 +26,15 @@ def core(kubeconfig: str) -> client.CoreV1Api:
 
 
 def _apply(kubeconfig: str, namespace: str, *objects: dict[str, Any]) -> None:
-    kubectl(kubeconfig, "-n", namespace, "apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": list(objects)}))
+    kubectl(
+        kubeconfig,
+        "-n",
+        namespace,
+        "apply",
+        "-f",
+        "-",
+        stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": list(objects)}),
+    )
 
 
 def _get(kubeconfig: str, namespace: str, *what: str) -> dict[str, Any]:
@@ -46,17 +54,24 @@ def test_the_node_is_ready_and_runs_only_the_images_built_here(kubeconfig: str) 
     ready = {condition["type"]: condition["status"] for condition in node["status"]["conditions"]}
     assert ready["Ready"] == "True", node["status"]["conditions"]
     assert node["status"]["nodeInfo"]["containerRuntimeVersion"].startswith("containerd://")
-    assert node["status"]["nodeInfo"]["kubeletVersion"] == json.loads(kubectl(kubeconfig, "version", "-o", "json").stdout)["serverVersion"]["gitVersion"]
+    assert (
+        node["status"]["nodeInfo"]["kubeletVersion"]
+        == json.loads(kubectl(kubeconfig, "version", "-o", "json").stdout)["serverVersion"]["gitVersion"]
+    )
 
     def images() -> set[str]:  # reported by the kubelet a few seconds after it starts
         status = json.loads(kubectl(kubeconfig, "get", "node", NODE, "-o", "json").stdout)["status"]
         return {name for image in status.get("images") or [] for name in image.get("names") or []}
 
     wanted = {f"docker.io/library/{name}:dev" for name in ("vap-api", "vap-operator", "vap-runner")}
-    wait_until(lambda: wanted <= images(), timeout_seconds=60, interval_seconds=1, what=f"images {sorted(wanted)} on the node")
+    wait_until(
+        lambda: wanted <= images(), timeout_seconds=60, interval_seconds=1, what=f"images {sorted(wanted)} on the node"
+    )
 
 
-def test_a_deployment_becomes_available_with_its_probe_and_is_garbage_collected(kubeconfig: str, kube_namespace: str, core: client.CoreV1Api) -> None:
+def test_a_deployment_becomes_available_with_its_probe_and_is_garbage_collected(
+    kubeconfig: str, kube_namespace: str, core: client.CoreV1Api
+) -> None:
     port = free_port()
     server = ["python", "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", "/app"]
     probe = {"httpGet": {"host": "127.0.0.1", "port": port, "path": "/"}, "periodSeconds": 1}
@@ -75,15 +90,25 @@ def test_a_deployment_becomes_available_with_its_probe_and_is_garbage_collected(
     [pod] = core.list_namespaced_pod(kube_namespace, label_selector="app=web").items
     assert pod.spec.node_name == NODE and pod.status.phase == "Running"
     # The container really runs: its own log, through the API server and the kubelet.
-    wait_until(lambda: "Serving HTTP" in kubectl(kubeconfig, "-n", kube_namespace, "logs", pod.metadata.name).stdout, timeout_seconds=20, what="the container's log")
+    wait_until(
+        lambda: "Serving HTTP" in kubectl(kubeconfig, "-n", kube_namespace, "logs", pod.metadata.name).stdout,
+        timeout_seconds=20,
+        what="the container's log",
+    )
 
     # Deleting the Deployment: the garbage collector removes its ReplicaSet and Pod, the kubelet the container.
     kubectl(kubeconfig, "-n", kube_namespace, "delete", "deployment", "web", "--cascade=background")
-    wait_until(lambda: not core.list_namespaced_pod(kube_namespace, label_selector="app=web").items, timeout_seconds=60, what="the Pod garbage-collected")
+    wait_until(
+        lambda: not core.list_namespaced_pod(kube_namespace, label_selector="app=web").items,
+        timeout_seconds=60,
+        what="the Pod garbage-collected",
+    )
     assert not _get(kubeconfig, kube_namespace, "replicasets")["items"]
 
 
-def test_a_job_completes_and_its_serviceaccount_token_reaches_the_api_with_only_its_role(kubeconfig: str, kube_namespace: str) -> None:
+def test_a_job_completes_and_its_serviceaccount_token_reaches_the_api_with_only_its_role(
+    kubeconfig: str, kube_namespace: str
+) -> None:
     """In-cluster config from the token the kubelet mounts: allowed to list Pods by its Role, refused Secrets."""
     role = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
@@ -108,14 +133,23 @@ def test_a_job_completes_and_its_serviceaccount_token_reaches_the_api_with_only_
         "except client.ApiException as error:\n"
         "    print('secrets', error.status)\n"
     )
-    environment = [{"name": "KUBERNETES_SERVICE_HOST", "value": API_HOST}, {"name": "KUBERNETES_SERVICE_PORT", "value": API_PORT}]
+    environment = [
+        {"name": "KUBERNETES_SERVICE_HOST", "value": API_HOST},
+        {"name": "KUBERNETES_SERVICE_PORT", "value": API_PORT},
+    ]
     job = {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {"name": "reader"},
         "spec": {
             "backoffLimit": 0,
-            "template": {"spec": {**_pod_spec(["python", "-c", script], env=environment), "restartPolicy": "Never", "serviceAccountName": "reader"}},
+            "template": {
+                "spec": {
+                    **_pod_spec(["python", "-c", script], env=environment),
+                    "restartPolicy": "Never",
+                    "serviceAccountName": "reader",
+                }
+            },
         },
     }
     account = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "reader"}}
@@ -127,25 +161,43 @@ def test_a_job_completes_and_its_serviceaccount_token_reaches_the_api_with_only_
 
 def test_a_deleted_namespace_is_really_gone_with_its_running_pods(kubeconfig: str, core: client.CoreV1Api) -> None:
     namespace = create_namespace(kubeconfig, f"t-node-{uuid.uuid4().hex[:8]}")
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "sleeper"}, "spec": {**_pod_spec(["sleep", "3600"]), "terminationGracePeriodSeconds": 1}}
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "sleeper"},
+        "spec": {**_pod_spec(["sleep", "3600"]), "terminationGracePeriodSeconds": 1},
+    }
     _apply(kubeconfig, namespace, pod)
-    wait_until(lambda: core.read_namespaced_pod("sleeper", namespace).status.phase == "Running", timeout_seconds=60, what="the Pod Running")
+    wait_until(
+        lambda: core.read_namespaced_pod("sleeper", namespace).status.phase == "Running",
+        timeout_seconds=60,
+        what="the Pod Running",
+    )
 
     kubectl(kubeconfig, "delete", "namespace", namespace, "--wait=false")
-    gone = lambda: kubectl(kubeconfig, "get", "namespace", namespace, check=False).returncode != 0  # noqa: E731
+    gone = lambda: kubectl(kubeconfig, "get", "namespace", namespace, check=False).returncode != 0
     wait_until(gone, timeout_seconds=90, what=f"namespace {namespace} deleted")
 
 
-def test_the_runner_image_carries_no_compiler_and_no_build_cache(kubeconfig: str, kube_namespace: str, core: client.CoreV1Api) -> None:
+def test_the_runner_image_carries_no_compiler_and_no_build_cache(
+    kubeconfig: str, kube_namespace: str, core: client.CoreV1Api
+) -> None:
     script = (
         "import glob, shutil\n"
         "print('compilers', [name for name in ('gcc', 'cc', 'c++', 'g++', 'make') if shutil.which(name)])\n"
-        "print('caches', glob.glob('/root/.cache/*') + glob.glob('/tmp/pip-*') + glob.glob('/app/**/build', recursive=True) + glob.glob('/app/**/*.egg-info', recursive=True))\n"
+        "print('caches', glob.glob('/root/.cache/*') + glob.glob('/tmp/pip-*') "
+        "+ glob.glob('/app/**/build', recursive=True) + glob.glob('/app/**/*.egg-info', recursive=True))\n"
     )
     spec = {**_pod_spec(["python", "-c", script]), "restartPolicy": "Never"}
     spec["containers"][0]["image"] = "docker.io/library/vap-runner:dev"
     spec["containers"][0]["securityContext"] = {"runAsUser": 0}  # root may read every folder, /root's too
-    _apply(kubeconfig, kube_namespace, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "inspect"}, "spec": spec})
-    wait_until(lambda: core.read_namespaced_pod("inspect", kube_namespace).status.phase == "Succeeded", timeout_seconds=60, what="the inspection Pod done")
+    _apply(
+        kubeconfig, kube_namespace, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "inspect"}, "spec": spec}
+    )
+    wait_until(
+        lambda: core.read_namespaced_pod("inspect", kube_namespace).status.phase == "Succeeded",
+        timeout_seconds=60,
+        what="the inspection Pod done",
+    )
     output = kubectl(kubeconfig, "-n", kube_namespace, "logs", "inspect").stdout.splitlines()
     assert output == ["compilers []", "caches []"], output

@@ -42,6 +42,8 @@ FAST = {
     "VAP_CONSUMER_SESSION_TIMEOUT_SECONDS": "6",
     "VAP_LOG_LEVEL": "INFO",
 }
+
+
 def _stop_all(request: pytest.FixtureRequest, started: list[Process]) -> None:
     """Stop the test's processes; when the test failed, show the end of their logs."""
     for process in started:
@@ -60,7 +62,9 @@ def peering_crd(kubeconfig: str) -> str:
 
 
 @pytest.fixture
-def operator_kubeconfig(kubeconfig: str, kube_namespace: str, videoscenario_crd: str, peering_crd: str, tmp_path: Path) -> str:
+def operator_kubeconfig(
+    kubeconfig: str, kube_namespace: str, videoscenario_crd: str, peering_crd: str, tmp_path: Path
+) -> str:
     """A kubeconfig authenticating as the operator's ServiceAccount, bound to operator/manifests/role.yaml."""
     documents = rendered_manifests(kube_namespace, OPERATOR_MANIFESTS)
     kubectl(kubeconfig, "apply", "-f", "-", stdin=yaml.safe_dump_all(documents))
@@ -99,7 +103,11 @@ def base_env(db_settings: DatabaseSettings, kafka_settings: KafkaSettings) -> di
 
 @pytest.fixture
 def start_operator(
-    request: pytest.FixtureRequest, base_env: dict[str, str], operator_kubeconfig: str, kube_namespace: str, tmp_path: Path
+    request: pytest.FixtureRequest,
+    base_env: dict[str, str],
+    operator_kubeconfig: str,
+    kube_namespace: str,
+    tmp_path: Path,
 ) -> Iterator[OperatorFactory]:
     """Start `python -m vap_operator` (kubernetes runtime + orchestrator) as the operator's ServiceAccount."""
     started: list[Process] = []
@@ -115,7 +123,9 @@ def start_operator(
             **UNSCHEDULED_RUNNERS,
             **overrides,
         }
-        process = Process(f"operator-{len(started)}", env, tmp_path / f"operator-{len(started)}-{uuid.uuid4().hex[:4]}.log")
+        process = Process(
+            f"operator-{len(started)}", env, tmp_path / f"operator-{len(started)}-{uuid.uuid4().hex[:4]}.log"
+        )
         started.append(process)
         if wait_ready:
             wait_http_ok(f"http://127.0.0.1:{port}/healthz", process)
@@ -126,7 +136,9 @@ def start_operator(
 
 
 @pytest.fixture
-def start_local_runtime(request: pytest.FixtureRequest, base_env: dict[str, str], tmp_path: Path) -> Iterator[OperatorFactory]:
+def start_local_runtime(
+    request: pytest.FixtureRequest, base_env: dict[str, str], tmp_path: Path
+) -> Iterator[OperatorFactory]:
     """Start `python -m vap_operator` with VAP_RUNTIME=local (+ orchestrator)."""
     started: list[Process] = []
 

@@ -38,7 +38,9 @@ def produce(kafka: KafkaSettings, topic: Topic, messages: Iterable[Contract]) ->
 
 
 def start(scenario_uuid: uuid.UUID, camera_url: str = "rtsp://cam.example/stream", **detector: Any) -> ScenarioCommand:
-    return ScenarioCommand(scenario_uuid=scenario_uuid, command="start", camera_url=camera_url, detector=DetectorSpec(**detector))
+    return ScenarioCommand(
+        scenario_uuid=scenario_uuid, command="start", camera_url=camera_url, detector=DetectorSpec(**detector)
+    )
 
 
 def shutdown(scenario_uuid: uuid.UUID, camera_url: str = "rtsp://cam.example/stream") -> ScenarioCommand:
@@ -58,7 +60,11 @@ class StatusLog:
         return self.events
 
     def of(self, scenario_uuid: uuid.UUID) -> list[tuple[str, str | None]]:
-        return [(event.status.value, event.reason.value if event.reason else None) for event in self.events if event.scenario_uuid == scenario_uuid]
+        return [
+            (event.status.value, event.reason.value if event.reason else None)
+            for event in self.events
+            if event.scenario_uuid == scenario_uuid
+        ]
 
     def steps(self, scenario_uuid: uuid.UUID) -> list[tuple[str, str | None]]:
         """The events of a scenario with repeats collapsed (a replay may re-publish a step: harmless)."""
@@ -68,14 +74,21 @@ class StatusLog:
                 steps.append(event)
         return steps
 
-    def wait_for(self, scenario_uuid: uuid.UUID, expected: list[tuple[str, str | None]], *, timeout_seconds: float = 30.0) -> None:
+    def wait_for(
+        self, scenario_uuid: uuid.UUID, expected: list[tuple[str, str | None]], *, timeout_seconds: float = 30.0
+    ) -> None:
         """Wait until the scenario's steps (repeats collapsed) start with ``expected``."""
 
         def arrived() -> bool:
             self.poll()
             return self.steps(scenario_uuid)[: len(expected)] == expected
 
-        wait_until(arrived, timeout_seconds=timeout_seconds, interval_seconds=0, what=f"status events {expected} of {scenario_uuid}")
+        wait_until(
+            arrived,
+            timeout_seconds=timeout_seconds,
+            interval_seconds=0,
+            what=f"status events {expected} of {scenario_uuid}",
+        )
 
     def close(self) -> None:
         self._reader.close()
@@ -92,7 +105,11 @@ class Process:
         self.log_path = log_path
         self._log = log_path.open("ab")
         self.popen = subprocess.Popen(
-            [sys.executable, "-m", "vap_operator", *(args or [])], env=env, stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT
+            [sys.executable, "-m", "vap_operator", *(args or [])],
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
         )
 
     @property

@@ -34,21 +34,42 @@ def ready_condition(body: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def deploy(scenario_uuid: uuid.UUID, camera_url: str = "rtsp://cam.example/stream") -> DeployCommand:
-    return DeployCommand(scenario_uuid=scenario_uuid, worker_id=f"w-{scenario_uuid}", action="deploy", camera_url=camera_url)
+    return DeployCommand(
+        scenario_uuid=scenario_uuid, worker_id=f"w-{scenario_uuid}", action="deploy", camera_url=camera_url
+    )
 
 
 def test_a_deploy_for_an_unknown_scenario_is_dead_lettered_and_a_stale_one_is_dropped(
-    start_operator: Any, kafka_settings: KafkaSettings, kube: client.ApiClient, kube_namespace: str, sessions: sessionmaker[Session]
+    start_operator: Any,
+    kafka_settings: KafkaSettings,
+    kube: client.ApiClient,
+    kube_namespace: str,
+    sessions: sessionmaker[Session],
 ) -> None:
     operator = start_operator()
     cluster = Cluster(kube, kube_namespace)
     unknown, failed, stopping, real = uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     # Rows the orchestrator could have left: a scenario failed for good, one whose shutdown came first.
     with sessions.begin() as session:
-        for scenario, status, desired in ((failed, "failed", "active"), (stopping, "in_shutdown_processing", "inactive")):
-            session.add(Worker(worker_id=f"w-{scenario}", scenario_uuid=scenario, camera_url="rtsp://cam.example/stream", status=status, desired_state=desired))
+        for scenario, status, desired in (
+            (failed, "failed", "active"),
+            (stopping, "in_shutdown_processing", "inactive"),
+        ):
+            session.add(
+                Worker(
+                    worker_id=f"w-{scenario}",
+                    scenario_uuid=scenario,
+                    camera_url="rtsp://cam.example/stream",
+                    status=status,
+                    desired_state=desired,
+                )
+            )
 
-    produce(kafka_settings, Topic.TO_DEPLOY, [deploy(unknown, "rtsp://admin:pw@attacker.example/x"), deploy(failed), deploy(stopping)])
+    produce(
+        kafka_settings,
+        Topic.TO_DEPLOY,
+        [deploy(unknown, "rtsp://admin:pw@attacker.example/x"), deploy(failed), deploy(stopping)],
+    )
     dead = consume(kafka_settings, dlq_name(topic_name(Topic.TO_DEPLOY, kafka_settings.topic_prefix)), expected=1)
     assert [message.key() for message in dead] == [str(unknown).encode()]
     headers = {key: value.decode() for key, value in dead[0].headers() or []}
@@ -61,13 +82,19 @@ def test_a_deploy_for_an_unknown_scenario_is_dead_lettered_and_a_stale_one_is_dr
     cluster.wait_pod(real)
     assert [body["metadata"]["name"] for body in cluster.all_vs()] == [f"vs-{real}"]
     assert [pod["metadata"]["name"] for pod in cluster.pods()] == [f"vs-{real}-runner"]
-    assert not [s for s in cluster.core.list_namespaced_secret(kube_namespace).items if s.metadata.name.startswith("vs-")]
+    assert not [
+        s for s in cluster.core.list_namespaced_secret(kube_namespace).items if s.metadata.name.startswith("vs-")
+    ]
     assert worker(sessions, unknown) is None
     assert operator.alive()
 
 
 def test_past_capacity_a_scenario_waits_with_its_reason_and_starts_when_a_slot_frees(
-    start_operator: Any, kafka_settings: KafkaSettings, kube: client.ApiClient, kube_namespace: str, sessions: sessionmaker[Session]
+    start_operator: Any,
+    kafka_settings: KafkaSettings,
+    kube: client.ApiClient,
+    kube_namespace: str,
+    sessions: sessionmaker[Session],
 ) -> None:
     operator = start_operator(VAP_KUBERNETES__CAPACITY="2")  # waiting scenarios re-check every 5 * 0.5 s
     cluster = Cluster(kube, kube_namespace)
@@ -82,10 +109,17 @@ def test_past_capacity_a_scenario_waits_with_its_reason_and_starts_when_a_slot_f
     body = cluster.vs(waiting)
     assert body is not None and body["status"]["phase"] == "in_startup_processing"
     assert ready_condition(body)["message"] == "waiting for capacity: 2 of 2 runner Pods"
-    wait_until(lambda: (worker(sessions, waiting) or Worker()).wait_reason == "waiting for capacity: 2 of 2 runner Pods", what="workers.wait_reason")
-    assert "WaitingForCapacity" in wait_until(lambda: cluster.event_reasons(waiting), what="the WaitingForCapacity event")
+    wait_until(
+        lambda: (worker(sessions, waiting) or Worker()).wait_reason == "waiting for capacity: 2 of 2 runner Pods",
+        what="workers.wait_reason",
+    )
+    assert "WaitingForCapacity" in wait_until(
+        lambda: cluster.event_reasons(waiting), what="the WaitingForCapacity event"
+    )
     # It keeps checking (kopf retries the handler) and keeps waiting while both slots are taken.
-    wait_until(lambda: operator.log().count("waiting for capacity: 2 of 2") >= 3, timeout_seconds=20, what="three checks")
+    wait_until(
+        lambda: operator.log().count("waiting for capacity: 2 of 2") >= 3, timeout_seconds=20, what="three checks"
+    )
     assert cluster.pod(waiting) is None and len(cluster.pods()) == 2
     assert cluster.event_reasons(waiting).count("WaitingForCapacity") == 1
 
@@ -94,7 +128,10 @@ def test_past_capacity_a_scenario_waits_with_its_reason_and_starts_when_a_slot_f
     cluster.set_pod(finished, "Succeeded", exit_code=0)
     cluster.wait_phase(finished, "inactive")
     cluster.wait_pod(waiting, timeout_seconds=20)
-    wait_until(lambda: ready_condition(cluster.vs(waiting)).get("reason") in ("PodCreated", "PodPending"), what="the wait to end in the status")
+    wait_until(
+        lambda: ready_condition(cluster.vs(waiting)).get("reason") in ("PodCreated", "PodPending"),
+        what="the wait to end in the status",
+    )
     row = worker(sessions, waiting)
     assert row is not None and row.wait_reason is None and row.status == "in_startup_processing"
     assert all((worker(sessions, s) or Worker()).wait_reason is None for s in scenarios)

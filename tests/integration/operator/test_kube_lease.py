@@ -30,7 +30,9 @@ def heartbeat(sessions: sessionmaker[Session], scenario_uuid: uuid.UUID) -> date
         return session.scalars(select(Worker.heartbeat_at).where(Worker.scenario_uuid == scenario_uuid)).one_or_none()
 
 
-def renewed_after(sessions: sessionmaker[Session], scenario_uuid: uuid.UUID, moment: datetime | None) -> datetime | None:
+def renewed_after(
+    sessions: sessionmaker[Session], scenario_uuid: uuid.UUID, moment: datetime | None
+) -> datetime | None:
     current = heartbeat(sessions, scenario_uuid)
     return current if current is not None and (moment is None or current > moment) else None
 
@@ -43,7 +45,11 @@ def db_proxy(db_settings: DatabaseSettings) -> Iterator[TcpProxy]:
 
 
 def test_the_lease_of_a_ready_runner_pod_is_renewed_every_period(
-    start_operator: Any, kafka_settings: KafkaSettings, kube: client.ApiClient, kube_namespace: str, sessions: sessionmaker[Session]
+    start_operator: Any,
+    kafka_settings: KafkaSettings,
+    kube: client.ApiClient,
+    kube_namespace: str,
+    sessions: sessionmaker[Session],
 ) -> None:
     start_operator(VAP_HEARTBEAT_SECONDS="0.5")
     cluster = Cluster(kube, kube_namespace)
@@ -94,13 +100,19 @@ def test_a_database_outage_pauses_the_operator_which_then_carries_on(
     # cannot store it): both are retried, nothing gives up.
     cluster.set_pod(finishing, "Succeeded", exit_code=0)
     produce(kafka_settings, Topic.INIT_SCENARIO, [start(later)])
-    wait_until(lambda: "Handler 'reconcile/status.runner' failed with an exception" in operator.log(), what="reconcile failing")
+    wait_until(
+        lambda: "Handler 'reconcile/status.runner' failed with an exception" in operator.log(), what="reconcile failing"
+    )
     wait_until(lambda: operator.log().count("periodic task failed") >= 6, what="renewals failing for a while")
     assert operator.alive() and heartbeat(sessions, running) == stalled and cluster.vs(later) is None
     assert cluster.phase(finishing) == "active"  # its status waits for the row: both are written, or neither
 
     db_proxy.restore()
-    wait_until(lambda: renewed_after(sessions, running, stalled or before), timeout_seconds=20, what="renewals after the outage")
+    wait_until(
+        lambda: renewed_after(sessions, running, stalled or before),
+        timeout_seconds=20,
+        what="renewals after the outage",
+    )
     cluster.wait_phase(finishing, "inactive")
     with sessions() as session:
         assert session.scalars(select(Worker.status).where(Worker.scenario_uuid == finishing)).one() == "inactive"

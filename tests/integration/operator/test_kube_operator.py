@@ -45,7 +45,13 @@ def host_port_of(pod: dict[str, Any] | None) -> int:
 
 
 def test_start_command_becomes_a_videoscenario_and_a_runner_pod_with_the_expected_spec(
-    start_operator: Any, kafka_settings: KafkaSettings, status_log: StatusLog, kube: client.ApiClient, kube_namespace: str, kubeconfig: str, sessions: sessionmaker[Session]
+    start_operator: Any,
+    kafka_settings: KafkaSettings,
+    status_log: StatusLog,
+    kube: client.ApiClient,
+    kube_namespace: str,
+    kubeconfig: str,
+    sessions: sessionmaker[Session],
 ) -> None:
     start_operator(VAP_KUBERNETES__RUNNER_IMAGE="registry.example/vap-runner:test", VAP_RUNNER__MAX_WORKERS="2")
     cluster = Cluster(kube, kube_namespace)
@@ -56,14 +62,24 @@ def test_start_command_becomes_a_videoscenario_and_a_runner_pod_with_the_expecte
     body = cluster.wait_phase(plain, "in_startup_processing")
     assert body["spec"]["cameraURL"] == "rtsp://cam.example/stream" and body["spec"]["workerId"] == f"w-{plain}"
     assert pod["metadata"]["ownerReferences"][0] == {
-        "apiVersion": "vap.dev/v1alpha1", "kind": "VideoScenario", "name": f"vs-{plain}", "uid": body["metadata"]["uid"], "controller": True
+        "apiVersion": "vap.dev/v1alpha1",
+        "kind": "VideoScenario",
+        "name": f"vs-{plain}",
+        "uid": body["metadata"]["uid"],
+        "controller": True,
     }
     spec = pod["spec"]
     container = spec["containers"][0]
     assert container["image"] == "registry.example/vap-runner:test"
     assert spec["restartPolicy"] == "Never" and spec["securityContext"]["runAsNonRoot"] is True
-    assert container["securityContext"]["readOnlyRootFilesystem"] is True and container["securityContext"]["allowPrivilegeEscalation"] is False
-    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz" and container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert (
+        container["securityContext"]["readOnlyRootFilesystem"] is True
+        and container["securityContext"]["allowPrivilegeEscalation"] is False
+    )
+    assert (
+        container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+        and container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    )
     env = {item["name"]: item.get("value") for item in container["env"]}
     assert env["VAP_SCENARIO_UUID"] == str(plain) and env["VAP_MAX_WORKERS"] == "2"
     assert env["VAP_CAMERA_URL"] == "rtsp://cam.example/stream"
@@ -87,7 +103,10 @@ def test_start_command_becomes_a_videoscenario_and_a_runner_pod_with_the_expecte
     # The orchestrator registered the worker and reported in_startup_processing.
     row_of = worker(sessions, plain)
     assert row_of is not None and (row_of.worker_id, row_of.status, row_of.desired_state, row_of.pod_name) == (
-        f"w-{plain}", "in_startup_processing", "active", f"vs-{plain}-runner"
+        f"w-{plain}",
+        "in_startup_processing",
+        "active",
+        f"vs-{plain}-runner",
     )
     status = status_log
     status.wait_for(plain, [("in_startup_processing", None)])
@@ -95,7 +114,12 @@ def test_start_command_becomes_a_videoscenario_and_a_runner_pod_with_the_expecte
 
 
 def test_simulated_pod_phases_drive_the_videoscenario_status_and_scenario_status(
-    start_operator: Any, kafka_settings: KafkaSettings, status_log: StatusLog, kube: client.ApiClient, kube_namespace: str, sessions: sessionmaker[Session]
+    start_operator: Any,
+    kafka_settings: KafkaSettings,
+    status_log: StatusLog,
+    kube: client.ApiClient,
+    kube_namespace: str,
+    sessions: sessionmaker[Session],
 ) -> None:
     start_operator(VAP_KUBERNETES__RESYNC_SECONDS="1")
     cluster = Cluster(kube, kube_namespace)
@@ -106,9 +130,17 @@ def test_simulated_pod_phases_drive_the_videoscenario_status_and_scenario_status
 
     # A lost Pod event (simulated: status.runner overwritten with a stale value) is put right by the resync timer.
     cluster.custom.patch_namespaced_custom_object_status(
-        GROUP, VERSION, kube_namespace, PLURAL, f"vs-{finishing}", {"status": {"runner": {"uid": "stale", "phase": "Failed"}}}
+        GROUP,
+        VERSION,
+        kube_namespace,
+        PLURAL,
+        f"vs-{finishing}",
+        {"status": {"runner": {"uid": "stale", "phase": "Failed"}}},
     )
-    wait_until(lambda: ((cluster.vs(finishing) or {}).get("status", {}).get("runner") or {}).get("phase") == "Pending", what="the resync")
+    wait_until(
+        lambda: ((cluster.vs(finishing) or {}).get("status", {}).get("runner") or {}).get("phase") == "Pending",
+        what="the resync",
+    )
 
     cluster.set_pod(finishing, "Running", ready=False)
     cluster.wait_phase(finishing, "in_startup_processing")
@@ -132,17 +164,26 @@ def test_simulated_pod_phases_drive_the_videoscenario_status_and_scenario_status
     status.wait_for(finishing, [("in_startup_processing", None), ("inactive", None)])
     assert status.of(giving_up) == [("in_startup_processing", None)]
     after = cluster.pod(giving_up)
-    assert after is not None and after["metadata"]["uid"] == giving_up_pod["metadata"]["uid"]  # kept for its logs, not replaced
+    assert (
+        after is not None and after["metadata"]["uid"] == giving_up_pod["metadata"]["uid"]
+    )  # kept for its logs, not replaced
     wait_until(lambda: "RunnerCompleted" in cluster.event_reasons(finishing), what="RunnerCompleted event")
     assert {"PodCreated", "RunnerReady", "RunnerCompleted"} <= set(cluster.event_reasons(finishing))
     assert "RunnerGaveUp" in cluster.event_reasons(giving_up)
     rows = {scenario: worker(sessions, scenario) for scenario in (finishing, giving_up)}
-    assert rows[finishing] is not None and rows[finishing].status == "inactive" and rows[finishing].stopped_at is not None
+    assert (
+        rows[finishing] is not None and rows[finishing].status == "inactive" and rows[finishing].stopped_at is not None
+    )
     assert rows[giving_up] is not None and rows[giving_up].status == "failed"
 
 
 def test_crashing_runner_is_restarted_with_backoff_and_a_crash_loop_ends_failed(
-    start_operator: Any, kafka_settings: KafkaSettings, status_log: StatusLog, kube: client.ApiClient, kube_namespace: str, sessions: sessionmaker[Session]
+    start_operator: Any,
+    kafka_settings: KafkaSettings,
+    status_log: StatusLog,
+    kube: client.ApiClient,
+    kube_namespace: str,
+    sessions: sessionmaker[Session],
 ) -> None:
     start_operator()  # crash-loop threshold 3 within 60 s, backoff 0.5 s doubling
     cluster = Cluster(kube, kube_namespace)
@@ -171,12 +212,21 @@ def test_crashing_runner_is_restarted_with_backoff_and_a_crash_loop_ends_failed(
     reasons = cluster.event_reasons(scenario)
     assert reasons.count("RunnerCrashed") == 2 and "RunnerRestarted" in reasons and "RunnerCrashLoop" in reasons
     row = worker(sessions, scenario)
-    assert row is not None and (row.status, row.restart_count) == ("failed", 2) and "RunnerCrashLoop" in (row.last_error or "")
+    assert (
+        row is not None
+        and (row.status, row.restart_count) == ("failed", 2)
+        and "RunnerCrashLoop" in (row.last_error or "")
+    )
     assert status.of(scenario).count(("failed", "RunnerCrashLoop")) == 1
 
 
 def test_shutdown_deletes_the_pod_and_ends_inactive_and_an_early_shutdown_is_never_deployed(
-    start_operator: Any, kafka_settings: KafkaSettings, status_log: StatusLog, kube: client.ApiClient, kube_namespace: str, sessions: sessionmaker[Session]
+    start_operator: Any,
+    kafka_settings: KafkaSettings,
+    status_log: StatusLog,
+    kube: client.ApiClient,
+    kube_namespace: str,
+    sessions: sessionmaker[Session],
 ) -> None:
     start_operator()
     cluster = Cluster(kube, kube_namespace)
@@ -206,7 +256,12 @@ def test_shutdown_deletes_the_pod_and_ends_inactive_and_an_early_shutdown_is_nev
 
 
 def test_deleting_the_videoscenario_cleans_up_through_the_finalizer(
-    start_operator: Any, kafka_settings: KafkaSettings, status_log: StatusLog, kube: client.ApiClient, kube_namespace: str, kubeconfig: str
+    start_operator: Any,
+    kafka_settings: KafkaSettings,
+    status_log: StatusLog,
+    kube: client.ApiClient,
+    kube_namespace: str,
+    kubeconfig: str,
 ) -> None:
     start_operator()
     cluster = Cluster(kube, kube_namespace)
@@ -225,13 +280,22 @@ def test_deleting_the_videoscenario_cleans_up_through_the_finalizer(
 
 
 def test_replaying_every_message_twice_creates_nothing_twice(
-    start_operator: Any, kafka_settings: KafkaSettings, status_log: StatusLog, kube: client.ApiClient, kube_namespace: str, sessions: sessionmaker[Session]
+    start_operator: Any,
+    kafka_settings: KafkaSettings,
+    status_log: StatusLog,
+    kube: client.ApiClient,
+    kube_namespace: str,
+    sessions: sessionmaker[Session],
 ) -> None:
     cluster = Cluster(kube, kube_namespace)
     kept, stopped = uuid.uuid4(), uuid.uuid4()
     secret_url = "rtsp://admin:pw@cam.example/a"
     first = start_operator()
-    produce(kafka_settings, Topic.INIT_SCENARIO, [start(kept, secret_url), start(kept, secret_url), start(stopped), start(stopped)])
+    produce(
+        kafka_settings,
+        Topic.INIT_SCENARIO,
+        [start(kept, secret_url), start(kept, secret_url), start(stopped), start(stopped)],
+    )
     cluster.wait_pod(stopped)
     produce(kafka_settings, Topic.INIT_SCENARIO, [shutdown(stopped), shutdown(stopped)])
     cluster.wait_phase(stopped, "inactive")
@@ -241,14 +305,19 @@ def test_replaying_every_message_twice_creates_nothing_twice(
     # A second operator with fresh consumer groups reads every init_scenario and to_deploy message again.
     prefix = kafka_settings.topic_prefix
     second = start_operator(
-        VAP_ORCHESTRATOR__CONSUMER_GROUP=f"{prefix}orchestrator-replay", VAP_KUBERNETES__CONSUMER_GROUP=f"{prefix}kubernetes-replay"
+        VAP_ORCHESTRATOR__CONSUMER_GROUP=f"{prefix}orchestrator-replay",
+        VAP_KUBERNETES__CONSUMER_GROUP=f"{prefix}kubernetes-replay",
     )
     to_deploy = TopicReader(kafka_settings, Topic.TO_DEPLOY)
 
     def replayed() -> bool:
         log = second.log()
         # The replayed deploys of `stopped` are dropped before any API call (its row says stopped).
-        handled = log.count("videoscenario ensured") + log.count("videoscenario stop requested") + log.count("to_deploy message not acted on")
+        handled = (
+            log.count("videoscenario ensured")
+            + log.count("videoscenario stop requested")
+            + log.count("to_deploy message not acted on")
+        )
         return log.count('"scenario command"') == 6 and handled == len(to_deploy.poll(0.2))
 
     wait_until(replayed, what="every init_scenario and to_deploy message consumed again")
@@ -259,13 +328,21 @@ def test_replaying_every_message_twice_creates_nothing_twice(
     assert sorted(body["metadata"]["name"] for body in cluster.all_vs()) == sorted([f"vs-{kept}", f"vs-{stopped}"])
     assert [pod["metadata"]["uid"] for pod in cluster.pods()] == [pod_uid]  # the same Pod, never a second one
     assert cluster.phase(stopped) == "inactive"
-    secrets = [s.metadata.name for s in cluster.core.list_namespaced_secret(kube_namespace).items if s.metadata.name.startswith("vs-")]
+    secrets = [
+        s.metadata.name
+        for s in cluster.core.list_namespaced_secret(kube_namespace).items
+        if s.metadata.name.startswith("vs-")
+    ]
     assert secrets == [f"vs-{kept}-camera"]
     with sessions() as session:
         assert len(session.scalars(select(Worker)).all()) == 2
     assert second.log().count('"verdict": "stale"') == 2 and '"verdict": "unknown"' not in second.log()
     # `stopped` never moves backwards: nothing after inactive.
-    assert status.steps(stopped) == [("in_startup_processing", None), ("in_shutdown_processing", None), ("inactive", None)]
+    assert status.steps(stopped) == [
+        ("in_startup_processing", None),
+        ("in_shutdown_processing", None),
+        ("inactive", None),
+    ]
 
 
 def test_restarting_the_operator_mid_reconcile_leaves_exactly_one_pod_per_scenario(
@@ -282,7 +359,10 @@ def test_restarting_the_operator_mid_reconcile_leaves_exactly_one_pod_per_scenar
     start_operator()  # waits out the dead replica's peering lifetime and Kafka session, then resumes
     wait_until(lambda: len(cluster.pods()) == len(scenarios), timeout_seconds=60, what=f"{len(scenarios)} Pods")
     wait_until(lambda: all(cluster.phase(s) == "in_startup_processing" for s in scenarios), what="every status written")
-    owners = {pod["metadata"]["ownerReferences"][0]["name"]: pod["metadata"]["ownerReferences"][0]["uid"] for pod in cluster.pods()}
+    owners = {
+        pod["metadata"]["ownerReferences"][0]["name"]: pod["metadata"]["ownerReferences"][0]["uid"]
+        for pod in cluster.pods()
+    }
     assert owners == {f"vs-{s}": cluster.vs(s)["metadata"]["uid"] for s in scenarios}  # type: ignore[index]
     assert len(cluster.all_vs()) == len(scenarios)
 
@@ -295,7 +375,12 @@ def test_two_replicas_only_one_acts_and_the_standby_takes_over(
     standby = start_operator(VAP_KUBERNETES__PEERING_PRIORITY="100")
 
     def peers() -> dict[str, Any]:
-        return cluster.custom.get_namespaced_custom_object("kopf.dev", "v1", kube_namespace, "kopfpeerings", "vap-operator").get("status") or {}
+        return (
+            cluster.custom.get_namespaced_custom_object(
+                "kopf.dev", "v1", kube_namespace, "kopfpeerings", "vap-operator"
+            ).get("status")
+            or {}
+        )
 
     wait_until(lambda: len(peers()) == 2, what="both replicas in the peering object")
 
@@ -316,9 +401,17 @@ def test_two_replicas_only_one_acts_and_the_standby_takes_over(
 
 
 def test_on_the_nodes_network_each_runner_pod_gets_its_own_port_and_a_freed_port_is_taken_again(
-    start_operator: Any, kafka_settings: KafkaSettings, kube: client.ApiClient, kube_namespace: str, sessions: sessionmaker[Session]
+    start_operator: Any,
+    kafka_settings: KafkaSettings,
+    kube: client.ApiClient,
+    kube_namespace: str,
+    sessions: sessionmaker[Session],
 ) -> None:
-    start_operator(VAP_KUBERNETES__HOST_NETWORK="true", VAP_KUBERNETES__HOST_PORT_FIRST="28300", VAP_KUBERNETES__HOST_PORT_LAST="28301")
+    start_operator(
+        VAP_KUBERNETES__HOST_NETWORK="true",
+        VAP_KUBERNETES__HOST_PORT_FIRST="28300",
+        VAP_KUBERNETES__HOST_PORT_LAST="28301",
+    )
     cluster = Cluster(kube, kube_namespace)
     scenarios = [uuid.uuid4() for _ in range(3)]
     produce(kafka_settings, Topic.INIT_SCENARIO, [start(scenario) for scenario in scenarios])
@@ -342,4 +435,7 @@ def test_on_the_nodes_network_each_runner_pod_gets_its_own_port_and_a_freed_port
     cluster.wait_phase(stopped, "inactive")
     assert cluster.pod(stopped) is None
     assert host_port_of(cluster.wait_pod(waiting, timeout_seconds=20)) == ports[stopped]
-    wait_until(lambda: (worker(sessions, waiting) or Worker()).wait_reason is None, what="the wait to end in workers.wait_reason")
+    wait_until(
+        lambda: (worker(sessions, waiting) or Worker()).wait_reason is None,
+        what="the wait to end in workers.wait_reason",
+    )

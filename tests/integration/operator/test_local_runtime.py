@@ -36,7 +36,10 @@ def row(sessions: sessionmaker[Session], scenario: uuid.UUID) -> Worker | None:
 def recorded(sessions: sessionmaker[Session], scenario: uuid.UUID, status: str) -> Worker:
     """The scenario's workers row once it shows ``status``: the runtime publishes a status event just
     before it records the same in the row, so a reader who saw the event may still find the old row."""
-    return wait_until(lambda: (r := row(sessions, scenario)) is not None and r.status == status and r, what=f"the workers row to say {status}")
+    return wait_until(
+        lambda: (r := row(sessions, scenario)) is not None and r.status == status and r,
+        what=f"the workers row to say {status}",
+    )
 
 
 def live_pid(sessions: sessionmaker[Session], scenario: uuid.UUID) -> int | None:
@@ -59,12 +62,20 @@ def test_runner_processes_start_and_stop_cleanly_and_a_stubborn_one_is_killed_af
 ) -> None:
     start_local_runtime(runner_command=STAND_IN)  # grace period 1 s
     polite, stubborn = uuid.uuid4(), uuid.uuid4()
-    produce(kafka_settings, Topic.INIT_SCENARIO, [start(polite, name="stand-in", settings={"mode": "serve"}), start(stubborn, settings={"mode": "stubborn"})])
+    produce(
+        kafka_settings,
+        Topic.INIT_SCENARIO,
+        [start(polite, name="stand-in", settings={"mode": "serve"}), start(stubborn, settings={"mode": "stubborn"})],
+    )
     pid = wait_until(lambda: live_pid(sessions, polite), what="the runner process")
     wait_until(lambda: live_pid(sessions, stubborn), what="the stubborn runner process")
 
     env = environ(pid)
-    assert (env["VAP_SCENARIO_UUID"], env["VAP_WORKER_ID"], env["VAP_CAMERA_URL"]) == (str(polite), f"w-{polite}", "rtsp://cam.example/stream")
+    assert (env["VAP_SCENARIO_UUID"], env["VAP_WORKER_ID"], env["VAP_CAMERA_URL"]) == (
+        str(polite),
+        f"w-{polite}",
+        "rtsp://cam.example/stream",
+    )
     assert env["VAP_KAFKA__TOPIC_PREFIX"] == kafka_settings.topic_prefix and int(env["VAP_HTTP_PORT"]) > 0
     assert "VAP_DATABASE__URL" not in env  # the runner gets its own settings only
     assert float(env["VAP_GRACE_PERIOD_SECONDS"]) == 1.0  # it drains within the grace it gets before SIGKILL
@@ -72,14 +83,20 @@ def test_runner_processes_start_and_stop_cleanly_and_a_stubborn_one_is_killed_af
 
     produce(kafka_settings, Topic.INIT_SCENARIO, [shutdown(polite), shutdown(stubborn)])
     for scenario in (polite, stubborn):
-        status_log.wait_for(scenario, [("in_startup_processing", None), ("in_shutdown_processing", None), ("inactive", None)])
+        status_log.wait_for(
+            scenario, [("in_startup_processing", None), ("in_shutdown_processing", None), ("inactive", None)]
+        )
         wait_until(lambda: not pids_with_env(f"VAP_SCENARIO_UUID={scenario}"), what="no process of the scenario left")  # noqa: B023
         stored = recorded(sessions, scenario, "inactive")
         assert (stored.status, stored.process_pid) == ("inactive", None) and stored.stopped_at is not None
 
 
 def test_crashes_restart_with_backoff_a_crash_loop_fails_exit_3_and_exit_0_are_final(
-    start_local_runtime: Any, kafka_settings: KafkaSettings, status_log: StatusLog, sessions: sessionmaker[Session], tmp_path: Path
+    start_local_runtime: Any,
+    kafka_settings: KafkaSettings,
+    status_log: StatusLog,
+    sessions: sessionmaker[Session],
+    tmp_path: Path,
 ) -> None:
     start_local_runtime(runner_command=STAND_IN)  # crash loop: 3 crashes within 60 s; backoff 0.5 s doubling
     flaky, looping, giving_up, finishing = (uuid.uuid4() for _ in range(4))
@@ -96,7 +113,10 @@ def test_crashes_restart_with_backoff_a_crash_loop_fails_exit_3_and_exit_0_are_f
     )
 
     # Crashed twice, restarted twice, now up: a new process each time, not failed.
-    wait_until(lambda: len(starts(records[flaky])) == 3 and live_pid(sessions, flaky) == starts(records[flaky])[-1], what="the third start of flaky")
+    wait_until(
+        lambda: len(starts(records[flaky])) == 3 and live_pid(sessions, flaky) == starts(records[flaky])[-1],
+        what="the third start of flaky",
+    )
     flaky_row = row(sessions, flaky)
     assert flaky_row is not None and (flaky_row.restart_count, flaky_row.status) == (2, "in_startup_processing")
     assert "RunnerCrashed" in (flaky_row.last_error or "")
@@ -115,7 +135,11 @@ def test_crashes_restart_with_backoff_a_crash_loop_fails_exit_3_and_exit_0_are_f
 
 
 def test_stopping_the_runtime_leaves_no_orphans_and_a_killed_runtime_is_adopted_by_the_next(
-    start_local_runtime: Any, kafka_settings: KafkaSettings, status_log: StatusLog, sessions: sessionmaker[Session], tmp_path: Path
+    start_local_runtime: Any,
+    kafka_settings: KafkaSettings,
+    status_log: StatusLog,
+    sessions: sessionmaker[Session],
+    tmp_path: Path,
 ) -> None:
     scenario = uuid.uuid4()
     marker = f"VAP_SCENARIO_UUID={scenario}"
@@ -127,11 +151,17 @@ def test_stopping_the_runtime_leaves_no_orphans_and_a_killed_runtime_is_adopted_
     assert runtime.stop() == 0  # SIGTERM: every runner group is stopped before the runtime exits
     assert pids_with_env(marker) == []
     stored = row(sessions, scenario)
-    assert stored is not None and (stored.process_pid, stored.desired_state, stored.status) == (None, "active", "in_startup_processing")
+    assert stored is not None and (stored.process_pid, stored.desired_state, stored.status) == (
+        None,
+        "active",
+        "in_startup_processing",
+    )
 
     # A new runtime resumes the scenario from the workers table (its to_deploy offsets are committed).
     runtime = start_local_runtime(runner_command=STAND_IN)
-    wait_until(lambda: len(starts(record)) == 2 and len(pids_with_env(marker)) == 2, what="the resumed runner and its child")
+    wait_until(
+        lambda: len(starts(record)) == 2 and len(pids_with_env(marker)) == 2, what="the resumed runner and its child"
+    )
     runner_pid = starts(record)[-1]
     family = sorted(pids_with_env(marker))
 
@@ -151,22 +181,32 @@ def test_stopping_the_runtime_leaves_no_orphans_and_a_killed_runtime_is_adopted_
     os.kill(runner_pid, signal.SIGKILL)
     wait_until(lambda: len(starts(record)) == 3, what="the restart of the killed adopted runner")
     wait_until(lambda: not set(family) & set(pids_with_env(marker)), what="the old group to be gone")
-    restarted = wait_until(lambda: (r := row(sessions, scenario)) is not None and r.restart_count == 1 and r, what="restart_count 1")
+    restarted = wait_until(
+        lambda: (r := row(sessions, scenario)) is not None and r.restart_count == 1 and r, what="restart_count 1"
+    )
     assert "died without an exit code" in (restarted.last_error or "")
 
     produce(kafka_settings, Topic.INIT_SCENARIO, [shutdown(scenario)])
-    status_log.wait_for(scenario, [("in_startup_processing", None), ("in_shutdown_processing", None), ("inactive", None)])
+    status_log.wait_for(
+        scenario, [("in_startup_processing", None), ("in_shutdown_processing", None), ("inactive", None)]
+    )
     wait_until(lambda: not pids_with_env(marker), what="no process of the scenario left")
 
 
 def test_a_runner_that_ends_while_no_runtime_runs_is_reported_by_the_next_runtime(
-    start_local_runtime: Any, kafka_settings: KafkaSettings, status_log: StatusLog, sessions: sessionmaker[Session], tmp_path: Path
+    start_local_runtime: Any,
+    kafka_settings: KafkaSettings,
+    status_log: StatusLog,
+    sessions: sessionmaker[Session],
+    tmp_path: Path,
 ) -> None:
     scenario = uuid.uuid4()
     marker = f"VAP_SCENARIO_UUID={scenario}"
     stop_file = tmp_path / "finish-now"
     runtime = start_local_runtime(runner_command=STAND_IN)
-    produce(kafka_settings, Topic.INIT_SCENARIO, [start(scenario, settings={"mode": "finish_on", "path": str(stop_file)})])
+    produce(
+        kafka_settings, Topic.INIT_SCENARIO, [start(scenario, settings={"mode": "finish_on", "path": str(stop_file)})]
+    )
     wait_until(lambda: live_pid(sessions, scenario), what="the runner process")
     runtime.kill()
     stop_file.touch()  # the runner now finishes its "file" and exits 0, writing its exit code
@@ -192,7 +232,11 @@ def test_a_deploy_for_a_scenario_the_orchestrator_never_accepted_is_dead_lettere
 ) -> None:
     start_local_runtime(runner_command=STAND_IN)
     forged = uuid.uuid4()
-    produce(kafka_settings, Topic.TO_DEPLOY, [DeployCommand(scenario_uuid=forged, worker_id=f"w-{forged}", action="deploy", camera_url="rtsp://10.0.0.1/x")])
+    produce(
+        kafka_settings,
+        Topic.TO_DEPLOY,
+        [DeployCommand(scenario_uuid=forged, worker_id=f"w-{forged}", action="deploy", camera_url="rtsp://10.0.0.1/x")],
+    )
     dead = consume(kafka_settings, dlq_name(topic_name(Topic.TO_DEPLOY, kafka_settings.topic_prefix)), expected=1)
     assert len(dead) == 1 and "never accepted it" in dict(dead[0].headers() or [])["dlq.error"].decode()
     assert pids_with_env(f"VAP_SCENARIO_UUID={forged}") == [] and row(sessions, forged) is None
@@ -208,12 +252,21 @@ def test_runners_past_the_capacity_wait_with_their_reason_and_start_as_slots_fre
         wait_until(lambda: row(sessions, scenario) is not None, what="the workers row")  # noqa: B023
     first, second, third = scenarios
     wait_until(lambda: live_pid(sessions, first) and live_pid(sessions, second), what="two runners")
-    waiting = wait_until(lambda: (r := row(sessions, third)) is not None and r.wait_reason and r, what="the third to wait with a reason")
+    waiting = wait_until(
+        lambda: (r := row(sessions, third)) is not None and r.wait_reason and r, what="the third to wait with a reason"
+    )
     assert waiting.wait_reason == "WaitingForCapacity: 2 of 2 runners running on this machine"
-    assert (waiting.status, waiting.process_pid) == ("in_startup_processing", None) and not pids_with_env(f"VAP_SCENARIO_UUID={third}")
+    assert (waiting.status, waiting.process_pid) == ("in_startup_processing", None) and not pids_with_env(
+        f"VAP_SCENARIO_UUID={third}"
+    )
     # The runtime's lease is renewed for running runners only.
     leased = {s: r.heartbeat_at for s in (first, second) if (r := row(sessions, s)) is not None}
-    wait_until(lambda: all((r := row(sessions, s)) is not None and r.heartbeat_at and r.heartbeat_at > leased[s] for s in leased), what="leases renewed")  # type: ignore[operator]
+    wait_until(
+        lambda: all(
+            (r := row(sessions, s)) is not None and r.heartbeat_at and r.heartbeat_at > leased[s] for s in leased
+        ),
+        what="leases renewed",
+    )  # type: ignore[operator]
     waiting_row = row(sessions, third)
     assert waiting_row is not None and waiting_row.heartbeat_at is None
 
@@ -224,11 +277,18 @@ def test_runners_past_the_capacity_wait_with_their_reason_and_start_as_slots_fre
     assert started is not None and started.wait_reason is None
     produce(kafka_settings, Topic.INIT_SCENARIO, [shutdown(second), shutdown(third)])
     for scenario in (second, third):
-        status_log.wait_for(scenario, [("in_startup_processing", None), ("in_shutdown_processing", None), ("inactive", None)])
+        status_log.wait_for(
+            scenario, [("in_startup_processing", None), ("in_shutdown_processing", None), ("inactive", None)]
+        )
 
 
 def test_a_postgresql_outage_stops_neither_the_runtime_nor_its_runners_and_what_happened_is_recorded_after(
-    start_local_runtime: Any, kafka_settings: KafkaSettings, status_log: StatusLog, sessions: sessionmaker[Session], db_settings: DatabaseSettings, tmp_path: Path
+    start_local_runtime: Any,
+    kafka_settings: KafkaSettings,
+    status_log: StatusLog,
+    sessions: sessionmaker[Session],
+    db_settings: DatabaseSettings,
+    tmp_path: Path,
 ) -> None:
     """Before, an exception in the runtime's loop (PostgreSQL stopped for 10 s) SIGTERMed every runner
     and the operator exited; scenarios stayed `active` with nothing running."""
@@ -239,7 +299,9 @@ def test_a_postgresql_outage_stops_neither_the_runtime_nor_its_runners_and_what_
         runtime = start_local_runtime(
             runner_command=STAND_IN, VAP_DATABASE__URL=url.set(port=proxy.port).render_as_string(hide_password=False)
         )
-        produce(kafka_settings, Topic.INIT_SCENARIO, [start(scenario, settings={"mode": "serve", "record": str(record)})])
+        produce(
+            kafka_settings, Topic.INIT_SCENARIO, [start(scenario, settings={"mode": "serve", "record": str(record)})]
+        )
         first = wait_until(lambda: live_pid(sessions, scenario), what="the runner process")
 
         proxy.cut()
@@ -254,9 +316,15 @@ def test_a_postgresql_outage_stops_neither_the_runtime_nor_its_runners_and_what_
         assert stale is not None and stale.process_pid == first
 
         proxy.restore()
-        wait_until(lambda: live_pid(sessions, scenario) == second, timeout_seconds=30, what="the queued writes after the outage")
+        wait_until(
+            lambda: live_pid(sessions, scenario) == second,
+            timeout_seconds=30,
+            what="the queued writes after the outage",
+        )
         restarted = row(sessions, scenario)
         assert restarted is not None and restarted.restart_count == 1
         produce(kafka_settings, Topic.INIT_SCENARIO, [shutdown(scenario)])
-        status_log.wait_for(scenario, [("in_startup_processing", None), ("in_shutdown_processing", None), ("inactive", None)])
+        status_log.wait_for(
+            scenario, [("in_startup_processing", None), ("in_shutdown_processing", None), ("inactive", None)]
+        )
         assert runtime.alive()

@@ -35,7 +35,11 @@ def test_real_runner_on_a_sample_video_crash_restart_clean_stop_and_end_of_file(
     start_local_runtime(runner_command=[sys.executable, "-m", "vap_runner"], VAP_RUNNER__STOP_GRACE_SECONDS="15")
     slow, whole = uuid.uuid4(), uuid.uuid4()
     # `slow`: the mock detector sleeps up to 60 ms a frame, so the file lasts long enough to crash and stop it.
-    produce(kafka_settings, Topic.INIT_SCENARIO, [start(slow, VIDEO, name="mock", settings={"delay_ms": 60}), start(whole, VIDEO, name="mock")])
+    produce(
+        kafka_settings,
+        Topic.INIT_SCENARIO,
+        [start(slow, VIDEO, name="mock", settings={"delay_ms": 60}), start(whole, VIDEO, name="mock")],
+    )
     results = TopicReader(kafka_settings, Topic.RESULTS)
 
     def runs_of(scenario: uuid.UUID) -> dict[str, int]:
@@ -48,7 +52,9 @@ def test_real_runner_on_a_sample_video_crash_restart_clean_stop_and_end_of_file(
         return counts
 
     # The end of the file: the runner exits 0 -> inactive, never restarted.
-    status_log.wait_for(whole, [("in_startup_processing", None), ("active", None), ("inactive", None)], timeout_seconds=60)
+    status_log.wait_for(
+        whole, [("in_startup_processing", None), ("active", None), ("inactive", None)], timeout_seconds=60
+    )
     wait_until(lambda: worker(sessions, whole).status == "inactive", what="whole inactive in workers")
     wait_until(lambda: sum(runs_of(whole).values()) >= 377, timeout_seconds=30, what="every frame of the file analysed")
     assert len(runs_of(whole)) == 1 and worker(sessions, whole).restart_count == 0
@@ -59,13 +65,19 @@ def test_real_runner_on_a_sample_video_crash_restart_clean_stop_and_end_of_file(
     assert first_pid is not None
     wait_until(lambda: sum(runs_of(slow).values()) >= 10, what="results of the first run")
     os.kill(first_pid, signal.SIGKILL)
-    wait_until(lambda: (pid := worker(sessions, slow).process_pid) is not None and pid != first_pid, what="a restarted runner")
+    wait_until(
+        lambda: (pid := worker(sessions, slow).process_pid) is not None and pid != first_pid, what="a restarted runner"
+    )
     assert worker(sessions, slow).restart_count == 1
     wait_until(lambda: len(runs_of(slow)) == 2, timeout_seconds=30, what="results of a second run")
 
     # Shutdown: SIGTERM, the runner drains and exits 0 -> inactive; nothing of it is left.
     produce(kafka_settings, Topic.INIT_SCENARIO, [shutdown(slow, VIDEO)])
-    status_log.wait_for(slow, [("in_startup_processing", None), ("active", None), ("in_shutdown_processing", None), ("inactive", None)], timeout_seconds=30)
+    status_log.wait_for(
+        slow,
+        [("in_startup_processing", None), ("active", None), ("in_shutdown_processing", None), ("inactive", None)],
+        timeout_seconds=30,
+    )
     wait_until(lambda: worker(sessions, slow).status == "inactive", what="slow inactive in workers")
     wait_until(lambda: not pids_with_env(f"VAP_SCENARIO_UUID={slow}"), what="no runner or inference process left")
     assert worker(sessions, slow).process_pid is None

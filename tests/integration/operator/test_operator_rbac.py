@@ -56,6 +56,13 @@ def test_operator_account_is_denied_everything_else(operator_kubeconfig: str, ku
 
 
 def test_operator_account_may_not_grant_itself_more(operator_kubeconfig: str, kube_namespace: str) -> None:
-    role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "more"}, "rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]}
-    result = kubectl(operator_kubeconfig, "-n", kube_namespace, "create", "-f", "-", stdin=json.dumps(role), check=False)
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": "more"},
+        "rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}],
+    }
+    result = kubectl(
+        operator_kubeconfig, "-n", kube_namespace, "create", "-f", "-", stdin=json.dumps(role), check=False
+    )
     assert result.returncode != 0 and "forbidden" in result.stderr

@@ -23,7 +23,11 @@ from vap_operator.orchestrator import build_loop
 @pytest.fixture
 def orchestrator(kafka_settings: KafkaSettings, sessions: sessionmaker[Session]) -> Iterator[ConsumerLoop]:
     loop = build_loop(
-        kafka=kafka_settings, sessions=sessions, group_id=f"{kafka_settings.topic_prefix}orch", poll_timeout_seconds=0.5, stop=threading.Event(),
+        kafka=kafka_settings,
+        sessions=sessions,
+        group_id=f"{kafka_settings.topic_prefix}orch",
+        poll_timeout_seconds=0.5,
+        stop=threading.Event(),
         stall_timeout_seconds=120,
     )
     loop.consumer.subscribe(list(loop.contracts))
@@ -62,15 +66,29 @@ def test_start_registers_the_worker_reports_and_deploys(
     orchestrator: ConsumerLoop, kafka_settings: KafkaSettings, sessions: sessionmaker[Session], status_log: StatusLog
 ) -> None:
     scenario = uuid.uuid4()
-    produce(kafka_settings, Topic.INIT_SCENARIO, [start(scenario, "rtsp://admin:pw@cam.example/s", name="hog_person", settings={"stride": 2})])
+    produce(
+        kafka_settings,
+        Topic.INIT_SCENARIO,
+        [start(scenario, "rtsp://admin:pw@cam.example/s", name="hog_person", settings={"stride": 2})],
+    )
     run_until(orchestrator, 1)
 
     row = rows(sessions)[scenario]
-    assert (row.worker_id, row.status, row.desired_state, row.camera_url) == (f"w-{scenario}", "in_startup_processing", "active", "rtsp://admin:pw@cam.example/s")
+    assert (row.worker_id, row.status, row.desired_state, row.camera_url) == (
+        f"w-{scenario}",
+        "in_startup_processing",
+        "active",
+        "rtsp://admin:pw@cam.example/s",
+    )
     assert row.detector == {"name": "hog_person", "settings": {"stride": 2}}
     status_log.wait_for(scenario, [("in_startup_processing", None)])
     (deploy,) = deploys(kafka_settings, 1)
-    assert (deploy.scenario_uuid, deploy.worker_id, deploy.action, deploy.camera_url) == (scenario, f"w-{scenario}", "deploy", "rtsp://admin:pw@cam.example/s")
+    assert (deploy.scenario_uuid, deploy.worker_id, deploy.action, deploy.camera_url) == (
+        scenario,
+        f"w-{scenario}",
+        "deploy",
+        "rtsp://admin:pw@cam.example/s",
+    )
     assert deploy.detector.name == "hog_person"
 
 
@@ -78,7 +96,11 @@ def test_replays_change_no_row_and_a_shutdown_before_its_start_is_never_deployed
     orchestrator: ConsumerLoop, kafka_settings: KafkaSettings, sessions: sessionmaker[Session], status_log: StatusLog
 ) -> None:
     normal, early = uuid.uuid4(), uuid.uuid4()
-    produce(kafka_settings, Topic.INIT_SCENARIO, [start(normal), start(normal), shutdown(early), start(early), start(early), shutdown(normal), shutdown(normal)])
+    produce(
+        kafka_settings,
+        Topic.INIT_SCENARIO,
+        [start(normal), start(normal), shutdown(early), start(early), start(early), shutdown(normal), shutdown(normal)],
+    )
     run_until(orchestrator, 7)
 
     stored = rows(sessions)
@@ -87,7 +109,12 @@ def test_replays_change_no_row_and_a_shutdown_before_its_start_is_never_deployed
     assert (stored[early].desired_state, stored[early].status) == ("inactive", "in_shutdown_processing")
     actions = [(d.scenario_uuid, d.action) for d in deploys(kafka_settings, 5)]
     assert (early, "deploy") not in actions
-    assert [a for s, a in actions if s == normal] == ["deploy", "deploy", "stop", "stop"]  # replays re-publish, never reverse
+    assert [a for s, a in actions if s == normal] == [
+        "deploy",
+        "deploy",
+        "stop",
+        "stop",
+    ]  # replays re-publish, never reverse
     status_log.wait_for(normal, [("in_startup_processing", None), ("in_shutdown_processing", None)])
     status_log.wait_for(early, [("in_shutdown_processing", None)])
     assert status_log.steps(early) == [("in_shutdown_processing", None)]
@@ -101,7 +128,12 @@ def test_poison_command_goes_to_the_dead_letter_topic_and_the_loop_goes_on(
     topic = topic_name(Topic.INIT_SCENARIO, kafka_settings.topic_prefix)
     # A NUL in the camera URL passed the contract before and PostgreSQL refused the workers row:
     # the orchestrator retried it forever, for every scenario behind it.
-    nul_url = start(uuid.uuid4()).model_dump_json().replace("rtsp://cam.example/stream", "rtsp://cam\\u0000.example/s").encode()
+    nul_url = (
+        start(uuid.uuid4())
+        .model_dump_json()
+        .replace("rtsp://cam.example/stream", "rtsp://cam\\u0000.example/s")
+        .encode()
+    )
     assert b"\\u0000" in nul_url
     producer.produce(topic, key=str(scenario), value=b'{"scenario_uuid": "nope", "command": "start"}')
     producer.produce(topic, key=str(scenario), value=nul_url)

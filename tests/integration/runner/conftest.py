@@ -26,7 +26,7 @@ class _CameraHandler(SimpleHTTPRequestHandler):
     """``/mjpeg``: an endless MJPEG camera (the person video as JPEG parts at 10 fps, looping); any
     other path: a file of the media folder (a video file over HTTP)."""
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         if self.path != "/mjpeg":
             super().do_GET()
             return
@@ -41,14 +41,16 @@ class _CameraHandler(SimpleHTTPRequestHandler):
                     capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
                     continue
                 jpeg = cv2.imencode(".jpg", image)[1].tobytes()
-                self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n%s\r\n" % (len(jpeg), jpeg))
+                self.wfile.write(
+                    b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n%s\r\n" % (len(jpeg), jpeg)
+                )
                 time.sleep(0.1)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the runner hung up
         finally:
             capture.release()
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 
@@ -86,21 +88,34 @@ def start_runner(kafka_settings: KafkaSettings) -> Iterator[Callable[..., Runner
 
     yield start
     for runner in started:
-        runner._process.kill()  # noqa: SLF001 - no-op when it already exited
-        runner._process.wait()  # noqa: SLF001
+        runner._process.kill()
+        runner._process.wait()
 
 
 @pytest.fixture
-def results_and_statuses(kafka_settings: KafkaSettings) -> Iterator[tuple[Callable[..., list[FrameResult]], Callable[..., list[StatusEvent]]]]:
+def results_and_statuses(
+    kafka_settings: KafkaSettings,
+) -> Iterator[tuple[Callable[..., list[FrameResult]], Callable[..., list[StatusEvent]]]]:
     """``results(until=..., timeout_seconds=...)`` and ``statuses(...)``: decoded messages of this test's topics."""
-    results_reader, status_reader = TopicReader(kafka_settings, Topic.RESULTS), TopicReader(kafka_settings, Topic.SCENARIO_STATUS)
+    results_reader, status_reader = (
+        TopicReader(kafka_settings, Topic.RESULTS),
+        TopicReader(kafka_settings, Topic.SCENARIO_STATUS),
+    )
 
-    def results(*, until: Callable[[list[FrameResult]], bool] = lambda _: False, timeout_seconds: float = 5.0) -> list[FrameResult]:
-        values = results_reader.read(until=lambda raw: until([decode(FrameResult, value) for value in raw]), timeout_seconds=timeout_seconds)
+    def results(
+        *, until: Callable[[list[FrameResult]], bool] = lambda _: False, timeout_seconds: float = 5.0
+    ) -> list[FrameResult]:
+        values = results_reader.read(
+            until=lambda raw: until([decode(FrameResult, value) for value in raw]), timeout_seconds=timeout_seconds
+        )
         return [decode(FrameResult, value) for value in values]
 
-    def statuses(*, until: Callable[[list[StatusEvent]], bool] = lambda _: False, timeout_seconds: float = 5.0) -> list[StatusEvent]:
-        values = status_reader.read(until=lambda raw: until([decode(StatusEvent, value) for value in raw]), timeout_seconds=timeout_seconds)
+    def statuses(
+        *, until: Callable[[list[StatusEvent]], bool] = lambda _: False, timeout_seconds: float = 5.0
+    ) -> list[StatusEvent]:
+        values = status_reader.read(
+            until=lambda raw: until([decode(StatusEvent, value) for value in raw]), timeout_seconds=timeout_seconds
+        )
         return [decode(StatusEvent, value) for value in values]
 
     yield results, statuses

@@ -20,7 +20,9 @@ class RunnerProcess:
     def __init__(self, env: dict[str, str]) -> None:
         self.lines: list[dict[str, Any]] = []
         self.raw = ""
-        self._process = subprocess.Popen([sys.executable, "-m", "vap_runner"], env={**os.environ, **env}, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "vap_runner"], env={**os.environ, **env}, cwd=ROOT, stderr=subprocess.PIPE, text=True
+        )
         self._collector = threading.Thread(target=self._collect, daemon=True)
         self._collector.start()
 
@@ -37,7 +39,11 @@ class RunnerProcess:
         return [line["message"] for line in self.lines]
 
     def wait_for_log(self, message: str, *, timeout_seconds: float) -> dict[str, Any]:
-        wait_until(lambda: message in self.messages() or self._process.poll() is not None, timeout_seconds=timeout_seconds, what=f"log {message!r}")
+        wait_until(
+            lambda: message in self.messages() or self._process.poll() is not None,
+            timeout_seconds=timeout_seconds,
+            what=f"log {message!r}",
+        )
         found = [line for line in self.lines if line["message"] == message]
         assert found, f"runner exited ({self._process.returncode}) without logging {message!r}: {self.messages()}"
         return found[-1]

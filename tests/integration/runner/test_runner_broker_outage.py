@@ -117,7 +117,9 @@ def test_live_runner_keeps_analysing_through_an_outage_and_delivers_every_result
 ) -> None:
     results, statuses = results_and_statuses
     scenario, port = uuid.uuid4(), free_port()
-    runner = start_runner(rtsp_camera.url, scenario_uuid=scenario, http_port=port, downstream_blocked_timeout_seconds=OLD_TIMEOUT_SECONDS)
+    runner = start_runner(
+        rtsp_camera.url, scenario_uuid=scenario, http_port=port, downstream_blocked_timeout_seconds=OLD_TIMEOUT_SECONDS
+    )
     assert len(results(until=lambda got: len(got) >= 5, timeout_seconds=30)) >= 5, runner.messages()
     during: dict[str, float] = {}
 
@@ -135,10 +137,14 @@ def test_live_runner_keeps_analysing_through_an_outage_and_delivers_every_result
     assert (summary["results_acknowledged"], summary["results_dropped"]) == (analysed, 0), summary
     numbers = assert_one_run_in_order(results(until=lambda got: len(got) >= analysed, timeout_seconds=30), scenario)
     assert len(numbers) == analysed
-    assert [event.status for event in statuses(timeout_seconds=2)] == [ScenarioStatus.ACTIVE], "no failed, no drop report"
+    assert [event.status for event in statuses(timeout_seconds=2)] == [ScenarioStatus.ACTIVE], (
+        "no failed, no drop report"
+    )
     print(
-        f"live outage: broker away {outage:.1f} s (old limit {OLD_TIMEOUT_SECONDS} s); {int(during['vap_runner_results_undelivered'])} results "
-        f"held ({int(during['vap_runner_results_undelivered_bytes'])} B) {OLD_TIMEOUT_SECONDS} s into it; {analysed} analysed, all delivered once in order"
+        f"live outage: broker away {outage:.1f} s (old limit {OLD_TIMEOUT_SECONDS} s); "
+        f"{int(during['vap_runner_results_undelivered'])} results "
+        f"held ({int(during['vap_runner_results_undelivered_bytes'])} B) {OLD_TIMEOUT_SECONDS} s into it; "
+        f"{analysed} analysed, all delivered once in order"
     )
 
 
@@ -157,17 +163,30 @@ def test_live_runner_over_its_budget_drops_the_oldest_results_counted_exactly(
     results(until=lambda got: len(got) >= 5, timeout_seconds=30)
 
     def until_dropping() -> None:
-        wait_until(lambda: metrics(port).get('vap_runner_results_dropped_total{cause="budget"}', 0) >= 20, timeout_seconds=OUTAGE_SECONDS * 2, what="drops")
+        wait_until(
+            lambda: metrics(port).get('vap_runner_results_dropped_total{cause="budget"}', 0) >= 20,
+            timeout_seconds=OUTAGE_SECONDS * 2,
+            what="drops",
+        )
         during = metrics(port)
         assert during["vap_runner_results_undelivered_bytes"] <= TINY_BUDGET_MIB * 2**20, during
 
     outage = kill_for(private_broker, OUTAGE_SECONDS, during=until_dropping)
-    report = runner.wait_for_log("results dropped: Kafka took none while the undelivered-results budget was full", timeout_seconds=60)
+    report = runner.wait_for_log(
+        "results dropped: Kafka took none while the undelivered-results budget was full", timeout_seconds=60
+    )
     summary = stop(runner)
 
-    analysed, acknowledged, dropped = summary["frames_analysed"], summary["results_acknowledged"], summary["results_dropped"]
+    analysed, acknowledged, dropped = (
+        summary["frames_analysed"],
+        summary["results_acknowledged"],
+        summary["results_dropped"],
+    )
     assert isinstance(analysed, int) and isinstance(acknowledged, int) and isinstance(dropped, int)
-    assert acknowledged + dropped == analysed and dropped == report["results_dropped"] == report["results_dropped_total"] > 20, (summary, report)
+    assert (
+        acknowledged + dropped == analysed
+        and dropped == report["results_dropped"] == report["results_dropped_total"] > 20
+    ), (summary, report)
     delivered = results(until=lambda got: len(got) >= acknowledged, timeout_seconds=30)
     numbers = assert_one_run_in_order(delivered, scenario)
     assert len(numbers) == acknowledged
@@ -181,14 +200,19 @@ def test_live_runner_over_its_budget_drops_the_oldest_results_counted_exactly(
     # ... and the platform is told: an `active` event (the state does not change) saying what was lost.
     events = statuses(until=lambda got: len(got) >= 2, timeout_seconds=10)
     assert [event.status for event in events] == [ScenarioStatus.ACTIVE, ScenarioStatus.ACTIVE]
-    assert events[1].message and events[1].message.startswith(f"results dropped: {dropped} (frames {first}-{last}), oldest first")
+    assert events[1].message and events[1].message.startswith(
+        f"results dropped: {dropped} (frames {first}-{last}), oldest first"
+    )
     assert events[1].drops is not None and events[1].drops.model_dump() == {
         "run_id": delivered[0].run_id,
         "dropped": dropped,
         "first_frame": first,
         "last_frame": last,
     }, "the report the inbox stores for the API: the run's exact totals"
-    print(f"tiny budget ({TINY_BUDGET_MIB} MiB): broker away {outage:.1f} s; analysed {analysed} = published {acknowledged} + dropped {dropped} (frames {first}-{last})")
+    print(
+        f"tiny budget ({TINY_BUDGET_MIB} MiB): broker away {outage:.1f} s; "
+        f"analysed {analysed} = published {acknowledged} + dropped {dropped} (frames {first}-{last})"
+    )
 
 
 def test_file_pauses_through_an_outage_and_delivers_every_sampled_frame(
@@ -208,7 +232,10 @@ def test_file_pauses_through_an_outage_and_delivers_every_sampled_frame(
     paused: dict[str, float] = {}
 
     def check_paused() -> None:
-        runner.wait_for_log("undelivered results fill their budget; reading paused until Kafka takes them", timeout_seconds=OUTAGE_SECONDS)
+        runner.wait_for_log(
+            "undelivered results fill their budget; reading paused until Kafka takes them",
+            timeout_seconds=OUTAGE_SECONDS,
+        )
         time.sleep(1)
         read_at_pause = metrics(port)["vap_runner_frames_read_total"]
         time.sleep(OLD_TIMEOUT_SECONDS)
@@ -219,14 +246,23 @@ def test_file_pauses_through_an_outage_and_delivers_every_sampled_frame(
     assert runner.wait(timeout_seconds=90) == RunnerExit.DONE, runner.messages()[-10:]
 
     summary = runner.wait_for_log("stream finished", timeout_seconds=1)
-    assert (summary["frames_analysed"], summary["results_acknowledged"], summary["results_dropped"]) == (377, 377, 0), summary
+    assert (summary["frames_analysed"], summary["results_acknowledged"], summary["results_dropped"]) == (377, 377, 0), (
+        summary
+    )
     assert runner.messages().count("results delivered again; reading on") >= 1
-    assert assert_one_run_in_order(results(until=lambda got: len(got) >= 377, timeout_seconds=30), scenario) == list(range(377))
+    assert assert_one_run_in_order(results(until=lambda got: len(got) >= 377, timeout_seconds=30), scenario) == list(
+        range(377)
+    )
     events = statuses(until=lambda got: len(got) >= 2, timeout_seconds=10)
-    assert [(event.status, event.message) for event in events] == [(ScenarioStatus.ACTIVE, None), (ScenarioStatus.INACTIVE, "end of stream")]
+    assert [(event.status, event.message) for event in events] == [
+        (ScenarioStatus.ACTIVE, None),
+        (ScenarioStatus.INACTIVE, "end of stream"),
+    ]
     print(
-        f"file outage: broker away {outage:.1f} s; paused at {int(paused['vap_runner_frames_read_total'])} frames read with "
-        f"{int(paused['vap_runner_results_undelivered'])} results held; then all 377 delivered once in order, `inactive`"
+        f"file outage: broker away {outage:.1f} s; "
+        f"paused at {int(paused['vap_runner_frames_read_total'])} frames read with "
+        f"{int(paused['vap_runner_results_undelivered'])} results held; "
+        "then all 377 delivered once in order, `inactive`"
     )
 
 
@@ -238,16 +274,26 @@ def test_status_events_queued_during_an_outage_are_delivered_after_it(
     runner: list[RunnerProcess] = []
 
     def start_during_the_outage() -> None:  # e.g. restarted by its runtime meanwhile
-        runner.append(start_runner(rtsp_camera.url, scenario_uuid=scenario, downstream_blocked_timeout_seconds=OLD_TIMEOUT_SECONDS))
-        runner[0].wait_for_log("Kafka outage: no result acknowledged; holding results", timeout_seconds=OUTAGE_SECONDS + 20)
+        runner.append(
+            start_runner(
+                rtsp_camera.url, scenario_uuid=scenario, downstream_blocked_timeout_seconds=OLD_TIMEOUT_SECONDS
+            )
+        )
+        runner[0].wait_for_log(
+            "Kafka outage: no result acknowledged; holding results", timeout_seconds=OUTAGE_SECONDS + 20
+        )
 
     outage = kill_for(private_broker, OUTAGE_SECONDS, during=start_during_the_outage)
     events = statuses(until=lambda got: len(got) >= 1, timeout_seconds=60)
-    assert [(event.scenario_uuid, event.status) for event in events] == [(scenario, ScenarioStatus.ACTIVE)], runner[0].messages()[-10:]
+    assert [(event.scenario_uuid, event.status) for event in events] == [(scenario, ScenarioStatus.ACTIVE)], runner[
+        0
+    ].messages()[-10:]
     runner[0].wait_for_log("Kafka acknowledges results again", timeout_seconds=30)
     summary = stop(runner[0])
     assert summary["results_acknowledged"] == summary["frames_analysed"] and summary["results_dropped"] == 0, summary
-    numbers = assert_one_run_in_order(results(until=lambda got: len(got) >= summary["frames_analysed"], timeout_seconds=30), scenario)
+    numbers = assert_one_run_in_order(
+        results(until=lambda got: len(got) >= summary["frames_analysed"], timeout_seconds=30), scenario
+    )
     assert len(numbers) == summary["frames_analysed"]
     print(f"started during a {outage:.1f} s outage: `active` and all {len(numbers)} results delivered after it")
 
@@ -259,7 +305,10 @@ def test_sigterm_during_an_outage_exits_0_within_its_grace_and_counts_what_it_dr
     scenario = uuid.uuid4()
     grace_seconds = 4
     runner = start_runner(
-        rtsp_camera.url, scenario_uuid=scenario, grace_period_seconds=grace_seconds, downstream_blocked_timeout_seconds=OLD_TIMEOUT_SECONDS
+        rtsp_camera.url,
+        scenario_uuid=scenario,
+        grace_period_seconds=grace_seconds,
+        downstream_blocked_timeout_seconds=OLD_TIMEOUT_SECONDS,
     )
     results(until=lambda got: len(got) >= 5, timeout_seconds=30)
     before = len(results(timeout_seconds=1))
@@ -274,13 +323,20 @@ def test_sigterm_during_an_outage_exits_0_within_its_grace_and_counts_what_it_dr
         private_broker.start()
         private_broker.wait_ready()
     assert took < grace_seconds + 5, f"exit took {took:.1f} s"
-    analysed, acknowledged, dropped = summary["frames_analysed"], summary["results_acknowledged"], summary["results_dropped"]
+    analysed, acknowledged, dropped = (
+        summary["frames_analysed"],
+        summary["results_acknowledged"],
+        summary["results_dropped"],
+    )
     assert isinstance(analysed, int) and isinstance(acknowledged, int)
     assert dropped == lost["results_dropped"] == analysed - acknowledged > 0, (summary, lost)
     published = assert_one_run_in_order(results(timeout_seconds=5), scenario)
     # What Kafka acknowledged is on the topic; a result in flight at the kill may be there unacknowledged too.
     assert before <= acknowledged <= len(published) <= acknowledged + 5, (before, acknowledged, len(published))
-    print(f"SIGTERM mid-outage: exit 0 after {took:.1f} s (grace {grace_seconds} s); {dropped} of {analysed} results counted dropped")
+    print(
+        f"SIGTERM mid-outage: exit 0 after {took:.1f} s (grace {grace_seconds} s); "
+        f"{dropped} of {analysed} results counted dropped"
+    )
 
 
 def test_an_outage_past_its_limit_fails_with_downstream_blocked_once_the_broker_acknowledges_it(
@@ -290,7 +346,10 @@ def test_an_outage_past_its_limit_fails_with_downstream_blocked_once_the_broker_
     scenario = uuid.uuid4()
     limit_seconds = 2 * OLD_TIMEOUT_SECONDS
     runner = start_runner(
-        rtsp_camera.url, scenario_uuid=scenario, downstream_blocked_timeout_seconds=OLD_TIMEOUT_SECONDS, downstream_outage_limit_seconds=limit_seconds
+        rtsp_camera.url,
+        scenario_uuid=scenario,
+        downstream_blocked_timeout_seconds=OLD_TIMEOUT_SECONDS,
+        downstream_outage_limit_seconds=limit_seconds,
     )
     statuses(until=lambda got: len(got) >= 1, timeout_seconds=30)
     private_broker.kill()
@@ -306,4 +365,7 @@ def test_an_outage_past_its_limit_fails_with_downstream_blocked_once_the_broker_
     assert limit_seconds - 1 <= failed_after < limit_seconds + 10, failed_after
     assert runner.wait(timeout_seconds=40) == RunnerExit.FAILED, runner.raw[-6000:]
     events = statuses(until=lambda got: len(got) >= 2, timeout_seconds=20)
-    assert [(event.status, event.reason) for event in events] == [(ScenarioStatus.ACTIVE, None), (ScenarioStatus.FAILED, FailureReason.DOWNSTREAM_BLOCKED)]
+    assert [(event.status, event.reason) for event in events] == [
+        (ScenarioStatus.ACTIVE, None),
+        (ScenarioStatus.FAILED, FailureReason.DOWNSTREAM_BLOCKED),
+    ]

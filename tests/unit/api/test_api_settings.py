@@ -62,17 +62,31 @@ def test_production_refuses_the_local_database_password(monkeypatch: pytest.Monk
 
 
 def test_api_self_healing_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("VAP_MAX_STARTING_SCENARIOS", "VAP_START_QUEUE_RETRY_AFTER_SECONDS", "VAP_RUNTIME_STALE_AFTER_SECONDS", "VAP_DB_UNAVAILABLE_RETRY_AFTER_SECONDS"):
+    for name in (
+        "VAP_MAX_STARTING_SCENARIOS",
+        "VAP_START_QUEUE_RETRY_AFTER_SECONDS",
+        "VAP_RUNTIME_STALE_AFTER_SECONDS",
+        "VAP_DB_UNAVAILABLE_RETRY_AFTER_SECONDS",
+    ):
         monkeypatch.delenv(name, raising=False)
     settings = ApiSettings()
-    assert (settings.db_connect_timeout_seconds, settings.db_pool_timeout_seconds, settings.db_unavailable_retry_after_seconds) == (2, 2.0, 2)
+    assert (
+        settings.db_connect_timeout_seconds,
+        settings.db_pool_timeout_seconds,
+        settings.db_unavailable_retry_after_seconds,
+    ) == (2, 2.0, 2)
     assert (settings.max_starting_scenarios, settings.start_queue_retry_after_seconds) == (1000, 5)
     assert (settings.runtime_stale_after_seconds, settings.max_detector_settings_depth) == (30.0, 32)
 
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("VAP_MAX_STARTING_SCENARIOS", "0"), ("VAP_DB_CONNECT_TIMEOUT_SECONDS", "1"), ("VAP_START_QUEUE_RETRY_AFTER_SECONDS", "0"), ("VAP_MAX_DETECTOR_SETTINGS_DEPTH", "500")],
+    [
+        ("VAP_MAX_STARTING_SCENARIOS", "0"),
+        ("VAP_DB_CONNECT_TIMEOUT_SECONDS", "1"),
+        ("VAP_START_QUEUE_RETRY_AFTER_SECONDS", "0"),
+        ("VAP_MAX_DETECTOR_SETTINGS_DEPTH", "500"),
+    ],
 )
 def test_api_limits_out_of_range_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
     monkeypatch.setenv(name, value)

@@ -20,7 +20,12 @@ def test_cursor_round_trips_its_position(position: Position) -> None:
 
 def test_positions_order_by_transaction_then_id() -> None:
     # The order PostgreSQL serves: a row of a later transaction comes after, whatever its id.
-    assert sorted([Position(9, 1), Position(7, 50), Position(7, 3), Position(0, 99)]) == [Position(0, 99), Position(7, 3), Position(7, 50), Position(9, 1)]
+    assert sorted([Position(9, 1), Position(7, 50), Position(7, 3), Position(0, 99)]) == [
+        Position(0, 99),
+        Position(7, 3),
+        Position(7, 50),
+        Position(9, 1),
+    ]
 
 
 def _b64(raw: bytes) -> str:

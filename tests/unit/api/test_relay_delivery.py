@@ -57,19 +57,31 @@ def _rows(count: int) -> list[_Row]:
     rows = []
     for row_id in range(1, count + 1):
         scenario_uuid = uuid.uuid4()
-        payload = ScenarioCommand(scenario_uuid=scenario_uuid, command="start", camera_url="rtsp://c/s").model_dump(mode="json")
+        payload = ScenarioCommand(scenario_uuid=scenario_uuid, command="start", camera_url="rtsp://c/s").model_dump(
+            mode="json"
+        )
         rows.append(_Row(row_id, scenario_uuid, "init_scenario", "start", payload, datetime.now(UTC).timestamp()))
     return rows
 
 
 def _relay(producer: FakeProducer) -> Relay:
-    relay = Relay(engine=create_engine("postgresql+psycopg2://unused@127.0.0.1:1/unused"), kafka=KafkaSettings(topic_prefix="p."), options=RelayOptions())
+    relay = Relay(
+        engine=create_engine("postgresql+psycopg2://unused@127.0.0.1:1/unused"),
+        kafka=KafkaSettings(topic_prefix="p."),
+        options=RelayOptions(),
+    )
     relay._producer = producer  # type: ignore[assignment]
     return relay
 
 
 def test_only_acknowledged_rows_count_as_published() -> None:
-    outcomes: dict[int, FakeError | None | str] = {1: None, 2: FakeError("Broker: Not enough in-sync replicas"), 3: "silent", 4: "queue full", 5: None}
+    outcomes: dict[int, FakeError | None | str] = {
+        1: None,
+        2: FakeError("Broker: Not enough in-sync replicas"),
+        3: "silent",
+        4: "queue full",
+        5: None,
+    }
     producer = FakeProducer(lambda row_id: outcomes[row_id])
 
     errors = _relay(producer)._publish(_rows(5))

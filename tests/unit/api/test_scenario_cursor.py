@@ -21,8 +21,13 @@ def test_cursor_round_trips_its_position() -> None:
 
 @pytest.mark.parametrize(
     "cursor",
-    ["", "%%%", base64.urlsafe_b64encode(b"2026-11-25T12:00:00+00:00|nope").decode(), base64.urlsafe_b64encode(b"\xff\xfe").decode(),
-     base64.urlsafe_b64encode(f"2026-11-25T12:00:00|{uuid.UUID(int=1)}".encode()).decode()],
+    [
+        "",
+        "%%%",
+        base64.urlsafe_b64encode(b"2026-11-25T12:00:00+00:00|nope").decode(),
+        base64.urlsafe_b64encode(b"\xff\xfe").decode(),
+        base64.urlsafe_b64encode(f"2026-11-25T12:00:00|{uuid.UUID(int=1)}".encode()).decode(),
+    ],
 )
 def test_tampered_cursor_is_refused(cursor: str) -> None:
     with pytest.raises(InvalidRequest) as raised:

@@ -17,11 +17,21 @@ def test_a_camera_url_is_stored_as_admitted_and_a_refusal_is_a_422_on_camera_url
     with its own settings and names the field."""
     settings = ApiSettings(max_camera_url_length=64)
     assert admit_camera_url("RTSP://cam.example/stream", settings=settings) == "rtsp://cam.example/stream"
-    for url, reason in (("rtsp://u:hunter2@cam.example/" + "x" * 64, "longer than 64"), ("file:///videos/a.mp4", "scheme 'file' is not allowed")):
+    for url, reason in (
+        ("rtsp://u:hunter2@cam.example/" + "x" * 64, "longer than 64"),
+        ("file:///videos/a.mp4", "scheme 'file' is not allowed"),
+    ):
         with pytest.raises(InvalidRequest) as raised:
             admit_camera_url(url, settings=settings)
-        assert raised.value.location == ("body", "camera_url") and reason in raised.value.detail and "hunter2" not in raised.value.detail
-    assert admit_camera_url("file:///videos/a.mp4", settings=settings.model_copy(update={"allow_file_urls": True})) == "file:///videos/a.mp4"
+        assert (
+            raised.value.location == ("body", "camera_url")
+            and reason in raised.value.detail
+            and "hunter2" not in raised.value.detail
+        )
+    assert (
+        admit_camera_url("file:///videos/a.mp4", settings=settings.model_copy(update={"allow_file_urls": True}))
+        == "file:///videos/a.mp4"
+    )
 
 
 def test_the_api_cannot_admit_longer_camera_urls_than_kubernetes_runs() -> None:
@@ -32,18 +42,29 @@ def test_the_api_cannot_admit_longer_camera_urls_than_kubernetes_runs() -> None:
 
 def test_detector_must_be_allowed_and_its_settings_small() -> None:
     settings = ApiSettings(detectors=["mock", "motion"], max_detector_settings_bytes=32)
-    check_init(ScenarioInit(camera_url="rtsp://c/s", detector=DetectorIn(name="motion", settings={"history_frames": 500})), settings=settings)
+    check_init(
+        ScenarioInit(camera_url="rtsp://c/s", detector=DetectorIn(name="motion", settings={"history_frames": 500})),
+        settings=settings,
+    )
     with pytest.raises(InvalidRequest, match="unknown detector 'onnx'; use one of: mock, motion"):
         check_init(ScenarioInit(camera_url="rtsp://c/s", detector=DetectorIn(name="onnx")), settings=settings)
     with pytest.raises(InvalidRequest, match="the limit is 32"):
-        check_init(ScenarioInit(camera_url="rtsp://c/s", detector=DetectorIn(settings={"padding": "x" * 32})), settings=settings)
+        check_init(
+            ScenarioInit(camera_url="rtsp://c/s", detector=DetectorIn(settings={"padding": "x" * 32})),
+            settings=settings,
+        )
 
 
 @pytest.mark.parametrize(
     ("name", "settings", "location", "reason"),
     [
         ("motion", {"history": 500}, ("body", "detector", "settings", "history"), "Extra inputs are not permitted"),
-        ("mock", {"max_detections": -1}, ("body", "detector", "settings", "max_detections"), "greater than or equal to 0"),
+        (
+            "mock",
+            {"max_detections": -1},
+            ("body", "detector", "settings", "max_detections"),
+            "greater than or equal to 0",
+        ),
         ("mock", {"classes": ["person", 7]}, ("body", "detector", "settings", "classes", "1"), "valid string"),
         ("hog_person", {"type": "motion"}, ("body", "detector", "settings", "type"), "say type 'motion'"),
         ("haar_face", {"cascade": "../../etc/passwd"}, ("body", "detector", "settings", "cascade"), "cascade"),
@@ -54,10 +75,18 @@ def test_bad_detector_settings_are_a_422_naming_the_setting_not_a_failed_scenari
     name: str, settings: dict[str, object], location: tuple[str, ...], reason: str
 ) -> None:
     with pytest.raises(InvalidRequest) as raised:
-        check_init(ScenarioInit(camera_url="rtsp://c/s", detector=DetectorIn(name=name, settings=settings)), settings=ApiSettings())
+        check_init(
+            ScenarioInit(camera_url="rtsp://c/s", detector=DetectorIn(name=name, settings=settings)),
+            settings=ApiSettings(),
+        )
     assert raised.value.location == location and reason in raised.value.detail
     # The model file is on the runner's machine: the API takes any path, the runner checks it.
-    check_init(ScenarioInit(camera_url="rtsp://c/s", detector=DetectorIn(name="onnx", settings={"model_path": "/models/x.onnx"})), settings=ApiSettings())
+    check_init(
+        ScenarioInit(
+            camera_url="rtsp://c/s", detector=DetectorIn(name="onnx", settings={"model_path": "/models/x.onnx"})
+        ),
+        settings=ApiSettings(),
+    )
 
 
 @pytest.mark.parametrize("key", ["", "k" * 201, "tab\tkey", "clé", "nul\x00key", "\ud800"])
@@ -78,8 +107,14 @@ def test_absent_or_ordinary_idempotency_key_is_fine() -> None:
         (ScenarioInit(camera_url="rtsp://c/s", name="a\x00"), ("body", "name")),
         (ScenarioInit(camera_url="rtsp://c/s\x00"), ("body", "camera_url")),
         (ScenarioInit(camera_url="rtsp://c/s", detector=DetectorIn(name="mock\x00")), ("body", "detector", "name")),
-        (ScenarioInit(camera_url="rtsp://c/s", detector=DetectorIn(settings={"k": "\x00"})), ("body", "detector", "settings")),
-        (ScenarioInit(camera_url="rtsp://c/s", detector=DetectorIn(settings={"k": float("nan")})), ("body", "detector", "settings")),
+        (
+            ScenarioInit(camera_url="rtsp://c/s", detector=DetectorIn(settings={"k": "\x00"})),
+            ("body", "detector", "settings"),
+        ),
+        (
+            ScenarioInit(camera_url="rtsp://c/s", detector=DetectorIn(settings={"k": float("nan")})),
+            ("body", "detector", "settings"),
+        ),
     ],
 )
 def test_init_refuses_unstorable_input_naming_its_field(body: ScenarioInit, location: tuple[str, ...]) -> None:
@@ -90,4 +125,9 @@ def test_init_refuses_unstorable_input_naming_its_field(body: ScenarioInit, loca
 
 def test_an_unknown_detector_name_that_cannot_be_shown_is_refused_for_that_first() -> None:
     with pytest.raises(InvalidRequest, match="unpaired UTF-16 surrogates"):
-        check_init(ScenarioInit.model_construct(camera_url="rtsp://c/s", name=None, detector=DetectorIn.model_construct(name="\ud800", settings={})), settings=ApiSettings())
+        check_init(
+            ScenarioInit.model_construct(
+                camera_url="rtsp://c/s", name=None, detector=DetectorIn.model_construct(name="\ud800", settings={})
+            ),
+            settings=ApiSettings(),
+        )

@@ -39,4 +39,6 @@ def test_only_a_scenario_that_should_be_running_with_a_missing_or_lapsed_lease_i
 def test_a_lease_renewed_after_the_databases_now_is_not_stale() -> None:
     # Both times come from PostgreSQL, but now() is when the reading transaction began: a lease
     # renewed since then lies after it, and is fresh.
-    assert is_stale(status=S.ACTIVE, heartbeat_at=NOW + timedelta(seconds=1), now=NOW, stale_after_seconds=30.0) is False
+    assert (
+        is_stale(status=S.ACTIVE, heartbeat_at=NOW + timedelta(seconds=1), now=NOW, stale_after_seconds=30.0) is False
+    )

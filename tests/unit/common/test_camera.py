@@ -55,7 +55,9 @@ def _crd_accepts(url: str) -> bool:
 
 
 @pytest.mark.parametrize(("url", "admitted"), ADMITTED)
-def test_camera_urls_are_admitted_with_their_scheme_lower_cased_and_the_crd_takes_them(url: str, admitted: str | None) -> None:
+def test_camera_urls_are_admitted_with_their_scheme_lower_cased_and_the_crd_takes_them(
+    url: str, admitted: str | None
+) -> None:
     result = camera.admit(url, allow_files=True)
     assert result.url == (admitted or url)
     assert _crd_accepts(result.url), "the operator would create a VideoScenario the API server refuses"
@@ -71,12 +73,18 @@ def test_other_urls_are_refused_with_a_reason_that_never_repeats_the_url(url: st
 
 def test_every_admitted_scheme_is_one_the_crd_takes_and_the_crd_length_is_the_limit() -> None:
     for scheme in camera.schemes(allow_files=True):
-        assert _crd_accepts(camera.admit(f"{scheme}://cam.example/stream" if scheme != camera.FILE_SCHEME else "file:///v.mp4", allow_files=True).url)
+        assert _crd_accepts(
+            camera.admit(
+                f"{scheme}://cam.example/stream" if scheme != camera.FILE_SCHEME else "file:///v.mp4", allow_files=True
+            ).url
+        )
     assert _crd_camera_url_schema()["maxLength"] == camera.MAX_LENGTH
 
 
 def test_file_urls_need_the_setting_and_a_stricter_caller_limit_holds() -> None:
-    with pytest.raises(camera.InadmissibleCamera, match="scheme 'file' is not allowed; use one of: rtsp, rtsps, http, https$"):
+    with pytest.raises(
+        camera.InadmissibleCamera, match="scheme 'file' is not allowed; use one of: rtsp, rtsps, http, https$"
+    ):
         camera.admit("file:///srv/media/people.mp4", allow_files=False)
     with pytest.raises(camera.InadmissibleCamera, match="longer than 64"):
         camera.admit("rtsp://cam.example/" + "x" * 50, allow_files=False, max_length=64)

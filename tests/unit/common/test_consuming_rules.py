@@ -119,7 +119,12 @@ class Clock:
 
 def events(count: int) -> list[FakeMessage]:
     scenario = uuid.uuid4()
-    return [FakeMessage(encode(StatusEvent(scenario_uuid=scenario, status=ScenarioStatus.ACTIVE, message=f"m{index}")), index) for index in range(count)]
+    return [
+        FakeMessage(
+            encode(StatusEvent(scenario_uuid=scenario, status=ScenarioStatus.ACTIVE, message=f"m{index}")), index
+        )
+        for index in range(count)
+    ]
 
 
 def make_loop(

@@ -37,7 +37,13 @@ def test_frame_result_wire_format_uses_class_key() -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    [b"not json", b"{}", b'{"scenario_uuid": "x", "status": "active"}', b'{"scenario_uuid": "00000000-0000-0000-0000-000000000001", "status": "dancing"}', None],
+    [
+        b"not json",
+        b"{}",
+        b'{"scenario_uuid": "x", "status": "active"}',
+        b'{"scenario_uuid": "00000000-0000-0000-0000-000000000001", "status": "dancing"}',
+        None,
+    ],
 )
 def test_decode_rejects_bad_values_with_invalid_message(raw: bytes | None) -> None:
     with pytest.raises(InvalidMessage):
@@ -45,13 +51,20 @@ def test_decode_rejects_bad_values_with_invalid_message(raw: bytes | None) -> No
 
 
 def test_unknown_fields_are_rejected() -> None:
-    raw = json.dumps({"scenario_uuid": str(uuid.uuid4()), "command": "start", "camera_url": "rtsp://h/s", "extra": 1}).encode()
+    raw = json.dumps(
+        {"scenario_uuid": str(uuid.uuid4()), "command": "start", "camera_url": "rtsp://h/s", "extra": 1}
+    ).encode()
     with pytest.raises(InvalidMessage):
         decode(ScenarioCommand, raw)
 
 
 def test_status_event_carries_reason_code() -> None:
-    event = StatusEvent(scenario_uuid=uuid.uuid4(), status=ScenarioStatus.FAILED, reason=FailureReason.SOURCE_UNREACHABLE, message="no route")
+    event = StatusEvent(
+        scenario_uuid=uuid.uuid4(),
+        status=ScenarioStatus.FAILED,
+        reason=FailureReason.SOURCE_UNREACHABLE,
+        message="no route",
+    )
     assert json.loads(encode(event))["reason"] == "SourceUnreachable"
 
 
@@ -130,4 +143,6 @@ def test_frame_result_record_accepts_and_rejects_what_the_model_does(raw: bytes)
 
 def test_frame_result_record_has_the_model_fields() -> None:
     assert set(FrameResultRecord.__struct_fields__) == set(FrameResult.model_fields)
-    assert set(DetectionRecord.__struct_encode_fields__) == {field.alias or name for name, field in Detection.model_fields.items()}
+    assert set(DetectionRecord.__struct_encode_fields__) == {
+        field.alias or name for name, field in Detection.model_fields.items()
+    }

@@ -32,5 +32,14 @@ def test_topic_names_with_prefix_and_dlq() -> None:
     assert topic_name(Topic.RESULTS, "t1.") == "t1.results"
     assert dlq_name("t1.results") == "t1.results.dlq"
     assert sorted(all_topic_names()) == sorted(
-        ["init_scenario", "to_deploy", "results", "scenario_status", "init_scenario.dlq", "to_deploy.dlq", "results.dlq", "scenario_status.dlq"]
+        [
+            "init_scenario",
+            "to_deploy",
+            "results",
+            "scenario_status",
+            "init_scenario.dlq",
+            "to_deploy.dlq",
+            "results.dlq",
+            "scenario_status.dlq",
+        ]
     )

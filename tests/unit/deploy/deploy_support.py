@@ -164,7 +164,9 @@ def parse_dockerfile(path: Path) -> list[Stage]:
     for keyword, arguments in _instructions(path.read_text()):
         if keyword == "ARG":
             if not stages:
-                global_args.update(dict(word.split("=", 1) if "=" in word else (word, "") for word in arguments.split()))
+                global_args.update(
+                    dict(word.split("=", 1) if "=" in word else (word, "") for word in arguments.split())
+                )
             continue
         if keyword == "FROM":
             words = re.sub(r"\$\{(\w+)\}", lambda match: global_args[match.group(1)], arguments).split()

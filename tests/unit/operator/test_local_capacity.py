@@ -18,5 +18,7 @@ GIB = 2**30
         (LocalSettings(runners_per_core=0.1), 2, 24 * GIB, 1),  # never below one
     ],
 )
-def test_capacity_is_the_setting_or_the_smaller_of_the_cpu_and_memory_bounds(settings: LocalSettings, cpu_count: int, memory_bytes: int, capacity: int) -> None:
+def test_capacity_is_the_setting_or_the_smaller_of_the_cpu_and_memory_bounds(
+    settings: LocalSettings, cpu_count: int, memory_bytes: int, capacity: int
+) -> None:
     assert settings.resolved_capacity(cpu_count=cpu_count, memory_bytes=memory_bytes) == capacity

@@ -64,7 +64,9 @@ CREATE = Plan(
         (WorkerState(A, S.FAILED), "stop", DeployVerdict.APPLY),
     ],
 )
-def test_deploys_are_acted_on_only_for_registered_scenarios_still_wanted(row: WorkerState | None, action: DeployAction, verdict: DeployVerdict) -> None:
+def test_deploys_are_acted_on_only_for_registered_scenarios_still_wanted(
+    row: WorkerState | None, action: DeployAction, verdict: DeployVerdict
+) -> None:
     assert judge_deploy(row, action) == verdict
 
 
@@ -84,12 +86,20 @@ def test_deploys_are_acted_on_only_for_registered_scenarios_still_wanted(row: Wo
         (1, 0, 0, True),
     ],
 )
-def test_a_pod_is_created_only_into_a_free_slot_oldest_first(capacity: int | None, live: int, ahead: int, admitted: bool) -> None:
-    plan = admit_runner(CREATE, capacity=capacity, live_pods=live, waiting_ahead=ahead, already_waiting=False, poll_seconds=10)
+def test_a_pod_is_created_only_into_a_free_slot_oldest_first(
+    capacity: int | None, live: int, ahead: int, admitted: bool
+) -> None:
+    plan = admit_runner(
+        CREATE, capacity=capacity, live_pods=live, waiting_ahead=ahead, already_waiting=False, poll_seconds=10
+    )
     assert (plan == CREATE) is admitted
     if not admitted:
         assert (plan.action, plan.phase, plan.ready, plan.ready_reason, plan.wait_seconds) == (
-            Action.NONE, S.IN_STARTUP_PROCESSING, False, WAITING_FOR_CAPACITY, 10
+            Action.NONE,
+            S.IN_STARTUP_PROCESSING,
+            False,
+            WAITING_FOR_CAPACITY,
+            10,
         )
 
 
@@ -102,7 +112,10 @@ def test_the_wait_says_why_and_posts_its_event_once() -> None:
     assert again.events == ()
 
 
-@pytest.mark.parametrize("plan", [Plan(phase=S.ACTIVE, ready=True), Plan(phase=S.IN_SHUTDOWN_PROCESSING, action=Action.DELETE_POD, delete_uid="u")])
+@pytest.mark.parametrize(
+    "plan",
+    [Plan(phase=S.ACTIVE, ready=True), Plan(phase=S.IN_SHUTDOWN_PROCESSING, action=Action.DELETE_POD, delete_uid="u")],
+)
 def test_only_pod_creation_waits_for_capacity(plan: Plan) -> None:
     assert admit_runner(plan, capacity=1, live_pods=5, waiting_ahead=5, already_waiting=True, poll_seconds=10) == plan
 
@@ -127,8 +140,14 @@ def test_waiting_scenarios_queue_by_creation_time(others: list[QueuedScenario], 
     assert waiting_ahead_of(q("m", "2026-11-30T12:00:05Z"), others) == ahead
 
 
-def pod(name: str, phase: str | None, *, ready: bool = False, scenario: str | None = None, deleting: bool = False) -> dict[str, Any]:
-    metadata: dict[str, Any] = {"name": name, "uid": f"uid-{name}", "labels": {"vap.dev/scenario-uuid": scenario} if scenario else {}}
+def pod(
+    name: str, phase: str | None, *, ready: bool = False, scenario: str | None = None, deleting: bool = False
+) -> dict[str, Any]:
+    metadata: dict[str, Any] = {
+        "name": name,
+        "uid": f"uid-{name}",
+        "labels": {"vap.dev/scenario-uuid": scenario} if scenario else {},
+    }
     if deleting:
         metadata["deletionTimestamp"] = "2026-11-30T12:00:00Z"
     status: dict[str, Any] = {"conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}
@@ -156,7 +175,12 @@ def test_a_videoscenario_waits_in_the_queue_only_while_its_status_says_so() -> N
         metadata: dict[str, Any] = {"name": "vs-1", "creationTimestamp": "2026-11-30T12:00:00Z"}
         if deleting:
             metadata["deletionTimestamp"] = "2026-11-30T12:01:00Z"
-        ready = {"type": "Ready", "status": "False", "reason": reason, "message": "waiting for capacity: 2 of 2 runner Pods"}
+        ready = {
+            "type": "Ready",
+            "status": "False",
+            "reason": reason,
+            "message": "waiting for capacity: 2 of 2 runner Pods",
+        }
         return {"metadata": metadata, "spec": {"desiredState": desired}, "status": {"conditions": [ready]}}
 
     assert queued_scenario(body(reason=WAITING_FOR_CAPACITY)) == q("vs-1", "2026-11-30T12:00:00Z")
@@ -164,7 +188,10 @@ def test_a_videoscenario_waits_in_the_queue_only_while_its_status_says_so() -> N
     assert not queued_scenario(body(reason=WAITING_FOR_CAPACITY, desired="inactive")).waiting
     assert not queued_scenario(body(reason=WAITING_FOR_CAPACITY, deleting=True)).waiting
     assert not queued_scenario({"metadata": {"name": "vs-new"}}).waiting  # not reconciled yet
-    assert memory_from_status(body(reason=WAITING_FOR_CAPACITY)["status"]).waiting_message == "waiting for capacity: 2 of 2 runner Pods"
+    assert (
+        memory_from_status(body(reason=WAITING_FOR_CAPACITY)["status"]).waiting_message
+        == "waiting for capacity: 2 of 2 runner Pods"
+    )
     assert memory_from_status(body(reason="PodCreated")["status"]).waiting_message is None
 
 
@@ -186,7 +213,11 @@ def test_a_host_port_is_taken_again_once_its_pod_is_gone() -> None:
 def test_without_a_free_host_port_pod_creation_waits_as_past_the_capacity() -> None:
     plan = wait_for_host_port(CREATE, first=28300, last=28301, already_waiting=False, poll_seconds=10)
     assert (plan.action, plan.phase, plan.ready_reason, plan.message, plan.wait_seconds) == (
-        Action.NONE, S.IN_STARTUP_PROCESSING, WAITING_FOR_CAPACITY, "no free host port in 28300-28301", 10
+        Action.NONE,
+        S.IN_STARTUP_PROCESSING,
+        WAITING_FOR_CAPACITY,
+        "no free host port in 28300-28301",
+        10,
     )
     assert plan.events == (Transition("Normal", WAITING_FOR_CAPACITY, plan.message),)
     assert wait_for_host_port(CREATE, first=28300, last=28301, already_waiting=True, poll_seconds=10).events == ()
@@ -194,7 +225,10 @@ def test_without_a_free_host_port_pod_creation_waits_as_past_the_capacity() -> N
 
 def test_runner_pods_hold_their_http_port_whatever_their_phase() -> None:
     def runner(name: str, phase: str | None, port: int, *, port_name: str = "http") -> dict[str, Any]:
-        return {**pod(name, phase), "spec": {"containers": [{"name": "runner", "ports": [{"name": port_name, "containerPort": port}]}]}}
+        return {
+            **pod(name, phase),
+            "spec": {"containers": [{"name": "runner", "ports": [{"name": port_name, "containerPort": port}]}]},
+        }
 
     pods = [
         runner("p1", "Pending", 28300),

@@ -35,7 +35,9 @@ from vap_operator.decisions import (
 )
 
 S = ScenarioStatus
-POLICY = RestartPolicy(backoff_base_seconds=2, backoff_max_seconds=30, crash_loop_threshold=3, crash_loop_window_seconds=100)
+POLICY = RestartPolicy(
+    backoff_base_seconds=2, backoff_max_seconds=30, crash_loop_threshold=3, crash_loop_window_seconds=100
+)
 SCENARIO = uuid.UUID("0b5f1c2e-7d4a-4e3b-9a8c-1f2e3d4c5b6a")
 
 
@@ -55,7 +57,11 @@ def test_names_are_derived_from_the_uuid_only_and_fit_kubernetes_limits() -> Non
 
 def test_first_start_registers_reports_and_deploys() -> None:
     effect = decide_command(None, "start")
-    assert (effect.desired_state, effect.status, effect.write_row) == (DesiredState.ACTIVE, S.IN_STARTUP_PROCESSING, True)
+    assert (effect.desired_state, effect.status, effect.write_row) == (
+        DesiredState.ACTIVE,
+        S.IN_STARTUP_PROCESSING,
+        True,
+    )
     assert (effect.publish_status, effect.deploy_action) == (S.IN_STARTUP_PROCESSING, "deploy")
 
 
@@ -74,25 +80,42 @@ def test_replayed_start_after_the_runtime_moved_on_publishes_nothing(status: Sce
 
 def test_shutdown_of_running_scenario_stops_it() -> None:
     effect = decide_command(WorkerState(DesiredState.ACTIVE, S.ACTIVE), "shutdown")
-    assert (effect.desired_state, effect.status, effect.write_row) == (DesiredState.INACTIVE, S.IN_SHUTDOWN_PROCESSING, True)
+    assert (effect.desired_state, effect.status, effect.write_row) == (
+        DesiredState.INACTIVE,
+        S.IN_SHUTDOWN_PROCESSING,
+        True,
+    )
     assert (effect.publish_status, effect.deploy_action) == (S.IN_SHUTDOWN_PROCESSING, "stop")
 
 
 def test_shutdown_of_failed_scenario_stops_without_moving_status_backwards() -> None:
     effect = decide_command(WorkerState(DesiredState.ACTIVE, S.FAILED), "shutdown")
-    assert (effect.desired_state, effect.status, effect.publish_status, effect.deploy_action) == (DesiredState.INACTIVE, S.FAILED, None, "stop")
+    assert (effect.desired_state, effect.status, effect.publish_status, effect.deploy_action) == (
+        DesiredState.INACTIVE,
+        S.FAILED,
+        None,
+        "stop",
+    )
 
 
 def test_shutdown_before_start_is_remembered_and_the_late_start_is_not_deployed() -> None:
     shutdown = decide_command(None, "shutdown")
-    assert (shutdown.desired_state, shutdown.deploy_action, shutdown.publish_status) == (DesiredState.INACTIVE, "stop", S.IN_SHUTDOWN_PROCESSING)
+    assert (shutdown.desired_state, shutdown.deploy_action, shutdown.publish_status) == (
+        DesiredState.INACTIVE,
+        "stop",
+        S.IN_SHUTDOWN_PROCESSING,
+    )
     late_start = decide_command(WorkerState(shutdown.desired_state, shutdown.status), "start")
     assert (late_start.write_row, late_start.publish_status, late_start.deploy_action) == (False, None, None)
 
 
 def test_replayed_shutdown_republishes_stop_until_inactive() -> None:
     pending = decide_command(WorkerState(DesiredState.INACTIVE, S.IN_SHUTDOWN_PROCESSING), "shutdown")
-    assert (pending.write_row, pending.publish_status, pending.deploy_action) == (False, S.IN_SHUTDOWN_PROCESSING, "stop")
+    assert (pending.write_row, pending.publish_status, pending.deploy_action) == (
+        False,
+        S.IN_SHUTDOWN_PROCESSING,
+        "stop",
+    )
     done = decide_command(WorkerState(DesiredState.INACTIVE, S.INACTIVE), "shutdown")
     assert (done.write_row, done.publish_status, done.deploy_action) == (False, None, None)
 
@@ -140,8 +163,15 @@ def test_kept_crashes_drop_old_ones_but_keep_the_latest() -> None:
 
 @pytest.mark.parametrize(
     ("code", "stop", "kind"),
-    [(0, False, ExitKind.COMPLETED), (3, False, ExitKind.GAVE_UP), (1, False, ExitKind.CRASHED), (-9, False, ExitKind.CRASHED),
-     (None, False, ExitKind.CRASHED), (1, True, ExitKind.STOPPED), (-9, True, ExitKind.STOPPED)],
+    [
+        (0, False, ExitKind.COMPLETED),
+        (3, False, ExitKind.GAVE_UP),
+        (1, False, ExitKind.CRASHED),
+        (-9, False, ExitKind.CRASHED),
+        (None, False, ExitKind.CRASHED),
+        (1, True, ExitKind.STOPPED),
+        (-9, True, ExitKind.STOPPED),
+    ],
 )
 def test_exit_codes_follow_the_runner_contract(code: int | None, stop: bool, kind: ExitKind) -> None:
     assert classify_exit(code, stop_requested=stop) == kind
@@ -162,8 +192,16 @@ def test_failure_reason_is_read_from_the_termination_message() -> None:
 # --- the reconcile plan -------------------------------------------------------------------------------
 
 
-def plan(pod: ObservedPod | None, memory: RunnerMemory | None = None, *, desired: DesiredState = DesiredState.ACTIVE, now: float = 1000.0):  # type: ignore[no-untyped-def]
-    return plan_reconcile(desired=desired, memory=memory or RunnerMemory(), pod=pod, now=now, policy=POLICY, poll_seconds=1.0)
+def plan(
+    pod: ObservedPod | None,
+    memory: RunnerMemory | None = None,
+    *,
+    desired: DesiredState = DesiredState.ACTIVE,
+    now: float = 1000.0,
+):  # type: ignore[no-untyped-def]
+    return plan_reconcile(
+        desired=desired, memory=memory or RunnerMemory(), pod=pod, now=now, policy=POLICY, poll_seconds=1.0
+    )
 
 
 def test_no_pod_creates_one() -> None:
@@ -175,7 +213,12 @@ def test_no_pod_creates_one() -> None:
 def test_pending_and_unready_pods_wait_for_their_next_event() -> None:
     for pod in (ObservedPod("u1", PodPhase.PENDING), ObservedPod("u1", PodPhase.RUNNING, ready=False)):
         result = plan(pod)
-        assert (result.action, result.phase, result.wait_seconds, result.publish) == (Action.NONE, S.IN_STARTUP_PROCESSING, None, None)
+        assert (result.action, result.phase, result.wait_seconds, result.publish) == (
+            Action.NONE,
+            S.IN_STARTUP_PROCESSING,
+            None,
+            None,
+        )
 
 
 def test_ready_pod_is_active_and_the_event_is_posted_once() -> None:
@@ -198,7 +241,11 @@ def test_a_failed_pod_whose_runner_exited_0_was_stopped_by_its_node_and_is_resta
     """Evicted (or its node shut down): the kubelet's SIGTERM drained the runner, which exited 0, and
     the Pod is Failed. The source did not end: a restart with backoff, not `inactive`."""
     evicted = plan(ObservedPod("u1", PodPhase.FAILED, exit_code=0, message="The node was low on resource: memory."))
-    assert (evicted.phase, evicted.publish, evicted.record_crash) == (S.IN_STARTUP_PROCESSING, None, Crash("u1", 1000.0, 0))
+    assert (evicted.phase, evicted.publish, evicted.record_crash) == (
+        S.IN_STARTUP_PROCESSING,
+        None,
+        Crash("u1", 1000.0, 0),
+    )
     assert (evicted.restarts, evicted.ready_reason) == (1, "BackOff")
     finished = plan(ObservedPod("u1", PodPhase.SUCCEEDED, exit_code=0))
     assert (finished.phase, finished.publish, finished.record_crash) == (S.INACTIVE, Publish(S.INACTIVE), None)
@@ -226,14 +273,23 @@ def test_crash_loop_ends_failed_and_publishes_it_once() -> None:
     result = plan(ObservedPod("u3", PodPhase.FAILED, exit_code=137), memory)
     assert (result.phase, result.action) == (S.FAILED, Action.NONE)
     assert result.failed is not None and result.failed[0] == "RunnerCrashLoop"
-    assert result.publish is not None and (result.publish.status, result.publish.reason) == (S.FAILED, FailureReason.RUNNER_CRASH_LOOP)
+    assert result.publish is not None and (result.publish.status, result.publish.reason) == (
+        S.FAILED,
+        FailureReason.RUNNER_CRASH_LOOP,
+    )
     assert result.restarts == 2  # no restart follows
     terminal = plan(ObservedPod("u3", PodPhase.FAILED, exit_code=137), replace(memory, failed_reason="RunnerCrashLoop"))
-    assert (terminal.phase, terminal.action, terminal.publish) == (S.FAILED, Action.NONE, None)  # the failed Pod is kept for its logs
+    assert (terminal.phase, terminal.action, terminal.publish) == (
+        S.FAILED,
+        Action.NONE,
+        None,
+    )  # the failed Pod is kept for its logs
 
 
 def test_exit_3_is_failed_without_restart_and_without_publishing() -> None:
-    result = plan(ObservedPod("u1", PodPhase.FAILED, exit_code=3, message="SourceUnreachable: gave up after 5 attempts"))
+    result = plan(
+        ObservedPod("u1", PodPhase.FAILED, exit_code=3, message="SourceUnreachable: gave up after 5 attempts")
+    )
     assert (result.phase, result.publish, result.record_crash) == (S.FAILED, None, None)
     assert result.failed == ("SourceUnreachable", "SourceUnreachable: gave up after 5 attempts")
 
@@ -246,7 +302,12 @@ def test_exit_0_is_inactive_and_published() -> None:
 
 def test_shutdown_deletes_the_pod_gracefully_then_reports_inactive_once_it_is_gone() -> None:
     running = plan(ObservedPod("u1", PodPhase.RUNNING, ready=True), desired=DesiredState.INACTIVE)
-    assert (running.action, running.delete_uid, running.graceful, running.phase) == (Action.DELETE_POD, "u1", True, S.IN_SHUTDOWN_PROCESSING)
+    assert (running.action, running.delete_uid, running.graceful, running.phase) == (
+        Action.DELETE_POD,
+        "u1",
+        True,
+        S.IN_SHUTDOWN_PROCESSING,
+    )
     assert running.publish is None
     terminating = plan(ObservedPod("u1", PodPhase.RUNNING, deleting=True), desired=DesiredState.INACTIVE)
     assert (terminating.action, terminating.wait_seconds, terminating.publish) == (Action.NONE, 1.0, None)
@@ -282,8 +343,13 @@ def test_replanning_the_same_observation_is_idempotent() -> None:
 
 @pytest.mark.parametrize(
     ("current", "after"),
-    [(S.IN_STARTUP_PROCESSING, S.IN_SHUTDOWN_PROCESSING), (S.ACTIVE, S.IN_SHUTDOWN_PROCESSING), (S.INIT_SHUTDOWN, S.IN_SHUTDOWN_PROCESSING),
-     (S.FAILED, S.FAILED), (S.INACTIVE, S.INACTIVE)],
+    [
+        (S.IN_STARTUP_PROCESSING, S.IN_SHUTDOWN_PROCESSING),
+        (S.ACTIVE, S.IN_SHUTDOWN_PROCESSING),
+        (S.INIT_SHUTDOWN, S.IN_SHUTDOWN_PROCESSING),
+        (S.FAILED, S.FAILED),
+        (S.INACTIVE, S.INACTIVE),
+    ],
 )
 def test_shutdown_of_a_starting_scenario_works(current: ScenarioStatus, after: ScenarioStatus) -> None:
     assert decide_command(WorkerState(DesiredState.ACTIVE, current), "shutdown").status == after

@@ -67,17 +67,31 @@ def test_credentials_go_into_a_secret_never_into_the_spec() -> None:
 
 
 def test_runner_pod_spec() -> None:
-    kube = KubernetesSettings(runner_image="registry.example/vap-runner:1.2", cpu_limit="3", runner_service_account="runner")
+    kube = KubernetesSettings(
+        runner_image="registry.example/vap-runner:1.2", cpu_limit="3", runner_service_account="runner"
+    )
     body = stored(manifests.videoscenario(command(), max_workers=2, desired=DesiredState.ACTIVE))
-    pod = manifests.runner_pod(body, kubernetes=kube, runner=RunnerSettings(target_fps=5, stop_grace_seconds=20), kafka=KAFKA)
+    pod = manifests.runner_pod(
+        body, kubernetes=kube, runner=RunnerSettings(target_fps=5, stop_grace_seconds=20), kafka=KAFKA
+    )
 
     assert pod["metadata"]["name"] == f"vs-{SCENARIO}-runner"
     assert pod["metadata"]["ownerReferences"] == [
-        {"apiVersion": "vap.dev/v1alpha1", "kind": "VideoScenario", "name": f"vs-{SCENARIO}", "uid": "cr-uid", "controller": True}
+        {
+            "apiVersion": "vap.dev/v1alpha1",
+            "kind": "VideoScenario",
+            "name": f"vs-{SCENARIO}",
+            "uid": "cr-uid",
+            "controller": True,
+        }
     ]
     assert pod["metadata"]["labels"][manifests.LABEL_MANAGED_BY] == "vap-operator"
     spec = pod["spec"]
-    assert (spec["restartPolicy"], spec["automountServiceAccountToken"], spec["terminationGracePeriodSeconds"]) == ("Never", False, 20)
+    assert (spec["restartPolicy"], spec["automountServiceAccountToken"], spec["terminationGracePeriodSeconds"]) == (
+        "Never",
+        False,
+        20,
+    )
     assert spec["securityContext"]["runAsNonRoot"] is True and spec["securityContext"]["runAsUser"] == 10001
     assert spec["serviceAccountName"] == "runner"
     (container,) = spec["containers"]
@@ -143,7 +157,9 @@ def test_a_node_selector_places_runner_pods_on_matching_nodes_only() -> None:
 
 def test_a_fractional_stop_grace_is_rounded_up_never_down_to_an_immediate_kill() -> None:
     body = stored(manifests.videoscenario(command(), max_workers=1, desired=DesiredState.ACTIVE))
-    pod = manifests.runner_pod(body, kubernetes=KubernetesSettings(), runner=RunnerSettings(stop_grace_seconds=0.5), kafka=KAFKA)
+    pod = manifests.runner_pod(
+        body, kubernetes=KubernetesSettings(), runner=RunnerSettings(stop_grace_seconds=0.5), kafka=KAFKA
+    )
     assert pod["spec"]["terminationGracePeriodSeconds"] == 1
     assert {"name": "VAP_GRACE_PERIOD_SECONDS", "value": "0.5"} in pod["spec"]["containers"][0]["env"]
     with pytest.raises(ValueError, match="stop_grace_seconds"):
@@ -151,18 +167,33 @@ def test_a_fractional_stop_grace_is_rounded_up_never_down_to_an_immediate_kill()
 
 
 def test_runner_pod_reads_a_credentialed_url_from_the_secret() -> None:
-    body = stored(manifests.videoscenario(command("rtsp://admin:hunter2@cam.example/s"), max_workers=1, desired=DesiredState.ACTIVE))
+    body = stored(
+        manifests.videoscenario(
+            command("rtsp://admin:hunter2@cam.example/s"), max_workers=1, desired=DesiredState.ACTIVE
+        )
+    )
     pod = manifests.runner_pod(body, kubernetes=KubernetesSettings(), runner=RunnerSettings(), kafka=KAFKA)
     assert "hunter2" not in json.dumps(pod)
     camera = [item for item in pod["spec"]["containers"][0]["env"] if item["name"] == "VAP_CAMERA_URL"]
-    assert camera == [{"name": "VAP_CAMERA_URL", "valueFrom": {"secretKeyRef": {"name": f"vs-{SCENARIO}-camera", "key": "url"}}}]
+    assert camera == [
+        {"name": "VAP_CAMERA_URL", "valueFrom": {"secretKeyRef": {"name": f"vs-{SCENARIO}-camera", "key": "url"}}}
+    ]
 
 
-def test_runner_pod_gets_the_runner_settings_the_operator_passes_on_and_the_named_ones_win(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("VAP_RUNNER__ENVIRONMENT", '{"VAP_DOWNSTREAM_OUTAGE_LIMIT_SECONDS": "600", "VAP_MAX_WORKERS": "9"}')
+def test_runner_pod_gets_the_runner_settings_the_operator_passes_on_and_the_named_ones_win(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(
+        "VAP_RUNNER__ENVIRONMENT", '{"VAP_DOWNSTREAM_OUTAGE_LIMIT_SECONDS": "600", "VAP_MAX_WORKERS": "9"}'
+    )
     runner = OperatorSettings().runner
     body = stored(manifests.videoscenario(command(), max_workers=2, desired=DesiredState.ACTIVE))
-    env = {item["name"]: item.get("value") for item in manifests.runner_pod(body, kubernetes=KubernetesSettings(), runner=runner, kafka=KAFKA)["spec"]["containers"][0]["env"]}
+    env = {
+        item["name"]: item.get("value")
+        for item in manifests.runner_pod(body, kubernetes=KubernetesSettings(), runner=runner, kafka=KAFKA)["spec"][
+            "containers"
+        ][0]["env"]
+    }
     assert env["VAP_DOWNSTREAM_OUTAGE_LIMIT_SECONDS"] == "600" and env["VAP_MAX_WORKERS"] == "2"
 
 
@@ -172,21 +203,39 @@ def test_the_runner_environment_setting_holds_runner_settings_only(monkeypatch: 
         OperatorSettings()
 
 
-def pod_body(phase: str, *, ready: bool = False, exit_code: int | None = None, owner: str = "cr-uid", deleting: bool = False) -> dict[str, object]:
-    state = {"terminated": {"exitCode": exit_code, "message": "DecodeError: bad stream"}} if exit_code is not None else {"running": {}}
-    metadata: dict[str, object] = {"uid": "pod-uid", "ownerReferences": [{"uid": owner, "kind": "VideoScenario", "controller": True}]}
+def pod_body(
+    phase: str, *, ready: bool = False, exit_code: int | None = None, owner: str = "cr-uid", deleting: bool = False
+) -> dict[str, object]:
+    state = (
+        {"terminated": {"exitCode": exit_code, "message": "DecodeError: bad stream"}}
+        if exit_code is not None
+        else {"running": {}}
+    )
+    metadata: dict[str, object] = {
+        "uid": "pod-uid",
+        "ownerReferences": [{"uid": owner, "kind": "VideoScenario", "controller": True}],
+    }
     if deleting:
         metadata["deletionTimestamp"] = "2026-11-25T00:00:00Z"
     return {
         "metadata": metadata,
-        "status": {"phase": phase, "conditions": [{"type": "Ready", "status": "True" if ready else "False"}], "containerStatuses": [{"state": state}]},
+        "status": {
+            "phase": phase,
+            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+            "containerStatuses": [{"state": state}],
+        },
     }
 
 
 def test_observe_pod_reads_phase_readiness_exit_code_and_ownership() -> None:
     assert observe_pod(None, owner_uid="cr-uid") is None
     running = observe_pod(pod_body("Running", ready=True), owner_uid="cr-uid")
-    assert running is not None and (running.phase, running.ready, running.owned, running.exit_code) == (PodPhase.RUNNING, True, True, None)
+    assert running is not None and (running.phase, running.ready, running.owned, running.exit_code) == (
+        PodPhase.RUNNING,
+        True,
+        True,
+        None,
+    )
     failed = observe_pod(pod_body("Failed", exit_code=3), owner_uid="cr-uid")
     assert failed is not None and (failed.exit_code, failed.message) == (3, "DecodeError: bad stream")
     foreign = observe_pod(pod_body("Pending", owner="other", deleting=True), owner_uid="cr-uid")
@@ -196,13 +245,22 @@ def test_observe_pod_reads_phase_readiness_exit_code_and_ownership() -> None:
 def test_status_round_trips_into_memory() -> None:
     now = datetime(2026, 11, 25, 12, 0, 0, 123456, tzinfo=UTC)
     crash = Crash("pod-1", now.timestamp(), 1)
-    plan = Plan(phase=ScenarioStatus.FAILED, failed=("RunnerCrashLoop", "3 crashes"), restarts=2, last_error=("RunnerCrashLoop", "3 crashes"))
+    plan = Plan(
+        phase=ScenarioStatus.FAILED,
+        failed=("RunnerCrashLoop", "3 crashes"),
+        restarts=2,
+        last_error=("RunnerCrashLoop", "3 crashes"),
+    )
     status = render_status(plan, {}, crashes=(crash,), generation=3, pod_name="p", now=now)
     memory = memory_from_status(status)
     assert memory.failed_reason == "RunnerCrashLoop" and memory.stopped_reason is None
     assert memory.crashes == (crash,) and memory.restarts == 2
     assert status["phase"] == "failed" and status["stoppedAt"] == "2026-11-25T12:00:00.123456Z"
-    assert {c["type"]: c["status"] for c in status["conditions"]} == {"Ready": "False", "Failed": "True", "Stopped": "False"}
+    assert {c["type"]: c["status"] for c in status["conditions"]} == {
+        "Ready": "False",
+        "Failed": "True",
+        "Stopped": "False",
+    }
     assert all(c["observedGeneration"] == 3 for c in status["conditions"])
     assert from_timestamp(to_timestamp(now)) == pytest.approx(now.timestamp())
 
@@ -210,12 +268,23 @@ def test_status_round_trips_into_memory() -> None:
 def test_condition_transition_time_changes_only_with_its_status() -> None:
     t1 = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
     t2 = datetime(2026, 11, 25, 12, 5, 0, tzinfo=UTC)
-    first = render_status(Plan(phase=ScenarioStatus.ACTIVE, ready=True), {}, crashes=(), generation=1, pod_name="p", now=t1)
-    again = render_status(Plan(phase=ScenarioStatus.ACTIVE, ready=True), first, crashes=(), generation=2, pod_name="p", now=t2)
+    first = render_status(
+        Plan(phase=ScenarioStatus.ACTIVE, ready=True), {}, crashes=(), generation=1, pod_name="p", now=t1
+    )
+    again = render_status(
+        Plan(phase=ScenarioStatus.ACTIVE, ready=True), first, crashes=(), generation=2, pod_name="p", now=t2
+    )
     ready = {c["type"]: c for c in again["conditions"]}["Ready"]
     assert ready["lastTransitionTime"] == to_timestamp(t1) and ready["observedGeneration"] == 2
     assert "startedAt" not in again  # set once, by the first render
-    lost = render_status(Plan(phase=ScenarioStatus.IN_STARTUP_PROCESSING, ready=False), again, crashes=(), generation=2, pod_name="p", now=t2)
+    lost = render_status(
+        Plan(phase=ScenarioStatus.IN_STARTUP_PROCESSING, ready=False),
+        again,
+        crashes=(),
+        generation=2,
+        pod_name="p",
+        now=t2,
+    )
     assert {c["type"]: c for c in lost["conditions"]}["Ready"]["lastTransitionTime"] == to_timestamp(t2)
 
 
@@ -225,7 +294,11 @@ def test_settings_read_groups_from_the_environment(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("VAP_RESTART__CRASH_LOOP_THRESHOLD", "3")
     monkeypatch.setenv("VAP_KUBERNETES__NAMESPACE", "vap")
     settings = OperatorSettings()
-    assert (settings.runtime, settings.local.runner_command, settings.restart.crash_loop_threshold) == ("kubernetes", ["python3", "fake.py"], 3)
+    assert (settings.runtime, settings.local.runner_command, settings.restart.crash_loop_threshold) == (
+        "kubernetes",
+        ["python3", "fake.py"],
+        3,
+    )
     assert settings.kubernetes.resolved_namespace() == "vap"
 
 
@@ -236,11 +309,17 @@ def test_settings_refuse_a_backoff_longer_than_the_crash_window(monkeypatch: pyt
         OperatorSettings()
 
 
-def test_settings_read_the_runner_pods_network_and_placement_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_settings_read_the_runner_pods_network_and_placement_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     defaults = KubernetesSettings()
-    assert (defaults.host_network, defaults.host_port_first, defaults.host_port_last, defaults.node_selector, defaults.probe_host) == (
-        False, 28300, 28399, {}, None
-    )
+    assert (
+        defaults.host_network,
+        defaults.host_port_first,
+        defaults.host_port_last,
+        defaults.node_selector,
+        defaults.probe_host,
+    ) == (False, 28300, 28399, {}, None)
     monkeypatch.setenv("VAP_KUBERNETES__HOST_NETWORK", "true")
     monkeypatch.setenv("VAP_KUBERNETES__HOST_PORT_FIRST", "30000")
     monkeypatch.setenv("VAP_KUBERNETES__HOST_PORT_LAST", "30000")  # a range of one port
@@ -248,7 +327,11 @@ def test_settings_read_the_runner_pods_network_and_placement_from_the_environmen
     monkeypatch.setenv("VAP_KUBERNETES__PROBE_HOST", "127.0.0.1")
     kube = OperatorSettings().kubernetes
     assert (kube.host_network, kube.host_port_first, kube.host_port_last, kube.node_selector, kube.probe_host) == (
-        True, 30000, 30000, {"vap.dev/pool": "gpu"}, "127.0.0.1"
+        True,
+        30000,
+        30000,
+        {"vap.dev/pool": "gpu"},
+        "127.0.0.1",
     )
 
 

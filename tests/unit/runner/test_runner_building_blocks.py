@@ -86,7 +86,16 @@ def test_supported_camera_urls(url: str, target: str, local_file: bool) -> None:
     assert "secret" not in source.safe_name and "abc" not in source.safe_name
 
 
-@pytest.mark.parametrize("url", ["concat:/etc/passwd|/etc/hosts", "udp://0.0.0.0:1234", "pipe:0", "rtsp:///nohost", "subfile:,,start,0,end,0,,:/etc/passwd"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "concat:/etc/passwd|/etc/hosts",
+        "udp://0.0.0.0:1234",
+        "pipe:0",
+        "rtsp:///nohost",
+        "subfile:,,start,0,end,0,,:/etc/passwd",
+    ],
+)
 def test_other_ffmpeg_protocols_are_refused(url: str) -> None:
     with pytest.raises(InvalidSource):
         parse_source(url, allow_files=True)
@@ -111,7 +120,11 @@ def test_a_source_is_decoded_with_the_threads_asked_for(decode_threads: int) -> 
 
 
 def _frame(number: int) -> Frame:
-    return Frame(number=number, slot=SlotRef(position=number, name=f"slot-{number}", shape=(2, 2, 3)), captured_at=datetime.now(UTC))
+    return Frame(
+        number=number,
+        slot=SlotRef(position=number, name=f"slot-{number}", shape=(2, 2, 3)),
+        captured_at=datetime.now(UTC),
+    )
 
 
 def test_live_handoff_keeps_the_newest_frame_and_counts_drops() -> None:
@@ -201,29 +214,58 @@ def test_the_shared_memory_budget_leaves_room_in_a_small_dev_shm(tmp_path: Path)
 
 def test_settings_read_exactly_what_the_runtime_writes(monkeypatch: pytest.MonkeyPatch) -> None:
     command = DeployCommand(
-        scenario_uuid=uuid.uuid4(), worker_id="w-1", action="deploy", camera_url="rtsp://cam/1", detector=DetectorSpec(name="hog_person", settings={"scale": 1.1})
+        scenario_uuid=uuid.uuid4(),
+        worker_id="w-1",
+        action="deploy",
+        camera_url="rtsp://cam/1",
+        detector=DetectorSpec(name="hog_person", settings={"scale": 1.1}),
     )
     env = runner_environment(
-        command, kafka=KafkaSettings(bootstrap_servers="kafka:9092", topic_prefix="p."), max_workers=3, grace_seconds=12.5, target_fps=2.5, http_port=9200
+        command,
+        kafka=KafkaSettings(bootstrap_servers="kafka:9092", topic_prefix="p."),
+        max_workers=3,
+        grace_seconds=12.5,
+        target_fps=2.5,
+        http_port=9200,
     )
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     settings = RunnerSettings()
-    assert (settings.scenario_uuid, settings.camera_url, settings.worker_id) == (command.scenario_uuid, "rtsp://cam/1", "w-1")
+    assert (settings.scenario_uuid, settings.camera_url, settings.worker_id) == (
+        command.scenario_uuid,
+        "rtsp://cam/1",
+        "w-1",
+    )
     assert (settings.detector.name, settings.detector.settings) == ("hog_person", {"scale": 1.1})
-    assert (settings.max_workers, settings.target_fps, settings.http_port, settings.grace_period_seconds) == (3, 2.5, 9200, 12.5)
+    assert (settings.max_workers, settings.target_fps, settings.http_port, settings.grace_period_seconds) == (
+        3,
+        2.5,
+        9200,
+        12.5,
+    )
     assert (settings.kafka.bootstrap_servers, settings.kafka.topic_prefix) == ("kafka:9092", "p.")
 
     # Flags override the environment; nested groups merge with it.
-    args = _parser().parse_args(["--max-workers", "1", "--detector-settings", '{"scale": 1.2}', "--kafka-topic-prefix", "q."])
+    args = _parser().parse_args(
+        ["--max-workers", "1", "--detector-settings", '{"scale": 1.2}', "--kafka-topic-prefix", "q."]
+    )
     overridden = RunnerSettings(**_overrides(args))
-    assert overridden.max_workers == 1 and overridden.detector.name == "hog_person" and overridden.detector.settings == {"scale": 1.2}
+    assert (
+        overridden.max_workers == 1
+        and overridden.detector.name == "hog_person"
+        and overridden.detector.settings == {"scale": 1.2}
+    )
     assert (overridden.kafka.bootstrap_servers, overridden.kafka.topic_prefix) == ("kafka:9092", "q.")
 
 
 @pytest.mark.parametrize(
     ("camera_url", "linger_ms"),
-    [("rtsp://cam.example/stream", 5), ("https://cam.example/mjpeg", 5), ("file:///videos/car.mp4", 100), ("/videos/car.mp4", 100)],
+    [
+        ("rtsp://cam.example/stream", 5),
+        ("https://cam.example/mjpeg", 5),
+        ("file:///videos/car.mp4", 100),
+        ("/videos/car.mp4", 100),
+    ],
 )
 def test_a_camera_sends_its_results_at_once_and_a_file_batches_them(camera_url: str, linger_ms: int) -> None:
     """A camera's few results a second would each wait a file's whole linger (capture -> stored latency)."""

@@ -50,11 +50,17 @@ def test_registry_discovers_every_plugin_module_and_implements_exactly_the_share
         ("mock", {"colour": "red"}, "colour"),
         ("mock", {"type": "motion"}, "say type 'motion'"),
         ("onnx", {}, "model_path"),
-        ("onnx", {"model_path": "/nonexistent/model.onnx"}, "model_path: /nonexistent/model.onnx is not a file on this runner"),
+        (
+            "onnx",
+            {"model_path": "/nonexistent/model.onnx"},
+            "model_path: /nonexistent/model.onnx is not a file on this runner",
+        ),
         ("haar_face", {"cascade": "../../etc/passwd"}, "cascade"),
     ],
 )
-def test_invalid_detector_settings_are_refused_with_the_field_named(name: str, settings: dict[str, object], problem: str) -> None:
+def test_invalid_detector_settings_are_refused_with_the_field_named(
+    name: str, settings: dict[str, object], problem: str
+) -> None:
     with pytest.raises(InvalidDetectorConfig, match=problem):
         validate_config(name, settings)
 
@@ -139,7 +145,9 @@ def test_motion_boxes_the_person_walking_in(media_frames: Frames) -> None:
     assert all(not results[number] for number in range(12, 57, 4)), "a still room is not motion"
     for number in range(60, 73, 4):
         found = results[number]
-        assert found and all(item.class_name == "motion" for item in found), f"frame {number}: the walking person is motion"
+        assert found and all(item.class_name == "motion" for item in found), (
+            f"frame {number}: the walking person is motion"
+        )
         assert_inside(found, frames[number])
     # The person walks right, towards the table: the box follows.
     assert results[72][0].bbox[0] > results[60][0].bbox[0] + 100
@@ -157,7 +165,14 @@ def test_motion_ignores_a_frozen_picture(media_frames: Frames) -> None:
 @pytest.mark.parametrize("layout", ["yolov8", "yolov5"])
 def test_onnx_parses_yolo_output_into_original_pixels(tmp_path: Path, layout: str) -> None:
     model = build_tiny_onnx(tmp_path / "tiny.onnx", layout=layout)
-    onnx = make("onnx", model_path=str(model), input_width_px=32, input_height_px=32, output_layout=layout, class_names=["bright", "fixed"])
+    onnx = make(
+        "onnx",
+        model_path=str(model),
+        input_width_px=32,
+        input_height_px=32,
+        output_layout=layout,
+        class_names=["bright", "fixed"],
+    )
     frame = np.zeros((64, 64, 3), np.uint8)
     frame[32:, 32:] = 255  # only the bottom-right quadrant is bright
     found = sorted(onnx.detect(frame), key=lambda item: item.class_name)
@@ -170,7 +185,13 @@ def test_onnx_parses_yolo_output_into_original_pixels(tmp_path: Path, layout: st
 
 def test_onnx_letterboxes_a_real_frame(tmp_path: Path, media_frames: Frames) -> None:
     frame = media_frames(PERSON_VIDEO, {0})[0]
-    onnx = make("onnx", model_path=str(build_tiny_onnx(tmp_path / "tiny.onnx")), input_width_px=32, input_height_px=32, confidence_threshold=0.5)
+    onnx = make(
+        "onnx",
+        model_path=str(build_tiny_onnx(tmp_path / "tiny.onnx")),
+        input_width_px=32,
+        input_height_px=32,
+        confidence_threshold=0.5,
+    )
     found = onnx.detect(frame)
     assert_inside(found, frame)
     # 768x432 -> 32x18 centred with 7 grey rows above: the fixed top-left box maps back to x 48..336.

@@ -39,7 +39,15 @@ def process_alive(pid: int) -> bool:
 SCENARIO, RUN = uuid.uuid4(), "run-1"
 
 
-def make_pool(detector: str, *, size: int, metrics: RunnerMetrics, inference_timeout_seconds: float = 30, max_consecutive_failures: int = 5, **settings: object) -> DetectorPool:
+def make_pool(
+    detector: str,
+    *,
+    size: int,
+    metrics: RunnerMetrics,
+    inference_timeout_seconds: float = 30,
+    max_consecutive_failures: int = 5,
+    **settings: object,
+) -> DetectorPool:
     pool = DetectorPool(
         config=validate_config(detector, settings),
         size=size,
@@ -55,7 +63,11 @@ def make_pool(detector: str, *, size: int, metrics: RunnerMetrics, inference_tim
 
 
 def run_frames(
-    pool: DetectorPool, images: dict[int, np.ndarray], *, timeout_seconds: float = 30, on_tick: Callable[[], None] = lambda: None
+    pool: DetectorPool,
+    images: dict[int, np.ndarray],
+    *,
+    timeout_seconds: float = 30,
+    on_tick: Callable[[], None] = lambda: None,
 ) -> list[Analysed]:
     """Feed ``images`` as the runner's reader and main loop do (each in a slot of the pool, then submitted)
     and collect what comes out, in output order."""

@@ -38,7 +38,9 @@ def test_sigterm_finishes_frames_in_flight_and_exits_0_without_orphans() -> None
         "VAP_GRACE_PERIOD_SECONDS": "4",
         "VAP_KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1:1",  # nobody listens: the flush gives up within the grace period
     }
-    runner = subprocess.Popen([sys.executable, "-m", "vap_runner"], env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "vap_runner"], env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True
+    )
     lines: list[dict[str, object]] = []
     assert runner.stderr is not None
     for raw in runner.stderr:
@@ -87,7 +89,11 @@ def test_probes_report_liveness_readiness_and_metrics() -> None:
         ready[0] = True
         assert _get(port, "/readyz")[0] == 200
         status, body = _get(port, "/metrics")
-        assert status == 200 and "vap_runner_frames_read_total 3.0" in body and "vap_runner_inference_seconds_bucket" in body
+        assert (
+            status == 200
+            and "vap_runner_frames_read_total 3.0" in body
+            and "vap_runner_inference_seconds_bucket" in body
+        )
         time.sleep(0.4)  # no beat for longer than the liveness timeout
         assert _get(port, "/healthz")[0] == 503
         health.beat()

@@ -30,7 +30,11 @@ class Clock:
 
 
 def result(frame_number: int) -> bytes:
-    return encode(FrameResult(scenario_uuid=SCENARIO, run_id="r1", frame_number=frame_number, detections=[], timestamp=datetime.now(UTC)))
+    return encode(
+        FrameResult(
+            scenario_uuid=SCENARIO, run_id="r1", frame_number=frame_number, detections=[], timestamp=datetime.now(UTC)
+        )
+    )
 
 
 @pytest.fixture
@@ -47,7 +51,9 @@ def metrics() -> RunnerMetrics:
 def make_publisher(clock: Clock, metrics: RunnerMetrics) -> Iterator[Callable[..., Publisher]]:
     made: list[Publisher] = []
 
-    def make(*, budget_bytes: int = 2**20, outage_after_seconds: float = 5, outage_limit_seconds: float = 60) -> Publisher:
+    def make(
+        *, budget_bytes: int = 2**20, outage_after_seconds: float = 5, outage_limit_seconds: float = 60
+    ) -> Publisher:
         publisher = Publisher(
             kafka=KafkaSettings(bootstrap_servers="127.0.0.1:1"),  # nobody listens
             scenario_uuid=SCENARIO,
@@ -81,12 +87,16 @@ def test_kafka_away_is_an_outage_and_downstream_blocked_only_after_the_outage_li
     clock.now += 10
     with caplog.at_level(logging.WARNING, logger="vap_runner.publisher"):
         publisher.poll()
-    assert [record.message for record in caplog.records if record.name == "vap_runner.publisher"] == ["Kafka outage: no result acknowledged; holding results"]
+    assert [record.message for record in caplog.records if record.name == "vap_runner.publisher"] == [
+        "Kafka outage: no result acknowledged; holding results"
+    ]
     publisher.publish_result(1, result(1))
     clock.now += 49
     publisher.poll()
     clock.now += 2
-    with pytest.raises(DownstreamBlocked, match=r"acknowledged no result for 61 s \(outage limit 60 s\); 2 results wait"):
+    with pytest.raises(
+        DownstreamBlocked, match=r"acknowledged no result for 61 s \(outage limit 60 s\); 2 results wait"
+    ):
         publisher.poll()
 
 
@@ -104,7 +114,9 @@ def test_a_live_stream_over_budget_drops_oldest_results_but_never_a_status_event
     assert (metrics.registry.get_sample_value("vap_runner_results_undelivered_bytes") or 0) <= 20_000
 
     publisher.send_status(ScenarioStatus.ACTIVE)  # past the full budget: queued, not refused
-    assert not publisher.publish_status(ScenarioStatus.FAILED, reason=FailureReason.DOWNSTREAM_BLOCKED, message="x", timeout_seconds=0.3)
+    assert not publisher.publish_status(
+        ScenarioStatus.FAILED, reason=FailureReason.DOWNSTREAM_BLOCKED, message="x", timeout_seconds=0.3
+    )
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="vap_runner.publisher"):
         assert publisher.close() == undelivered
@@ -119,7 +131,9 @@ def test_a_live_stream_over_budget_drops_oldest_results_but_never_a_status_event
     assert exit_line.results_dropped == undelivered and exit_line.status_events_dropped == 1  # type: ignore[attr-defined]
 
 
-def test_a_file_pauses_at_the_budget_and_drops_nothing(make_publisher: Callable[..., Publisher], metrics: RunnerMetrics) -> None:
+def test_a_file_pauses_at_the_budget_and_drops_nothing(
+    make_publisher: Callable[..., Publisher], metrics: RunnerMetrics
+) -> None:
     publisher = make_publisher(budget_bytes=20_000)
     publisher.live = False
     number = 0

@@ -70,7 +70,13 @@ def test_healthy_kafka_takes_every_result_straight_and_nothing_is_held() -> None
         assert results.held == 0
     producer.ack()
     assert [frame_of(data) for data in producer.acknowledged] == list(range(1000))
-    assert (results.acknowledged, results.dropped, results.undelivered, results.undelivered_bytes, drops) == (1000, 0, 0, 0, [])
+    assert (results.acknowledged, results.dropped, results.undelivered, results.undelivered_bytes, drops) == (
+        1000,
+        0,
+        0,
+        0,
+        [],
+    )
 
 
 def test_live_over_budget_drops_the_oldest_held_counted_exactly_and_delivers_the_rest_in_order() -> None:
@@ -110,6 +116,7 @@ def test_drops_of_several_bursts_add_up_and_the_report_spans_them() -> None:
 
 def test_a_smaller_result_never_slips_past_dropped_larger_ones_into_the_producer() -> None:
     results, producer, _ = make(40, live=True)
+
     def small(number: int) -> bytes:
         return value(number)
 
@@ -181,6 +188,7 @@ def test_the_producer_share_is_bounded_by_count_too(monkeypatch: pytest.MonkeyPa
 
 def test_a_result_larger_than_the_budget_is_still_delivered() -> None:
     results, producer, _ = make(1, live=True)
+
     def big(number: int) -> bytes:
         return value(number) * 10
 

@@ -69,13 +69,24 @@ def build(path: Path, *, layout: str = "yolov8") -> Path:
     constants = np.zeros((1, channels, 2, 2), np.float32)
     for row in range(2):
         for col in range(2):
-            constants[0, 0:4, row, col] = (QUADRANT * col + QUADRANT / 2, QUADRANT * row + QUADRANT / 2, BOX_SIZE, BOX_SIZE)
+            constants[0, 0:4, row, col] = (
+                QUADRANT * col + QUADRANT / 2,
+                QUADRANT * row + QUADRANT / 2,
+                BOX_SIZE,
+                BOX_SIZE,
+            )
             constants[0, channels - 1, row, col] = FIXED_SCORES[row * 2 + col]
     if objectness:
         constants[0, 4] = 1.0
     candidates = 4
     nodes = [
-        _node("Conv", ["images", "weights"], ["brightness"], _field(5, _ints_attribute("kernel_shape", [QUADRANT, QUADRANT])) + _field(5, _ints_attribute("strides", [QUADRANT, QUADRANT]))),
+        _node(
+            "Conv",
+            ["images", "weights"],
+            ["brightness"],
+            _field(5, _ints_attribute("kernel_shape", [QUADRANT, QUADRANT]))
+            + _field(5, _ints_attribute("strides", [QUADRANT, QUADRANT])),
+        ),
         _node("Add", ["brightness", "constants"], ["grid"]),
         _node("Reshape", ["grid", "shape"], ["rows" if objectness else "output0"]),
     ]
@@ -98,5 +109,3 @@ def build(path: Path, *, layout: str = "yolov8") -> Path:
     model = _field(1, 8) + _field(2, "vap-tests") + _field(7, graph) + _field(8, _field(1, "") + _field(2, 13))
     path.write_bytes(model)
     return path
-
-

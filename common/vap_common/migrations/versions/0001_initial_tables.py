@@ -18,11 +18,15 @@ down_revision = None
 branch_labels = None
 depends_on = None
 
-STATUSES = "'init_startup', 'in_startup_processing', 'active', 'init_shutdown', 'in_shutdown_processing', 'inactive', 'failed'"
+STATUSES = (
+    "'init_startup', 'in_startup_processing', 'active', 'init_shutdown', 'in_shutdown_processing', 'inactive', 'failed'"
+)
 
 
 def _timestamp(name: str, *, default: bool = True) -> sa.Column[datetime]:
-    return sa.Column(name, sa.DateTime(timezone=True), server_default=sa.func.now() if default else None, nullable=not default)
+    return sa.Column(
+        name, sa.DateTime(timezone=True), server_default=sa.func.now() if default else None, nullable=not default
+    )
 
 
 def upgrade() -> None:
@@ -56,9 +60,16 @@ def upgrade() -> None:
         sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
         sa.Column("last_error", sa.Text()),
     )
-    op.create_index("ix_outbox_unpublished", "outbox_scenario", ["id"], postgresql_where=sa.text("published_at IS NULL"))
+    op.create_index(
+        "ix_outbox_unpublished", "outbox_scenario", ["id"], postgresql_where=sa.text("published_at IS NULL")
+    )
     op.create_index("ix_outbox_scenario_id", "outbox_scenario", ["scenario_uuid", "id"])
-    op.create_index("ix_outbox_published_at", "outbox_scenario", ["published_at"], postgresql_where=sa.text("published_at IS NOT NULL"))
+    op.create_index(
+        "ix_outbox_published_at",
+        "outbox_scenario",
+        ["published_at"],
+        postgresql_where=sa.text("published_at IS NOT NULL"),
+    )
 
     op.create_table(
         "scenario_results",
