@@ -6,7 +6,6 @@ import json
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -104,7 +103,7 @@ def _delete_topics(admin: AdminClient, names: list[str]) -> None:
     for future in admin.delete_topics(names).values():
         try:
             future.result(30)
-        except Exception as error:  # noqa: BLE001
+        except Exception as error:  # noqa: BLE001 - cleanup is best effort
             print(f"warning: could not delete a topic: {error}", file=sys.stderr)
 
 
@@ -210,13 +209,6 @@ def record(section: str, figures: dict[str, Any], *, results: Path = RESULTS) ->
     }
     results.write_text(json.dumps(data, indent=2) + "\n")
     print(json.dumps({section: data[section]}, indent=2))
-
-
-def free_port() -> int:
-    """A TCP port free right now on 127.0.0.1 (for an API process of a bench)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def api_ready(base_url: str) -> bool:

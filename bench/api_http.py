@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 import tempfile
 import uuid
 from pathlib import Path
@@ -28,9 +27,8 @@ from typing import Any
 import httpx2
 from sqlalchemy import insert, text
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _api_common import Child, api_ready, free_port, isolated_stack, record, wait_for
-
+from bench._api_common import Child, api_ready, isolated_stack, record, wait_for
+from dev.platform_stack import free_port
 from vap_common.db import make_engine
 from vap_common.schema import Scenario
 

@@ -15,14 +15,13 @@ partitions). Then, each time into an emptied scenario_results table of the same 
                scales); they are started and have joined before the bench produces the results.
 Each inbox clock starts at the first stored row (joining the group is not ingestion).
 Goal: inbox >= 0.5 x copy and >= 20,000 results/s. Prints the figures and writes
-bench/results/api.json (section "inbox"). Run: .venv/bin/python bench/api_inbox.py
+bench/results/api.json (section "inbox"). Run: .venv/bin/python -m bench.api_inbox
 """
 
 from __future__ import annotations
 
 import io
 import resource
-import sys
 import tempfile
 import threading
 import time
@@ -37,9 +36,7 @@ from confluent_kafka.admin import AdminClient
 from psycopg2.extras import execute_values
 from sqlalchemy import Engine, insert, text
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _api_common import Child, Stack, isolated_stack, record, wait_for
-
+from bench._api_common import Child, Stack, isolated_stack, record, wait_for
 from vap_api.inbox.consumer import Inbox, _copy_lines
 from vap_common.consuming import ConsumerLoop
 from vap_common.contracts import Detection, FrameResult, FrameResultRecord, decode, encode
@@ -131,7 +128,7 @@ def _group_members(admin: AdminClient, group: str) -> int:
     future = admin.describe_consumer_groups([group])[group]
     try:
         description = future.result(10)
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - the group does not exist yet
         return 0
     return sum(1 for member in description.members if member.assignment and member.assignment.topic_partitions)
 

@@ -8,12 +8,11 @@ carries the time the broker appended it; latency = that time - the moment the CO
 +-1 ms (the minimum can come out slightly negative).
 Also measured: how fast one relay drains a backlog of 1,000 rows created while it was stopped.
 Goal: p99 < 50 ms. Prints the figures and writes bench/results/api.json (section "outbox").
-Run: .venv/bin/python bench/api_outbox.py
+Run: .venv/bin/python -m bench.api_outbox
 """
 
 from __future__ import annotations
 
-import sys
 import tempfile
 import time
 import uuid
@@ -21,9 +20,7 @@ from pathlib import Path
 
 from sqlalchemy import event, text
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _api_common import Child, Stack, isolated_stack, percentile, record, wait_for
-
+from bench._api_common import Child, Stack, isolated_stack, percentile, record, wait_for
 from vap_api.scenarios.service import create_scenario
 from vap_common.contracts import DetectorSpec
 from vap_common.db import make_engine, make_session_factory

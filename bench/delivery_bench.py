@@ -11,12 +11,11 @@ capture time as the result's timestamp. A real `python -m vap_api.inbox` stores 
            the runner's linger, the floor any pipeline on this broker has.
 Goal (issue 13): stored p99 < 300 ms and visible p99 < 500 ms at 20 scenarios x 5 fps.
 Prints the figures and writes bench/results/api.json (section "delivery").
-Run: .venv/bin/python bench/delivery_bench.py
+Run: .venv/bin/python -m bench.delivery_bench
 """
 
 from __future__ import annotations
 
-import sys
 import tempfile
 import threading
 import time
@@ -28,12 +27,10 @@ from typing import Any
 import httpx2
 from sqlalchemy import insert, text
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _api_common import (
+from bench._api_common import (
     Child,
     Stack,
     api_ready,
-    free_port,
     isolated_stack,
     percentile,
     play_cameras,
@@ -41,7 +38,7 @@ from _api_common import (
     wait_for,
     warm_up,
 )
-
+from dev.platform_stack import free_port
 from vap_common.db import make_engine
 from vap_common.kafka import make_consumer, make_producer
 from vap_common.schema import Scenario

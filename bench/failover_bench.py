@@ -13,13 +13,12 @@ topics, so no consumer group outlives its round.
           its start: answering metadata, an acks=all produce acknowledged, and the first result stored
           again (also from the kill), ROUNDS times.
 Prints the figures (medians and every round) and writes bench/results/api.json (section "failover").
-Run: .venv/bin/python bench/failover_bench.py
+Run: .venv/bin/python -m bench.failover_bench
 """
 
 from __future__ import annotations
 
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -30,9 +29,7 @@ from typing import Any
 from sqlalchemy import Engine, insert, text
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "bench"), str(ROOT / "dev"), str(ROOT)]
-from _api_common import Child, Stack, isolated_stack, play_cameras, record, wait_for
-
+from bench._api_common import Child, Stack, isolated_stack, play_cameras, record, wait_for
 from tests.faults.servers import KafkaBroker
 from vap_common.db import make_engine
 from vap_common.kafka import make_producer

@@ -8,7 +8,7 @@ containers). Local: the operator with VAP_RUNTIME=local and the inbox as process
 runners as its children. Both get the same DeployCommands (the orchestrator is bypassed, as in
 operator_bench.py) in their own schema and topic prefix.
 
-Against the local stack (./dev/infra up):  .venv/bin/python bench/node_bench.py [--scenarios 20]
+Against the local stack (./dev/infra up):  .venv/bin/python -m bench.node_bench [--scenarios 20]
 Prints the figures and writes bench/results/node.json.
 """
 
@@ -17,16 +17,17 @@ from __future__ import annotations
 import argparse
 import os
 import subprocess
-import sys
 import threading
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-from _api_common import Child, percentile, record
 from kubernetes import client, config, watch
-from operator_bench import (
+from sqlalchemy import insert, text
+
+from bench._api_common import Child, percentile, record
+from bench.operator_bench import (
     KUBECONFIG,
     ROOT,
     database,
@@ -38,11 +39,7 @@ from operator_bench import (
     topics,
     wait_for_group,
 )
-from sqlalchemy import insert, text
-
-sys.path.insert(0, str(ROOT / "dev"))
-from platform_stack import RtspCamera
-
+from dev.platform_stack import RtspCamera
 from vap_common.contracts import DeployCommand
 from vap_common.db import make_engine
 from vap_common.schema import Scenario

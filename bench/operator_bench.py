@@ -6,7 +6,7 @@ measures, per scenario, the time from its produce call to the Pod's ADDED watch 
 or to the first instruction of the runner process (local: a shell that appends its start time to a
 file, then execs `sleep`). The operator runs as `python -m vap_operator`, exactly as deployed.
 
-Against the local stack (./dev/infra up):  .venv/bin/python bench/operator_bench.py [--sizes 100 500]
+Against the local stack (./dev/infra up):  .venv/bin/python -m bench.operator_bench [--sizes 100 500]
 Prints the figures and writes bench/results/operator.json.
 """
 

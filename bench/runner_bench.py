@@ -11,7 +11,7 @@ FFmpeg thread per core; the runner decodes with one (VAP_DECODE_THREADS), so a b
 thread is timed too and the ratio against it printed alongside: the runner's own cost, decoder choice aside.
 The runner's fps is its own figure ("stream finished" log line: frames analysed and published / time from
 opening the source to the last result acknowledged), so process start-up is not counted.
-Prints the figures and writes bench/results/runner.json. Run: .venv/bin/python bench/runner_bench.py
+Prints the figures and writes bench/results/runner.json. Run: .venv/bin/python -m bench.runner_bench
 """
 
 from __future__ import annotations

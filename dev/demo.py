@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx2
-from platform_stack import ROOT, RtspCamera, SupervisedPlatform
+
+from dev.platform_stack import ROOT, RtspCamera, SupervisedPlatform
 
 MEDIA = ROOT / "media"
 STATE = Path(os.environ.get("VAP_STATE_DIR", ROOT / ".vap"))

@@ -9,6 +9,7 @@ them under supervisord through ./dev/services (a killed one is restarted by supe
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shlex
 import signal
@@ -169,12 +170,17 @@ class SupervisedPlatform:
 
     @property
     def socket_path(self) -> Path:
-        return self.state_dir / "supervisor" / "supervisor.sock"  # SV_SOCK of dev/lib/services.sh
+        """supervisord's control socket (SV_SOCK of dev/lib/services.sh), in the state dir; in /tmp, named by
+        the state dir, when that is too deep (a test's tmp dir): a Unix socket's path holds 107 bytes."""
+        path = self.state_dir / "supervisor" / "supervisor.sock"
+        if len(str(path)) < 100:
+            return path
+        return Path("/tmp") / f"vap-supervisor-{hashlib.sha1(str(self.state_dir).encode()).hexdigest()[:16]}.sock"
 
     def services(self, *args: str, capture: bool = False) -> subprocess.CompletedProcess[str]:
         """Run ``./dev/services ARGS`` on this platform's state dir (its progress lines go to stdout
         unless captured)."""
-        env = {**os.environ, "VAP_STATE_DIR": str(self.state_dir)}
+        env = {**os.environ, "VAP_STATE_DIR": str(self.state_dir), "VAP_SUPERVISOR_SOCKET": str(self.socket_path)}
         return subprocess.run(
             [str(ROOT / "dev" / "services"), *args], env=env, text=True, capture_output=capture, check=False
         )

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ import pytest
 from confluent_kafka.admin import AdminClient
 from sqlalchemy import Engine, text
 
+from dev.platform_stack import RtspCamera, free_port, share_ports
 from tests.helpers import wait_until
 from vap_common.db import make_engine, migrate
 from vap_common.kafka import ensure_topics
@@ -26,9 +26,6 @@ from vap_common.topics import all_topic_names
 
 ROOT = Path(__file__).resolve().parent.parent
 MEDIA = ROOT / "media"
-# dev/platform_stack.py (the platform's processes, the RTSP test camera) is shared with the demo.
-sys.path.insert(0, str(ROOT / "dev"))
-from platform_stack import RtspCamera, free_port, share_ports
 
 FAILED = pytest.StashKey[bool]()
 
@@ -46,6 +43,7 @@ def pytest_configure(config: pytest.Config) -> None:
 NODE_TESTS = ("integration/node/", "e2e/test_e2e_node.py")
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's hook, which reads xdist_group to schedule by group
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark tests by folder: tests/unit -> unit, tests/integration and tests/e2e -> integration."""
     for item in items:
@@ -53,6 +51,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         item.add_marker(pytest.mark.unit if path.parts[0] == "unit" else pytest.mark.integration)
         if path.as_posix().startswith(NODE_TESTS):
             item.add_marker(pytest.mark.xdist_group("node"))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """On a pytest-xdist worker (--dist loadgroup) the node's tests must carry their group, which
+    pytest-xdist writes into the node id: refuse to run them side by side when it did not (it silently
+    stopped doing so on pytest 9.2, pytest-dev/pytest-xdist#1386)."""
+    if not getattr(session.config.option, "loadgroup", False):
+        return
+    ungrouped = [item.nodeid for item in session.items if item.get_closest_marker("xdist_group")]
+    ungrouped = [nodeid for nodeid in ungrouped if not nodeid.endswith("@node")]
+    if ungrouped:
+        raise pytest.UsageError(f"pytest-xdist did not group the node's tests (e.g. {ungrouped[0]})")
 
 
 @pytest.hookimpl(wrapper=True)
@@ -121,7 +131,7 @@ def admin_engine(database_url: str) -> Iterator[Engine]:
     try:
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:  # noqa: BLE001 - any failure means the server is not usable
         pytest.fail(
             f"PostgreSQL unreachable at {engine.url.render_as_string(hide_password=True)}: {error}. Run ./dev/infra up"
         )
@@ -159,7 +169,7 @@ def kafka_admin(stack_settings: DatabaseServiceSettings) -> AdminClient:
     try:
         if not admin.list_topics(timeout=10).brokers:
             raise RuntimeError("no broker in metadata")
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:  # noqa: BLE001 - any failure means the server is not usable
         pytest.fail(f"Kafka unreachable at {settings.bootstrap_servers}: {error}. Run ./dev/infra up")
     return admin
 

@@ -40,7 +40,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Generic, TypeVar, cast
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from prometheus_client import Counter
@@ -58,12 +58,15 @@ BATCHES_RETRIED = Counter(
 CONSUMERS_RENEWED = Counter("vap_consumer_renewed_total", "Consumers replaced in place after a fatal consumer error")
 
 
+PayloadT = TypeVar("PayloadT")
+
+
 @dataclass(frozen=True)
-class Accepted:
-    """A consumed message and its parsed contract (a model, or a dict for a record contract)."""
+class Accepted(Generic[PayloadT]):
+    """A consumed message and its value parsed by its topic's contract."""
 
     message: Message
-    value: Any
+    value: PayloadT
 
 
 @dataclass(frozen=True)
@@ -82,7 +85,8 @@ class ConsumerStalled(ConsumerFailed):
     """Messages wait on the consumer's partitions but it has taken none for too long."""
 
 
-Handler = Callable[[Sequence[Accepted]], Sequence[Rejected]]
+# Takes a batch in consumption order and returns the messages it refuses (the rest are done).
+Handler = Callable[[Sequence[Accepted[PayloadT]]], Sequence[Rejected]]
 
 _BROKER_QUERY_SECONDS = 5.0
 _RENEWAL_INTERVAL_SECONDS = 60.0
@@ -93,13 +97,14 @@ def never_permanent(_error: BaseException) -> bool:
 
 
 @dataclass
-class ConsumerLoop:
-    """Runs ``handler`` over batches from a consumer made by ``new_consumer`` until ``stop`` is set."""
+class ConsumerLoop(Generic[PayloadT]):
+    """Runs ``handler`` over batches from a consumer made by ``new_consumer`` until ``stop`` is set; the
+    handler gets the values as parsed by each topic's contract (``PayloadT``: their union)."""
 
     new_consumer: Callable[[], Consumer]
     dlq_producer: Producer
-    contracts: Mapping[str, Decodable]  # broker topic name -> contract of its values
-    handler: Handler
+    contracts: Mapping[str, type[PayloadT]]  # broker topic name -> contract of its values
+    handler: Handler[PayloadT]
     stop: threading.Event = field(default_factory=threading.Event)
     batch_size: int = 500
     poll_timeout_seconds: float = 0.5
@@ -152,11 +157,12 @@ class ConsumerLoop:
             self._check_progress()
             return 0
         self._took_since_check = True
-        accepted: list[Accepted] = []
+        accepted: list[Accepted[PayloadT]] = []
         rejected: list[Rejected] = []
         for message in messages:
             try:
-                accepted.append(Accepted(message, decode(self.contracts[message.topic() or ""], message.value())))
+                contract = cast(Decodable, self.contracts[message.topic() or ""])
+                accepted.append(Accepted(message, cast(PayloadT, decode(contract, message.value()))))
             except InvalidMessage as error:
                 rejected.append(Rejected(message, str(error)))
         try:
@@ -216,7 +222,7 @@ class ConsumerLoop:
         self._stuck, self._stuck_since = {}, None
         CONSUMERS_RENEWED.inc()
 
-    def _handle(self, accepted: Sequence[Accepted]) -> list[Rejected]:
+    def _handle(self, accepted: Sequence[Accepted[PayloadT]]) -> list[Rejected]:
         """The handler's rejections; a permanent error is narrowed down to its message by halving."""
         try:
             return list(self.handler(accepted))

@@ -1,8 +1,12 @@
-"""confluent-kafka factories with the platform's delivery settings, and the dead-letter helper."""
+"""confluent-kafka factories with the platform's delivery settings, acknowledged producing, and the dead-letter
+helper."""
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, wait
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -34,6 +38,55 @@ def make_producer(settings: KafkaSettings, **overrides: Any) -> Producer:
     }
     config.update(overrides)
     return Producer(config)
+
+
+def deliver(
+    producer: Producer,
+    topic: str,
+    *,
+    key: str | bytes,
+    value: bytes,
+    headers: dict[str, str | bytes | None] | None = None,
+) -> Future[None]:
+    """Produce one message; its future ends with the broker's answer: done once acknowledged, or failed
+    with a KafkaException (``args[0]`` is the KafkaError). ``produce``'s own errors are raised at once."""
+    answer: Future[None] = Future()
+
+    def on_delivery(error: KafkaError | None, _message: Message) -> None:
+        if error is None:
+            answer.set_result(None)
+        else:
+            answer.set_exception(KafkaException(error))
+
+    producer.produce(topic, key=key, value=value, headers=headers, on_delivery=on_delivery)
+    return answer
+
+
+def acknowledged(answer: Future[None]) -> bool:
+    """The broker acknowledged the message (not failed, not still waiting)."""
+    return answer.done() and answer.exception() is None
+
+
+def wait_for_deliveries(
+    producer: Producer,
+    answers: Sequence[Future[None]],
+    *,
+    timeout_seconds: float,
+    step_seconds: float = 0.5,
+    between_steps: Callable[[], None] | None = None,
+) -> None:
+    """Serve ``producer``'s delivery reports until every answer is in, or ``timeout_seconds`` pass (the
+    answers still pending then are the caller's to count as not acknowledged). ``between_steps`` runs
+    before each flush of at most ``step_seconds`` (a liveness beat)."""
+    deadline = time.monotonic() + timeout_seconds
+    while not all(answer.done() for answer in answers) and (remaining := deadline - time.monotonic()) > 0:
+        if between_steps is not None:
+            between_steps()
+        if producer.flush(min(remaining, step_seconds)) == 0:
+            # Nothing is queued any more: each report was served, maybe by another thread that is
+            # running our callbacks right now.
+            wait(answers, timeout=max(0.0, min(deadline - time.monotonic(), 1.0)))
+            return
 
 
 def make_consumer(settings: KafkaSettings, *, group_id: str, **overrides: Any) -> Consumer:

@@ -6,7 +6,9 @@
 
 SV_DIR=$STATE/supervisor
 SV_CONF=$SV_DIR/supervisord.conf
-SV_SOCK=$SV_DIR/supervisor.sock
+# A caller whose state dir is deep (a test's tmp dir) names a shorter socket path: a Unix socket's path
+# holds at most 107 bytes.
+SV_SOCK=${VAP_SUPERVISOR_SOCKET:-$SV_DIR/supervisor.sock}
 SV_LOGS=$LOGS/services
 
 # The services in start order; supervisord stops them in reverse, one after the other, so the

@@ -17,6 +17,7 @@ from prometheus_client import start_http_server
 from sqlalchemy import Engine
 
 from vap_common.consuming import ConsumerLoop
+from vap_common.contracts import ScenarioCommand
 from vap_common.db import make_engine, make_session_factory
 from vap_operator.logs import setup_logging
 from vap_operator.orchestrator import build_loop
@@ -35,7 +36,9 @@ def _stop_on_signals(stop: threading.Event) -> None:
     signal.signal(signal.SIGINT, handle)
 
 
-def _orchestrator_loop(settings: OperatorSettings, engine: Engine, stop: threading.Event) -> ConsumerLoop:
+def _orchestrator_loop(
+    settings: OperatorSettings, engine: Engine, stop: threading.Event
+) -> ConsumerLoop[ScenarioCommand]:
     """The init_scenario consumer of this process (vap-operator's thread or vap-orchestrator itself)."""
     return build_loop(
         kafka=settings.kafka,

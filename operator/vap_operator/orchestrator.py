@@ -38,11 +38,10 @@ class Orchestrator:
         self._sessions = sessions
         self._publisher = publisher
 
-    def __call__(self, batch: Sequence[Accepted]) -> Sequence[Rejected]:
+    def __call__(self, batch: Sequence[Accepted[ScenarioCommand]]) -> Sequence[Rejected]:
         outgoing: list[Outgoing] = []
         with transaction(self._sessions) as session:
             for item in batch:
-                assert isinstance(item.value, ScenarioCommand)
                 outgoing.extend(self._apply(session, item.value))
         self._publisher.send(outgoing)
         return []
@@ -89,7 +88,7 @@ def build_loop(
     stop: threading.Event,
     stall_timeout_seconds: float,
     consumer_overrides: dict[str, int] | None = None,
-) -> ConsumerLoop:
+) -> ConsumerLoop[ScenarioCommand]:
     """The orchestrator's consumer loop (call ``.run()``; set ``stop`` to end it)."""
     producer = make_producer(kafka)
     return ConsumerLoop(

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Sequence
 from typing import TypeAlias
 from uuid import UUID
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import Producer
 from prometheus_client import Counter
 
 from vap_common.contracts import DeployCommand, StatusEvent, encode
+from vap_common.kafka import acknowledged, deliver, wait_for_deliveries
 from vap_common.lifecycle import FailureReason, ScenarioStatus
 from vap_common.redact import redact_text
 from vap_common.topics import Topic, topic_name
@@ -37,25 +36,6 @@ def status_event(
     )
 
 
-class _Deliveries:
-    def __init__(self, expected: int) -> None:
-        self.expected = expected
-        self.acknowledged = 0
-        self.errors: list[str] = []
-        self.lock = threading.Lock()
-
-    def done(self) -> bool:
-        with self.lock:
-            return self.acknowledged + len(self.errors) >= self.expected
-
-    def __call__(self, error: KafkaError | None, message: Message) -> None:
-        with self.lock:
-            if error is None:
-                self.acknowledged += 1
-            else:
-                self.errors.append(f"{message.topic()}: {error}")
-
-
 class Publisher:
     """Sends messages (key = scenario UUID) and waits for the broker's acks; safe to share across threads."""
 
@@ -71,24 +51,15 @@ class Publisher:
         """Produce ``messages`` in order and return once all are acknowledged; raise PublishError otherwise."""
         if not messages:
             return
-        deliveries = _Deliveries(len(messages))
+        answers = [
+            deliver(self._producer, self._topics[type(message)], key=str(message.scenario_uuid), value=encode(message))
+            for message in messages
+        ]
         for message in messages:
-            self._producer.produce(
-                self._topics[type(message)],
-                key=str(message.scenario_uuid),
-                value=encode(message),
-                on_delivery=deliveries,
-            )
             if isinstance(message, StatusEvent):
                 STATUS_PUBLISHED.labels(message.status.value).inc()
-        deadline = time.monotonic() + self._flush_timeout_seconds
-        self._producer.flush(self._flush_timeout_seconds)
-        # Another thread's flush may be running our delivery callbacks right now: wait for the last one.
-        while not deliveries.done() and time.monotonic() < deadline:
-            self._producer.poll(0.01)
-        with deliveries.lock:
-            if deliveries.errors or deliveries.acknowledged != deliveries.expected:
-                raise PublishError(
-                    f"{deliveries.expected - deliveries.acknowledged} of {deliveries.expected} message(s) "
-                    f"not acknowledged: {deliveries.errors[:3]}"
-                )
+        wait_for_deliveries(self._producer, answers, timeout_seconds=self._flush_timeout_seconds)
+        failed = [answer for answer in answers if not acknowledged(answer)]
+        if failed:
+            errors = [str(answer.exception()) for answer in failed[:3] if answer.done()]
+            raise PublishError(f"{len(failed)} of {len(messages)} message(s) not acknowledged: {errors}")

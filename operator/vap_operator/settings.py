@@ -57,7 +57,7 @@ class RestartSettings(BaseModel):
         )
 
 
-class RunnerSettings(BaseModel):
+class RunnerLaunchSettings(BaseModel):
     """What every runner gets, whichever runtime starts it."""
 
     # Inference processes per runner (VAP_MAX_WORKERS). The contracts carry no per-scenario value yet.
@@ -206,7 +206,7 @@ class OperatorSettings(DatabaseServiceSettings):
     consumer_stall_timeout_seconds: float = Field(default=60.0, gt=0)
     orchestrator: OrchestratorSettings = Field(default_factory=OrchestratorSettings)
     restart: RestartSettings = Field(default_factory=RestartSettings)
-    runner: RunnerSettings = Field(default_factory=RunnerSettings)
+    runner: RunnerLaunchSettings = Field(default_factory=RunnerLaunchSettings)
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
     local: LocalSettings = Field(default_factory=LocalSettings)
 

@@ -15,13 +15,14 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from vap_common.consuming import ConsumerLoop
 
 log = logging.getLogger(__name__)
 
 
-def start_loop_thread(name: str, loop: ConsumerLoop, *, on_crash: Callable[[], None]) -> threading.Thread:
+def start_loop_thread(name: str, loop: ConsumerLoop[Any], *, on_crash: Callable[[], None]) -> threading.Thread:
     """Run ``loop`` in a thread; if it raises, log it and call ``on_crash`` (which stops the process)."""
 
     def target() -> None:

@@ -26,7 +26,7 @@ class Frame:
 
 class Wakeup:
     """A self-pipe: threads ``set`` it, the main loop waits on its file descriptor together with the
-    worker pipes (the pool's selector) and ``clear``s it."""
+    inference process pipes (the pool's selector) and ``clear``s it."""
 
     def __init__(self) -> None:
         self._read_fd, self._write_fd = os.pipe()

@@ -21,20 +21,20 @@ class RunnerMetrics:
         )
         self.frames_failed = Counter(
             "vap_runner_frames_failed",
-            "Frames given up because the detector raised or its worker crashed on them.",
+            "Frames given up because the detector raised or its inference process crashed on them.",
             registry=self.registry,
         )
         self.inference_seconds = Histogram(
             "vap_runner_inference_seconds",
-            "Time a worker spent in detect() for one frame.",
+            "Time an inference process spent in detect() for one frame.",
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
             registry=self.registry,
         )
         self.reconnects = Counter(
             "vap_runner_reconnects", "Attempts to reopen the source after it failed or dropped.", registry=self.registry
         )
-        self.worker_restarts = Counter(
-            "vap_runner_worker_restarts",
+        self.inference_restarts = Counter(
+            "vap_runner_inference_restarts",
             "Inference processes replaced after a crash or a hang.",
             registry=self.registry,
         )

@@ -1,4 +1,4 @@
-"""Publishes results in frame order although workers finish them in any order."""
+"""Publishes results in frame order although inference processes finish them in any order."""
 
 from __future__ import annotations
 

@@ -3,13 +3,13 @@
 1. Results go through :class:`~vap_runner.undelivered.UndeliveredResults`: in frame order, within the
    memory budget; a live stream drops its oldest results over the budget (counted, logged, reported in
    a status event's ``drops`` once delivery has caught up: the API shows them), a file pauses instead
-   (:meth:`Publisher.has_room`).
+   (:meth:`ResultPublisher.has_room`).
 2. librdkafka never gives up on a message (``message.timeout.ms=0``) and its queue is bounded, so it
    holds only the budget's producer share of results, plus room for status events.
 3. Status events go straight to the producer, never into the droppable buffer: never dropped.
 4. Kafka acknowledging nothing for ``outage_after_seconds`` while results wait is an outage (logged);
    for ``outage_limit_seconds`` it is :class:`DownstreamBlocked`, as is a message Kafka refuses for good.
-5. :meth:`Publisher.close` (at exit) counts and logs what Kafka never acknowledged as dropped.
+5. :meth:`ResultPublisher.close` (at exit) counts and logs what Kafka never acknowledged as dropped.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from uuid import UUID
 from confluent_kafka import KafkaError, KafkaException, Message
 
 from vap_common.contracts import ResultDrops, StatusEvent, encode
-from vap_common.kafka import make_producer
+from vap_common.kafka import acknowledged, deliver, make_producer, wait_for_deliveries
 from vap_common.lifecycle import FailureReason, ScenarioStatus
 from vap_common.settings import KafkaSettings
 from vap_common.topics import Topic, topic_name
@@ -45,7 +45,7 @@ class DownstreamBlocked(Exception):
     """Kafka refused a message or acknowledged none for the outage limit. Not the camera's fault."""
 
 
-class Publisher:
+class ResultPublisher:
     def __init__(
         self,
         *,
@@ -152,24 +152,22 @@ class Publisher:
         timeout_seconds: float,
     ) -> bool:
         """Send a status event and wait for the broker's ack; False if it was not acknowledged in time."""
-        acknowledged: list[bool] = []
-
-        def on_delivery(error: KafkaError | None, _message: Message) -> None:
-            acknowledged.append(error is None)
-
         try:
             value = encode(
                 StatusEvent(scenario_uuid=self._scenario_uuid, status=status, reason=reason, message=message)
             )
-            self._producer.produce(self._status_topic, key=self._key, value=value, on_delivery=on_delivery)
+            answer = deliver(self._producer, self._status_topic, key=self._key, value=value)
         except (KafkaException, BufferError) as error:
             log.error("Kafka refused a status event", extra={"status": status.value, "error": str(error)})
             return False
-        deadline = time.monotonic() + timeout_seconds
-        while not acknowledged and (remaining := deadline - time.monotonic()) > 0:
-            self._on_wait()
-            self._producer.flush(min(remaining, _POLL_SECONDS))
-        delivered = acknowledged == [True]
+        wait_for_deliveries(
+            self._producer,
+            [answer],
+            timeout_seconds=timeout_seconds,
+            step_seconds=_POLL_SECONDS,
+            between_steps=self._on_wait,
+        )
+        delivered = acknowledged(answer)
         log.info(
             "status published" if delivered else "status not acknowledged",
             extra={"status": status.value, "reason": reason and reason.value},

@@ -18,7 +18,7 @@ from vap_runner.handoff import Frame, FrameHandoff, Wakeup
 from vap_runner.metrics import RunnerMetrics
 from vap_runner.pool import DetectorPool
 from vap_runner.probes import Health, serve
-from vap_runner.publisher import DownstreamBlocked, Publisher
+from vap_runner.publisher import DownstreamBlocked, ResultPublisher
 from vap_runner.reader import ReadOutcome, StreamReader
 from vap_runner.settings import RunnerSettings
 from vap_runner.slots import shared_memory_budget
@@ -29,11 +29,11 @@ log = logging.getLogger(__name__)
 # A failure that could not be reported: exit as a crash, so the runtime restarts the runner (and, if it
 # keeps failing, reports RunnerCrashLoop itself) instead of leaving the scenario without a status.
 FAILURE_NOT_REPORTED = 1
-# The main loop wakes at least this often: liveness beat, signals, hung workers.
+# The main loop wakes at least this often: liveness beat, signals, hung inference processes.
 _TICK_SECONDS = 0.2
 # Longest wait for one status event to be acknowledged.
 _STATUS_ACK_SECONDS = 10.0
-# How long stopped workers get to exit before they are killed.
+# How long stopped inference processes get to exit before they are killed.
 _WORKER_STOP_SECONDS = 5.0
 # How long the reader gets to finish the frame it decodes once asked to stop.
 _READER_STOP_SECONDS = 5.0
@@ -89,7 +89,7 @@ class Runner:
             invalid = None
         except (InvalidDetectorConfig, InvalidSource) as error:
             invalid = Failure(FailureReason.INVALID_CONFIG, str(error))
-        publisher = Publisher(
+        publisher = ResultPublisher(
             kafka=settings.kafka,
             scenario_uuid=settings.scenario_uuid,
             run_id=self.run_id,
@@ -107,7 +107,7 @@ class Runner:
         finally:
             publisher.close()  # what Kafka never acknowledged is counted and logged as dropped
 
-    def _run(self, publisher: Publisher, detector_config: DetectorConfig, source: Source) -> int:
+    def _run(self, publisher: ResultPublisher, detector_config: DetectorConfig, source: Source) -> int:
         settings = self._settings
         server = serve(
             host=settings.http_host, port=settings.http_port, health=self.health, registry=self.metrics.registry
@@ -138,7 +138,7 @@ class Runner:
             pool.watch(self._wakeup)
             pool.start()
             if not pool.wait_ready(
-                timeout_seconds=settings.worker_start_timeout_seconds,
+                timeout_seconds=settings.inference_start_timeout_seconds,
                 stopping=self._stop_requested.is_set,
                 on_tick=self.health.beat,
             ):
@@ -155,7 +155,7 @@ class Runner:
             server.shutdown()
             server.server_close()
 
-    def _analyse(self, pool: DetectorPool, handoff: FrameHandoff, publisher: Publisher) -> int:
+    def _analyse(self, pool: DetectorPool, handoff: FrameHandoff, publisher: ResultPublisher) -> int:
         """The main loop: feed the pool, publish in order, until the source ends, fails, or a stop."""
         reader = self._reader
         assert reader is not None
@@ -198,7 +198,7 @@ class Runner:
         pool.slots.release(frame.slot)
         self.metrics.frames_dropped.inc()
 
-    def _publish(self, pool: DetectorPool, publisher: Publisher) -> None:
+    def _publish(self, pool: DetectorPool, publisher: ResultPublisher) -> None:
         for analysed in pool.analysed():
             publisher.publish_result(analysed.frame_number, analysed.message)
             if not self._announced_active:
@@ -207,7 +207,9 @@ class Runner:
             self.metrics.frames_analysed.inc()
         publisher.poll()
 
-    def _finish_source(self, reader: StreamReader, pool: DetectorPool, publisher: Publisher, started: float) -> int:
+    def _finish_source(
+        self, reader: StreamReader, pool: DetectorPool, publisher: ResultPublisher, started: float
+    ) -> int:
         if reader.outcome is ReadOutcome.GAVE_UP and reader.failure:
             return self._report_failure(publisher, reader.failure)
         # Every result is delivered, however long Kafka is away, up to its outage limit (poll() raises).
@@ -223,7 +225,7 @@ class Runner:
         publisher.publish_status(ScenarioStatus.INACTIVE, message="end of stream", timeout_seconds=_STATUS_ACK_SECONDS)
         return RunnerExit.DONE
 
-    def _finish_stopped(self, pool: DetectorPool, publisher: Publisher, started: float) -> int:
+    def _finish_stopped(self, pool: DetectorPool, publisher: ResultPublisher, started: float) -> int:
         """Deliver what can be within the grace period (Kafka may be away); the rest is counted as dropped."""
         if pool.pending:
             log.warning("grace period over; frames in flight abandoned", extra={"frames": pool.pending})
@@ -238,7 +240,7 @@ class Runner:
     def _grace_budget(self) -> float:
         return self._settings.grace_period_seconds * _GRACE_USED
 
-    def _report_failure(self, publisher: Publisher, failure: Failure) -> int:
+    def _report_failure(self, publisher: ResultPublisher, failure: Failure) -> int:
         log.error("runner failed", extra={"reason": failure.reason.value, "error": failure.message})
         self._write_termination_message(failure)
         publisher.flush(timeout_seconds=_STATUS_ACK_SECONDS)  # results already analysed are still worth keeping
@@ -256,7 +258,7 @@ class Runner:
         if path.exists():
             path.write_text(f"{failure.reason.value}: {redact_text(failure.message)}"[:4096])
 
-    def _log_summary(self, message: str, started: float, publisher: Publisher) -> None:
+    def _log_summary(self, message: str, started: float, publisher: ResultPublisher) -> None:
         elapsed = time.monotonic() - started
         analysed = self.metrics.total("frames_analysed")
         log.info(

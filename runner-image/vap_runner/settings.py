@@ -72,14 +72,15 @@ class RunnerSettings(CommonSettings):
     # Results waiting for Kafka (vap_runner.undelivered) use at most this much memory; over it a live stream
     # drops the oldest (vap_runner_results_dropped_total{cause="budget"}) and a file stops reading. A result
     # takes ~0.45 KB with its overhead (a few detections; more take more): 64 MiB is ~150,000 results, ~4 hours
-    # of a 10 fps camera, more than the outage limit, and fits beside the runner (~100 MiB) and its workers
+    # of a 10 fps camera, more than the outage limit, and fits beside the runner (~100 MiB) and its inference processes
     # in the Pod's 512 MiB memory request.
     undelivered_results_mib: float = Field(default=64.0, gt=0)
-    # A worker busy longer than this on one frame is killed and replaced, like a crashed one.
+    # An inference process busy longer than this on one frame is killed and replaced, like a crashed one.
     inference_timeout_seconds: float = Field(default=30.0, gt=0)
     # Inference processes must have built their detector within this (a large ONNX model takes a while).
-    worker_start_timeout_seconds: float = Field(default=60.0, gt=0)
-    # Worker crashes or detector exceptions in a row (no frame analysed in between) before `failed` (DetectorError).
+    inference_start_timeout_seconds: float = Field(default=60.0, gt=0)
+    # Inference-process crashes or detector exceptions in a row (no frame analysed in between) before
+    # `failed` (DetectorError).
     max_consecutive_detector_failures: int = Field(default=5, ge=1)
     # Where the reason of a `failed` run is written for Kubernetes (the container's termination message).
     # Written only when the file already exists, i.e. Kubernetes mounted it: never created elsewhere.

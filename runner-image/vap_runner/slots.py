@@ -1,7 +1,7 @@
-"""Shared-memory frame slots: the reader decodes a frame straight into one, a worker maps it by name.
+"""Shared-memory frame slots: the reader decodes a frame straight into one, an inference process maps it by name.
 
-No frame is copied or pickled on its way to a worker: OpenCV writes the decoded frame into the slot
-(``VideoCapture.read(view)``) and the worker's pipe carries only a :class:`SlotRef`.
+No frame is copied or pickled on its way to an inference process: OpenCV writes the decoded frame into the slot
+(``VideoCapture.read(view)``) and the inference process's pipe carries only a :class:`SlotRef`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 
 
 class SlotRef(NamedTuple):
-    """What a worker needs to find a frame: a few bytes on the pipe instead of the frame itself."""
+    """What an inference process needs to find a frame: a few bytes on the pipe instead of the frame itself."""
 
     position: int  # which of the slots
     name: str
@@ -83,7 +83,7 @@ class FrameSlots:
         )
 
     def _discard_all(self) -> None:
-        # Workers re-map a slot whose name changed (see SlotViews).
+        # Inference processes re-map a slot whose name changed (see SlotViews).
         for block in self._blocks:
             _discard(block)
         self._blocks = []
@@ -91,7 +91,7 @@ class FrameSlots:
 
 
 class SlotViews:
-    """A worker's side: slots mapped once and re-mapped only when the main process re-made them."""
+    """An inference process's side: slots mapped once and re-mapped only when the main process re-made them."""
 
     def __init__(self) -> None:
         self._mapped: dict[int, SharedMemory] = {}

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import cv2
 import pytest
-from e2e_support import CAR_FPS, CAR_FRAMES, CAR_VIDEO, Api, ResultsTopic, platform_settings
-from platform_stack import PlatformStack
 
+from dev.platform_stack import PlatformStack
 from tests.conftest import has_failed
+from tests.e2e.e2e_support import CAR_FPS, CAR_FRAMES, CAR_VIDEO, Api, ResultsTopic, platform_settings
 from tests.helpers import fail_if_processes_left
 from vap_common.settings import DatabaseSettings, KafkaSettings
 

@@ -13,9 +13,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx2
-from e2e_support import CAR_URL, Api, runner_pids
-from platform_stack import PlatformStack
 
+from dev.platform_stack import PlatformStack
+from tests.e2e.e2e_support import CAR_URL, Api, runner_pids
 from tests.helpers import pids_with_env, wait_until
 from vap_common.settings import KafkaSettings
 

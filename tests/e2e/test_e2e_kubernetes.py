@@ -13,10 +13,10 @@ import json
 from collections.abc import Callable, Iterator
 
 import pytest
-from e2e_support import Api
 from kubernetes import config
-from platform_stack import PlatformStack
 
+from dev.platform_stack import PlatformStack
+from tests.e2e.e2e_support import Api
 from tests.helpers import UNSCHEDULED_RUNNERS, wait_until
 from tests.kube_cluster import Cluster
 

@@ -17,10 +17,18 @@ import time
 import uuid
 from pathlib import Path
 
-from e2e_support import CAR_SAMPLED, CAR_URL, Api, ResultsTopic, check_stored_equals_published, runner_pids, worker_row
-from platform_stack import PlatformStack
 from sqlalchemy import Engine, text
 
+from dev.platform_stack import PlatformStack
+from tests.e2e.e2e_support import (
+    CAR_SAMPLED,
+    CAR_URL,
+    Api,
+    ResultsTopic,
+    check_stored_equals_published,
+    runner_pids,
+    worker_row,
+)
 from tests.helpers import wait_until
 from vap_common.contracts import ScenarioCommand, decode
 from vap_common.kafka import make_consumer

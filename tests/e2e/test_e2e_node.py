@@ -18,11 +18,11 @@ from typing import Any
 
 import pytest
 from confluent_kafka.admin import AdminClient
-from e2e_support import PERSON_VIDEO, Api, ResultsTopic, check_stored_equals_published
-from platform_stack import RtspCamera
 from sqlalchemy import Engine, text
 
+from dev.platform_stack import RtspCamera
 from tests.conftest import ROOT, create_namespace, kubectl, remove_finalizers
+from tests.e2e.e2e_support import PERSON_VIDEO, Api, ResultsTopic, check_stored_equals_published
 from tests.helpers import wait_until
 from vap_common.db import make_engine
 from vap_common.kafka import ensure_topics

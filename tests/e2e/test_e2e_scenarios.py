@@ -6,10 +6,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from e2e_support import CAR_SAMPLED, CAR_URL, Api, ResultsTopic, check_stored_equals_published, runner_pids, worker_row
-from platform_stack import PlatformStack, RtspCamera
 from sqlalchemy import Engine
 
+from dev.platform_stack import PlatformStack, RtspCamera
+from tests.e2e.e2e_support import (
+    CAR_SAMPLED,
+    CAR_URL,
+    Api,
+    ResultsTopic,
+    check_stored_equals_published,
+    runner_pids,
+    worker_row,
+)
 from tests.helpers import wait_until
 
 

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from platform_stack import ROOT, SupervisedPlatform
 
+from dev.platform_stack import ROOT, SupervisedPlatform
 from tests.conftest import has_failed
 from tests.helpers import command_line, fail_if_processes_left, pids_with_env
 from vap_common.settings import KafkaSettings

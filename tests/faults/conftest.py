@@ -16,9 +16,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from platform_stack import SupervisedPlatform
 from sqlalchemy import text
 
+from dev.platform_stack import SupervisedPlatform
 from tests.conftest import FIGURE, has_failed
 from tests.e2e.e2e_support import CAR_VIDEO, Api, platform_settings
 from tests.faults.harness import FaultPlatform, dump_logs

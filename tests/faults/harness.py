@@ -24,10 +24,10 @@ from typing import Any
 
 import httpx2
 from confluent_kafka import OFFSET_BEGINNING, Message, TopicPartition
-from platform_stack import SupervisedPlatform
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
+from dev.platform_stack import SupervisedPlatform
 from tests.e2e.e2e_support import CAR_SAMPLED, TERMINAL, Api, Published, stored
 from tests.faults.servers import KafkaBroker, KafkaCluster, PostgresCluster
 from tests.helpers import TopicReader, wait_until

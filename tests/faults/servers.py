@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka.admin import AdminClient
-from platform_stack import ROOT, free_port
 
+from dev.platform_stack import ROOT, free_port
 from vap_common.kafka import ensure_topics
 from vap_common.settings import DatabaseSettings, KafkaSettings
 from vap_common.topics import all_topic_names
@@ -171,7 +171,7 @@ class KafkaBroker:
             try:
                 if admin.list_topics(timeout=2).brokers:
                     return
-            except Exception:  # noqa: BLE001, S110
+            except Exception:  # noqa: BLE001, S110 - not up yet
                 pass
             if time.monotonic() > deadline:
                 raise TimeoutError(
@@ -286,7 +286,7 @@ class KafkaCluster:
             try:
                 if len(admin.list_topics(timeout=2).brokers) == len(self.nodes):
                     return
-            except Exception:  # noqa: BLE001, S110
+            except Exception:  # noqa: BLE001, S110 - not up yet
                 pass
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the Kafka cluster is not ready after {timeout_seconds:g}s")

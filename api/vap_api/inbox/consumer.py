@@ -40,7 +40,7 @@ from sqlalchemy import Connection, Engine, text
 
 from vap_api.settings import InboxSettings
 from vap_common.consuming import Accepted, ConsumerFailed, ConsumerLoop, Rejected
-from vap_common.contracts import Decodable, FrameResultRecord, StatusEvent
+from vap_common.contracts import FrameResultRecord, StatusEvent
 from vap_common.db import is_permanent_error, make_engine
 from vap_common.kafka import make_consumer, make_producer
 from vap_common.lifecycle import FailureReason, ScenarioStatus, can_transition
@@ -48,6 +48,8 @@ from vap_common.logs import configure_logging
 from vap_common.redact import redact_text
 from vap_common.topics import Topic, topic_name
 
+# The inbox's two topics: results (checked as records, for COPY) and scenario_status.
+InboxPayload = FrameResultRecord | StatusEvent
 log = logging.getLogger(__name__)
 
 RESULTS_STORED = Counter("vap_inbox_results_stored_total", "Frame results inserted into scenario_results")
@@ -129,12 +131,12 @@ class Inbox:
         self._grace_seconds = late_result_grace_seconds
 
     @property
-    def contracts(self) -> dict[str, Decodable]:
+    def contracts(self) -> dict[str, type[InboxPayload]]:
         """Broker topic name → the contract of its values, as ConsumerLoop wants it. Results are
         validated as FrameResultRecords: they go straight into COPY rows."""
         return {self.results_topic: FrameResultRecord, self.status_topic: StatusEvent}
 
-    def handle(self, batch: Sequence[Accepted]) -> Sequence[Rejected]:
+    def handle(self, batch: Sequence[Accepted[InboxPayload]]) -> Sequence[Rejected]:
         """Store one batch in one transaction; returns the messages about unknown scenarios and the
         results of ended ones."""
         results: list[FrameResultRecord] = [item.value for item in batch if not isinstance(item.value, StatusEvent)]
@@ -173,16 +175,20 @@ class Inbox:
         return self._reject(batch, unknown, late, redelivered) if unknown or late else []
 
     def _reject(
-        self, batch: Sequence[Accepted], unknown: set[UUID], ended: set[UUID], redelivered: set[tuple[UUID, str, int]]
+        self,
+        batch: Sequence[Accepted[InboxPayload]],
+        unknown: set[UUID],
+        ended: set[UUID],
+        redelivered: set[tuple[UUID, str, int]],
     ) -> list[Rejected]:
         rejected: list[Rejected] = []
         for item in batch:
-            is_status = isinstance(item.value, StatusEvent)
-            scenario_uuid = item.value.scenario_uuid
+            value = item.value
+            scenario_uuid = value.scenario_uuid
             if scenario_uuid in unknown:
-                UNKNOWN_SCENARIO.labels("status" if is_status else "result").inc()
+                UNKNOWN_SCENARIO.labels("status" if isinstance(value, StatusEvent) else "result").inc()
                 error = f"unknown scenario_uuid {scenario_uuid}: no such scenario"
-            elif not is_status and scenario_uuid in ended and _key(item.value) not in redelivered:
+            elif isinstance(value, FrameResultRecord) and scenario_uuid in ended and _key(value) not in redelivered:
                 LATE_RESULTS.inc()
                 error = (
                     f"scenario {scenario_uuid} ended more than {self._grace_seconds:g}s ago; "

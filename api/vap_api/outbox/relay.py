@@ -31,19 +31,21 @@ import select
 import signal
 import threading
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass
+from functools import partial
 from types import FrameType
 from typing import Any
 from uuid import UUID
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import Producer
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 from sqlalchemy import Connection, Engine, text
 
 from vap_api.settings import RelayOptions, RelaySettings
 from vap_common.contracts import ScenarioCommand, encode
 from vap_common.db import make_engine
-from vap_common.kafka import make_producer
+from vap_common.kafka import acknowledged, deliver, make_producer, wait_for_deliveries
 from vap_common.logs import configure_logging
 from vap_common.settings import KafkaSettings
 from vap_common.topics import Topic, topic_name
@@ -118,6 +120,12 @@ class _Row:
     created_at_epoch: float
 
 
+def _observe_latency(row: _Row, answer: Future[None]) -> None:
+    """Runs as the delivery report is served: row creation -> broker acknowledgement."""
+    if acknowledged(answer):
+        PUBLISH_LATENCY.observe(max(0.0, time.time() - row.created_at_epoch))
+
+
 class Relay:
     """Publishes the outbox of one database (schema) to Kafka; see the module docstring."""
 
@@ -170,39 +178,31 @@ class Relay:
     def _publish(self, rows: list[_Row]) -> dict[int, str]:
         """Produce every row and wait for the delivery reports; returns the failed row ids and why."""
         errors: dict[int, str] = {}
-        acknowledged: set[int] = set()
-        fatal = False
-
-        def report(row: _Row) -> Any:
-            def on_delivery(error: KafkaError | None, _message: Message) -> None:
-                nonlocal fatal
-                if error is None:
-                    acknowledged.add(row.id)
-                    PUBLISH_LATENCY.observe(max(0.0, time.time() - row.created_at_epoch))
-                else:
-                    errors[row.id] = str(error)
-                    fatal = fatal or bool(error.fatal())
-
-            return on_delivery
-
+        answers: dict[int, Future[None]] = {}
         for row in rows:
             try:
-                value = encode(ScenarioCommand.model_validate(row.payload))
-                self._producer.produce(
+                answers[row.id] = deliver(
+                    self._producer,
                     topic_name(Topic(row.topic), self._kafka.topic_prefix),
                     key=str(row.scenario_uuid),
-                    value=value,
+                    value=encode(ScenarioCommand.model_validate(row.payload)),
                     headers={OUTBOX_ID_HEADER: str(row.id), EVENT_TYPE_HEADER: row.event_type},
-                    on_delivery=report(row),
                 )
-            except Exception as error:  # noqa: BLE001
+                answers[row.id].add_done_callback(partial(_observe_latency, row))
+            except Exception as error:  # noqa: BLE001 - any row that cannot be produced stays unpublished
                 errors[row.id] = f"{type(error).__name__}: {error}"
             self._producer.poll(0)
-        # message.timeout.ms bounds each delivery, so this returns once every report arrived.
-        self._producer.flush(self._options.delivery_timeout_seconds + 5.0)
-        for row in rows:
-            if row.id not in acknowledged and row.id not in errors:
-                errors[row.id] = "no delivery report before the timeout"
+        # message.timeout.ms bounds each delivery, so every report arrives within this timeout.
+        wait_for_deliveries(
+            self._producer, list(answers.values()), timeout_seconds=self._options.delivery_timeout_seconds + 5.0
+        )
+        fatal = False
+        for row_id, answer in answers.items():
+            if not answer.done():
+                errors[row_id] = "no delivery report before the timeout"
+            elif (failure := answer.exception()) is not None:
+                errors[row_id] = str(failure.args[0])
+                fatal = fatal or bool(failure.args[0].fatal())
         if fatal:
             log.error("Kafka producer hit a fatal error; creating a new one")
             self._producer = self._make_producer()

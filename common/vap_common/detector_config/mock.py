@@ -14,5 +14,5 @@ class MockConfig(DetectorConfig):
     classes: tuple[str, ...] = Field(default=("person", "car"), min_length=1)
     max_detections: int = Field(default=3, ge=0, le=100)
     # Simulated inference time: each frame sleeps between 0 and this, chosen by its content, so that
-    # parallel workers finish out of order the same way on every run.
+    # parallel inference processes finish out of order the same way on every run.
     delay_ms: float = Field(default=0.0, ge=0, le=10_000)

@@ -8,7 +8,8 @@ answers here, not errors: every caller is idempotent.
 from __future__ import annotations
 
 import json
-from typing import Any, cast
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
@@ -20,6 +21,8 @@ MERGE_PATCH = "application/merge-patch+json"
 FIELD_MANAGER = "vap-operator"
 
 Body = dict[str, Any]
+T = TypeVar("T")
+GONE, EXISTS = (404,), (409,)
 # The generated client is typed for its model classes but sends plain dicts as they are, and with
 # _preload_content=False returns the HTTP response: the casts below say so to the type checker.
 
@@ -45,24 +48,20 @@ class KubeApi:
 
     def create_videoscenario(self, body: Body) -> Body | None:
         """Create; None when an object of that name exists already."""
-        try:
-            return _raw(
+        return _or_none(
+            lambda: _raw(
                 self._custom.create_namespaced_custom_object(
                     GROUP, VERSION, self.namespace, PLURAL, body, field_manager=FIELD_MANAGER
                 )
-            )
-        except ApiException as error:
-            if error.status == 409:
-                return None
-            raise
+            ),
+            when=EXISTS,
+        )
 
     def read_videoscenario(self, name: str) -> Body | None:
-        try:
-            return _raw(self._custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name))
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise
+        return _or_none(
+            lambda: _raw(self._custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name)),
+            when=GONE,
+        )
 
     def list_videoscenarios(self, *, from_cache: bool = False) -> list[Body]:
         """Every VideoScenario; ``from_cache``: the API server's watch cache (cheap, may lag a moment)."""
@@ -73,36 +72,23 @@ class KubeApi:
 
     def patch_videoscenario(self, name: str, patch: Body) -> Body | None:
         """Merge-patch the object (spec/metadata); None when it does not exist."""
-        try:
-            return _raw(
-                self._custom.patch_namespaced_custom_object(
-                    GROUP,
-                    VERSION,
-                    self.namespace,
-                    PLURAL,
-                    name,
-                    patch,
-                    field_manager=FIELD_MANAGER,
-                    _content_type=MERGE_PATCH,
-                )
-            )
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise
+        return self._merge_patch(self._custom.patch_namespaced_custom_object, name, patch)
 
     def delete_videoscenario(self, name: str) -> None:
         """Delete (the operator's finalizer then stops the runner); nothing when it is gone already."""
-        try:
-            self._custom.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name)
-        except ApiException as error:
-            if error.status != 404:
-                raise
+        _or_none(
+            lambda: self._custom.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name),
+            when=GONE,
+        )
 
     def patch_videoscenario_status(self, name: str, patch: Body) -> Body | None:
-        try:
-            return _raw(
-                self._custom.patch_namespaced_custom_object_status(
+        """Merge-patch the status subresource; None when the object does not exist."""
+        return self._merge_patch(self._custom.patch_namespaced_custom_object_status, name, patch)
+
+    def _merge_patch(self, method: Callable[..., object], name: str, patch: Body) -> Body | None:
+        return _or_none(
+            lambda: _raw(
+                method(
                     GROUP,
                     VERSION,
                     self.namespace,
@@ -112,22 +98,17 @@ class KubeApi:
                     field_manager=FIELD_MANAGER,
                     _content_type=MERGE_PATCH,
                 )
-            )
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise
+            ),
+            when=GONE,
+        )
 
     # --- Pods ------------------------------------------------------------------------------------
 
     def read_pod(self, name: str) -> Body | None:
-        try:
-            response = self._core.read_namespaced_pod(name, self.namespace, _preload_content=False)
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise
-        return dict(json.loads(cast(HTTPResponse, response).data))
+        response = _or_none(
+            lambda: self._core.read_namespaced_pod(name, self.namespace, _preload_content=False), when=GONE
+        )
+        return None if response is None else dict(json.loads(cast(HTTPResponse, response).data))
 
     def list_pods(self, label_selector: str) -> list[Body]:
         response = self._core.list_namespaced_pod(self.namespace, label_selector=label_selector, _preload_content=False)
@@ -176,24 +157,16 @@ class KubeApi:
             )
 
     def set_secret_owner(self, name: str, owner_references: list[Body]) -> None:
-        try:
-            self._core.patch_namespaced_secret(
-                name,
-                self.namespace,
-                {"metadata": {"ownerReferences": owner_references}},
-                field_manager=FIELD_MANAGER,
-                _content_type=MERGE_PATCH,
-            )
-        except ApiException as error:
-            if error.status != 404:
-                raise
+        patch = {"metadata": {"ownerReferences": owner_references}}
+        _or_none(
+            lambda: self._core.patch_namespaced_secret(
+                name, self.namespace, patch, field_manager=FIELD_MANAGER, _content_type=MERGE_PATCH
+            ),
+            when=GONE,
+        )
 
     def delete_secret(self, name: str) -> None:
-        try:
-            self._core.delete_namespaced_secret(name, self.namespace)
-        except ApiException as error:
-            if error.status != 404:
-                raise
+        _or_none(lambda: self._core.delete_namespaced_secret(name, self.namespace), when=GONE)
 
 
 def _raw(result: object) -> Body:
@@ -201,3 +174,13 @@ def _raw(result: object) -> Body:
     if isinstance(result, dict):
         return result
     return dict(client.ApiClient().sanitize_for_serialization(result))  # type: ignore[no-untyped-call]
+
+
+def _or_none(call: Callable[[], T], *, when: tuple[int, ...]) -> T | None:
+    """``call()``, or None when the API server answers one of the statuses ``when`` (GONE, EXISTS)."""
+    try:
+        return call()
+    except ApiException as error:
+        if error.status in when:
+            return None
+        raise

@@ -55,10 +55,9 @@ class KubeDeployer:
         self._publisher = publisher
         self._max_workers = max_workers
 
-    def __call__(self, batch: Sequence[Accepted]) -> Sequence[Rejected]:
+    def __call__(self, batch: Sequence[Accepted[DeployCommand]]) -> Sequence[Rejected]:
         rejected: list[Rejected] = []
         for item in batch:
-            assert isinstance(item.value, DeployCommand)
             command = item.value
             verdict = self._judge(command)
             if verdict == DeployVerdict.APPLY:

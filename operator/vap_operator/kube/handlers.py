@@ -62,7 +62,7 @@ from vap_operator.kube.status import (
     runner_summary,
 )
 from vap_operator.publishing import Publisher, status_event
-from vap_operator.settings import KubernetesSettings, RunnerSettings
+from vap_operator.settings import KubernetesSettings, RunnerLaunchSettings
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ class Dependencies:
     sessions: sessionmaker[Session]
     kafka: KafkaSettings
     kubernetes: KubernetesSettings
-    runner: RunnerSettings
+    runner: RunnerLaunchSettings
     policy: RestartPolicy
     # Serialises the Pod watcher per VideoScenario (events of an old and a new Pod run concurrently).
     mirror_locks: dict[str, threading.Lock] = field(default_factory=dict)

@@ -9,14 +9,15 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from typing import Any
+from uuid import UUID
 
 from vap_common.contracts import DeployCommand, DetectorSpec
 from vap_common.redact import has_credentials
-from vap_common.runner_contract import RUNNER_HTTP_PORT, runner_environment
+from vap_common.runner_contract import RUNNER_HTTP_PORT, RunnerSpec, runner_environment
 from vap_common.settings import KafkaSettings
 from vap_operator.decisions import DesiredState, camera_secret_name_for, pod_name_for, resource_name_for
 from vap_operator.kube.crd import API_VERSION, KIND
-from vap_operator.settings import KubernetesSettings, RunnerSettings
+from vap_operator.settings import KubernetesSettings, RunnerLaunchSettings
 
 Body = dict[str, Any]
 
@@ -97,7 +98,7 @@ def runner_pod(
     videoscenario: Mapping[str, Any],
     *,
     kubernetes: KubernetesSettings,
-    runner: RunnerSettings,
+    runner: RunnerLaunchSettings,
     kafka: KafkaSettings,
     http_port: int = RUNNER_HTTP_PORT,
 ) -> Body:
@@ -110,23 +111,16 @@ def runner_pod(
     spec = videoscenario["spec"]
     name = videoscenario["metadata"]["name"]
     secret_ref = spec.get("cameraSecretRef")
-    command = DeployCommand(
-        scenario_uuid=spec["scenarioUUID"],
+    runner_spec = RunnerSpec(
+        scenario_uuid=UUID(spec["scenarioUUID"]),
         worker_id=spec["workerId"],
-        action="deploy",
-        camera_url=spec.get("cameraURL", ""),
+        camera_url=None if secret_ref is not None else spec.get("cameraURL", ""),
         detector=DetectorSpec.model_validate(spec.get("detector") or {}),
-    )
-    environment = runner_environment(
-        command,
-        kafka=kafka,
         max_workers=int(spec.get("maxWorkers", runner.max_workers)),
         grace_seconds=runner.stop_grace_seconds,
         target_fps=runner.target_fps,
-        http_port=http_port,
-        include_camera_url=secret_ref is None,
-        extra=runner.environment,
     )
+    environment = runner_environment(runner_spec, kafka=kafka, http_port=http_port, extra=runner.environment)
     env: list[Body] = [{"name": key, "value": value} for key, value in environment.items()]
     if secret_ref is not None:
         env.append(

@@ -43,10 +43,10 @@ class LocalDeployer:
     def __init__(self, supervisor: Supervisor) -> None:
         self._supervisor = supervisor
 
-    def __call__(self, batch: Sequence[Accepted]) -> Sequence[Rejected]:
+    def __call__(self, batch: Sequence[Accepted[DeployCommand]]) -> Sequence[Rejected]:
         rejected: list[Rejected] = []
         for item in batch:
-            command: DeployCommand = item.value
+            command = item.value
             if command.action == "stop":
                 self._supervisor.stop(command)
             elif (refusal := self._supervisor.deploy(command)) is not None:
@@ -70,7 +70,7 @@ def single_instance(engine: Engine, schema_name: str | None) -> Iterator[None]:
         finally:
             try:
                 connection.execute(text("SELECT pg_advisory_unlock(hashtext(:key))"), {"key": key})
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - the connection (and with it the lock) is already gone
                 log.warning("could not release the runtime lock; it went with its connection")
 
 
@@ -173,7 +173,7 @@ def _resume_when_reachable(supervisor: Supervisor, stop: threading.Event) -> Non
         try:
             supervisor.resume()
             return
-        except Exception as error:  # noqa: BLE001
+        except Exception as error:  # noqa: BLE001 - PostgreSQL away: the runners it would adopt keep running
             log.warning(
                 "cannot resume the runners yet; retrying",
                 extra={"retry_in_seconds": delay, "error": type(error).__name__},

@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from vap_common.contracts import DeployCommand, StatusEvent
 from vap_common.db import transaction
 from vap_common.lifecycle import FailureReason, ScenarioStatus, is_terminal
-from vap_common.runner_contract import read_exit_code, runner_environment
+from vap_common.runner_contract import RunnerSpec, read_exit_code, runner_environment
 from vap_common.schema import Worker
 from vap_common.settings import KafkaSettings
 from vap_operator import workers
@@ -52,7 +52,7 @@ from vap_operator.decisions import (
 )
 from vap_operator.local import processes
 from vap_operator.publishing import Publisher, status_event
-from vap_operator.settings import LocalSettings, RunnerSettings
+from vap_operator.settings import LocalSettings, RunnerLaunchSettings
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ class Supervisor:
         sessions: sessionmaker[Session],
         publisher: Publisher,
         kafka: KafkaSettings,
-        runner: RunnerSettings,
+        runner: RunnerLaunchSettings,
         local: LocalSettings,
         policy: RestartPolicy,
         base_environment: Mapping[str, str],
@@ -213,7 +213,7 @@ class Supervisor:
             effect = self._effects[0]
             try:
                 self._apply(effect)
-            except Exception as error:  # noqa: BLE001
+            except Exception as error:  # noqa: BLE001 - PostgreSQL or Kafka away: keep it, retry later
                 self._effect_failures += 1
                 delay = min(0.2 * 2 ** (self._effect_failures - 1), _MAX_EFFECT_BACKOFF_SECONDS)
                 self._effects_retry_at = self._clock() + delay
@@ -339,11 +339,16 @@ class Supervisor:
         env = {
             **self._base_environment,
             **runner_environment(
-                runner.command,
+                RunnerSpec(
+                    scenario_uuid=uuid,
+                    worker_id=runner.command.worker_id,
+                    camera_url=runner.command.camera_url,
+                    detector=runner.command.detector,
+                    max_workers=self._runner.max_workers,
+                    grace_seconds=self._runner.stop_grace_seconds,
+                    target_fps=self._runner.target_fps,
+                ),
                 kafka=self._kafka,
-                max_workers=self._runner.max_workers,
-                grace_seconds=self._runner.stop_grace_seconds,
-                target_fps=self._runner.target_fps,
                 http_port=self._port(),
                 exit_code_file=exit_file,
                 extra=self._runner.environment,
@@ -401,7 +406,7 @@ class Supervisor:
         try:
             with transaction(self._sessions) as session:
                 workers.renew_leases(session, running)
-        except Exception as error:  # noqa: BLE001
+        except Exception as error:  # noqa: BLE001 - the lease lapses and the API shows it; retried next period
             log.warning("cannot renew the runners' leases", extra={"error": f"{type(error).__name__}"})
 
     def _exited(self, uuid: UUID, runner: LocalRunner, code: int | None) -> None:

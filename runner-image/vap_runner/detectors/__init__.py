@@ -3,7 +3,7 @@
 Each module of this package (except ``_``-prefixed ones) defines one :class:`Detector` subclass whose
 ``key`` names its config model in ``vap_common.detector_config`` (the settings it accepts, shared with
 the API). The registry imports them all, so adding a detector is adding that config module and a module
-here; tests/unit/runner/test_runner_detectors.py checks that the two lists of names agree.
+here; tests/unit/runner/test_detectors.py checks that the two lists of names agree.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from vap_common.detector_config import DetectorConfig, InvalidDetectorConfig
 
 
 class Detector(ABC):
-    """Finds objects in one BGR frame. Built once per worker process, then called frame after frame."""
+    """Finds objects in one BGR frame. Built once per inference process, then called frame after frame."""
 
     key: ClassVar[str]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -16,7 +17,8 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
-from sqlalchemy import insert
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, insert, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.helpers import wait_until
@@ -140,3 +142,69 @@ class Process:
             os.kill(self.popen.pid, signal.SIGKILL)
             self.popen.wait(30)
         self._log.close()
+
+
+# Prediction rows stored directly (as the inbox would) and read back through GET /prediction.
+_INSERT = text(
+    "INSERT INTO scenario_results (scenario_uuid, run_id, frame_number, detections, timestamp) "
+    "VALUES (:scenario_uuid, :run_id, :frame_number, CAST(:detections AS jsonb), :timestamp)"
+)
+# Are all of the scenario's rows below the snapshot xmin, i.e. servable? Another session of the
+# shared cluster may still run a transaction older than ours for a moment.
+_SERVABLE = text(
+    "SELECT coalesce(bool_and(stored_xact < pg_snapshot_xmin(pg_current_snapshot())), true) "
+    "FROM scenario_results WHERE scenario_uuid = :u"
+)
+
+
+def store(
+    engine: Engine, scenario_uuid: uuid.UUID, frames: Iterable[int], *, run_id: str = "run-1", label: str = "person"
+) -> None:
+    """Store the frames in one transaction, and wait until the API may serve them."""
+    rows = [
+        {
+            "scenario_uuid": scenario_uuid,
+            "run_id": run_id,
+            "frame_number": number,
+            "detections": json.dumps([{"class": label, "confidence": 0.75, "bbox": [1.0, 2.0, 3.5, 4.0]}]),
+            "timestamp": f"2026-11-25T12:00:00.{number + 1:06d}Z",
+        }
+        for number in frames
+    ]
+    with engine.begin() as connection:
+        connection.execute(_INSERT, rows)
+    wait_servable(engine, scenario_uuid)
+
+
+def wait_servable(engine: Engine, scenario_uuid: uuid.UUID) -> None:
+    """Wait until every committed row of the scenario is below the snapshot xmin (the API may serve it)."""
+
+    def servable() -> bool:
+        with engine.connect() as connection:
+            return bool(connection.execute(_SERVABLE, {"u": scenario_uuid}).scalar_one())
+
+    wait_until(servable, timeout_seconds=10, interval_seconds=0.02, what="the stored rows below the snapshot xmin")
+
+
+def page(client: TestClient, scenario_uuid: uuid.UUID, **params: Any) -> dict[str, Any]:
+    response = client.get(f"/api/v1/prediction/{scenario_uuid}", params=params)
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def follow(
+    client: TestClient, scenario_uuid: uuid.UUID, *, cursor: str | None = None, limit: int, **params: Any
+) -> tuple[list[list[dict[str, Any]]], str]:
+    """Every page from ``cursor`` until a short one; returns the pages and the cursor to go on with."""
+    pages: list[list[dict[str, Any]]] = []
+    while True:
+        body = page(client, scenario_uuid, limit=limit, **params, **({"cursor": cursor} if cursor else {}))
+        pages.append(body["results"])
+        cursor = body["next_cursor"]
+        assert isinstance(cursor, str) and cursor
+        if len(body["results"]) < limit:
+            return pages, cursor
+
+
+def identities(results: Iterable[dict[str, Any]]) -> list[tuple[str, int]]:
+    return [(item["run_id"], item["frame_number"]) for item in results]

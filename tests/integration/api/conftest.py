@@ -10,12 +10,12 @@ from functools import partial
 from pathlib import Path
 
 import pytest
-from api_test_support import Process
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.helpers import child_environment, service_settings
+from tests.integration.api.api_test_support import Process
 from vap_api.inbox.consumer import Inbox
 from vap_api.main import create_app
 from vap_api.outbox.relay import Relay

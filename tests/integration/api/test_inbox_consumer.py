@@ -8,12 +8,12 @@ import uuid
 from collections.abc import Callable
 from functools import partial
 
-from api_test_support import Process, add_scenario, encoded_frames, frame, produce, run_loop_until
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.helpers import consume, wait_until
+from tests.integration.api.api_test_support import Process, add_scenario, encoded_frames, frame, produce, run_loop_until
 from vap_api.inbox.consumer import RESULTS_DUPLICATE, STATUS_IGNORED, Inbox
 from vap_common.consuming import ConsumerLoop
 from vap_common.contracts import Detection, ResultDrops, StatusEvent, encode

@@ -8,13 +8,13 @@ from collections import defaultdict
 from collections.abc import Callable
 
 import pytest
-from api_test_support import Process
 from confluent_kafka import Message
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.helpers import consume, wait_until
+from tests.integration.api.api_test_support import Process
 from vap_api.outbox.relay import OUTBOX_ID_HEADER, Relay
 from vap_api.outbox.service import enqueue
 from vap_common.contracts import ScenarioCommand, decode

@@ -8,12 +8,11 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from api_test_support import add_scenario
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.orm import Session, sessionmaker
-from test_prediction_routes import follow, identities, page, store, wait_servable
 
+from tests.integration.api.api_test_support import add_scenario, follow, identities, page, store, wait_servable
 from vap_api.inbox.consumer import Inbox
 from vap_api.predictions.cursor import Position, encode_cursor
 from vap_api.predictions.service import _QUERIES

@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from api_test_support import add_scenario
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from tests.integration.api.api_test_support import add_scenario
 from vap_api.main import create_app
 from vap_api.settings import ApiSettings
 from vap_common.lifecycle import ScenarioStatus

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import uuid
@@ -14,6 +13,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Engine, inspect, select, text
 
 from tests.conftest import ROOT
+from tests.helpers import child_environment
 from vap_common.db import make_session_factory, migrate, transaction
 from vap_common.schema import Base, Scenario, ScenarioResult
 from vap_common.settings import DatabaseSettings
@@ -82,7 +82,9 @@ def empty_schema(admin_engine: Engine, database_url: str) -> Iterator[DatabaseSe
 
 
 def _alembic(settings: DatabaseSettings, *args: str) -> None:
-    env = {**os.environ, "VAP_DATABASE__URL": settings.url, "VAP_DATABASE__SCHEMA_NAME": settings.schema_name or ""}
+    env = child_environment(
+        {"VAP_DATABASE__URL": settings.url, "VAP_DATABASE__SCHEMA_NAME": settings.schema_name or ""}
+    )
     result = subprocess.run(
         [sys.executable, "-m", "alembic", *args],
         cwd=ROOT,

@@ -11,7 +11,12 @@ from pathlib import Path
 import pytest
 import yaml
 from kubernetes import client
-from operator_test_support import (
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from tests.conftest import free_port, has_failed, kubectl
+from tests.helpers import UNSCHEDULED_RUNNERS, child_environment, service_settings
+from tests.integration.operator.operator_test_support import (
     ROOT,
     Process,
     StatusLog,
@@ -20,11 +25,6 @@ from operator_test_support import (
     token_kubeconfig,
     wait_http_ok,
 )
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session, sessionmaker
-
-from tests.conftest import free_port, has_failed, kubectl
-from tests.helpers import UNSCHEDULED_RUNNERS, child_environment, service_settings
 from vap_common.db import make_session_factory
 from vap_common.settings import DatabaseSettings, KafkaSettings
 

@@ -11,11 +11,11 @@ import uuid
 from typing import Any
 
 from kubernetes import client
-from operator_test_support import produce, start
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.helpers import consume, wait_until
+from tests.integration.operator.operator_test_support import produce, start
 from tests.kube_cluster import Cluster
 from vap_common.contracts import DeployCommand
 from vap_common.schema import Worker

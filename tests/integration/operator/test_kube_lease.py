@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 from kubernetes import client
-from operator_test_support import produce, start
 from sqlalchemy import make_url, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.helpers import wait_until
+from tests.integration.operator.operator_test_support import produce, start
 from tests.kube_cluster import Cluster
 from tests.tcp_proxy import TcpProxy
 from vap_common.schema import Worker

@@ -12,12 +12,12 @@ import uuid
 from typing import Any
 
 from kubernetes import client
-from operator_test_support import StatusLog, TopicReader, produce, shutdown, start
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.conftest import kubectl
 from tests.helpers import wait_until
+from tests.integration.operator.operator_test_support import StatusLog, TopicReader, produce, shutdown, start
 from tests.kube_cluster import Cluster
 from vap_common.schema import Worker
 from vap_common.settings import KafkaSettings

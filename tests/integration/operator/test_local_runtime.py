@@ -14,11 +14,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from operator_test_support import STAND_IN_RUNNER, StatusLog, produce, shutdown, start
 from sqlalchemy import make_url, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.helpers import consume, pids_with_env, wait_until
+from tests.integration.operator.operator_test_support import STAND_IN_RUNNER, StatusLog, produce, shutdown, start
 from tests.tcp_proxy import TcpProxy
 from vap_common.contracts import DeployCommand
 from vap_common.schema import Worker
@@ -86,7 +86,7 @@ def test_runner_processes_start_and_stop_cleanly_and_a_stubborn_one_is_killed_af
         status_log.wait_for(
             scenario, [("in_startup_processing", None), ("in_shutdown_processing", None), ("inactive", None)]
         )
-        wait_until(lambda: not pids_with_env(f"VAP_SCENARIO_UUID={scenario}"), what="no process of the scenario left")  # noqa: B023
+        wait_until(lambda: not pids_with_env(f"VAP_SCENARIO_UUID={scenario}"), what="no process of the scenario left")  # noqa: B023 - called at once, in this iteration
         stored = recorded(sessions, scenario, "inactive")
         assert (stored.status, stored.process_pid) == ("inactive", None) and stored.stopped_at is not None
 
@@ -249,7 +249,7 @@ def test_runners_past_the_capacity_wait_with_their_reason_and_start_as_slots_fre
     scenarios = [uuid.uuid4() for _ in range(3)]
     for scenario in scenarios:  # one at a time, so "oldest first" is well defined
         produce(kafka_settings, Topic.INIT_SCENARIO, [start(scenario, settings={"mode": "serve"})])
-        wait_until(lambda: row(sessions, scenario) is not None, what="the workers row")  # noqa: B023
+        wait_until(lambda: row(sessions, scenario) is not None, what="the workers row")  # noqa: B023 - called at once, in this iteration
     first, second, third = scenarios
     wait_until(lambda: live_pid(sessions, first) and live_pid(sessions, second), what="two runners")
     waiting = wait_until(

@@ -9,12 +9,12 @@ import sys
 import uuid
 from typing import Any
 
-from operator_test_support import StatusLog, TopicReader, produce, shutdown, start
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.conftest import MEDIA
 from tests.helpers import pids_with_env, wait_until
+from tests.integration.operator.operator_test_support import StatusLog, TopicReader, produce, shutdown, start
 from vap_common.contracts import FrameResult, decode
 from vap_common.schema import Worker
 from vap_common.settings import KafkaSettings

@@ -7,10 +7,10 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from operator_test_support import StatusLog, TopicReader, produce, shutdown, start
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from tests.integration.operator.operator_test_support import StatusLog, TopicReader, produce, shutdown, start
 from vap_common.consuming import ConsumerLoop
 from vap_common.contracts import DeployCommand, decode
 from vap_common.kafka import make_producer

@@ -13,10 +13,10 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import cv2
 import pytest
-from runner_test_support import RunnerProcess
 
 from tests.conftest import MEDIA
 from tests.helpers import TopicReader
+from tests.integration.runner.runner_test_support import RunnerProcess
 from vap_common.contracts import FrameResult, StatusEvent, decode
 from vap_common.settings import KafkaSettings
 from vap_common.topics import Topic

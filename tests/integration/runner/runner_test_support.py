@@ -1,17 +1,15 @@
-"""The runner as a real process for the runner's integration tests (a module of its own, not the
-conftest: test modules import it by name)."""
+"""The runner as a real process for the runner's integration tests."""
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import threading
 from typing import Any
 
 from tests.conftest import ROOT
-from tests.helpers import wait_until
+from tests.helpers import child_environment, wait_until
 
 
 class RunnerProcess:
@@ -21,7 +19,11 @@ class RunnerProcess:
         self.lines: list[dict[str, Any]] = []
         self.raw = ""
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "vap_runner"], env={**os.environ, **env}, cwd=ROOT, stderr=subprocess.PIPE, text=True
+            [sys.executable, "-m", "vap_runner"],
+            env=child_environment(env),
+            cwd=ROOT,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         self._collector = threading.Thread(target=self._collect, daemon=True)
         self._collector.start()

@@ -6,8 +6,9 @@ import types
 from collections.abc import Iterator
 from typing import Self
 
-import platform_stack
 import pytest
+
+from dev import platform_stack
 
 
 class OfferingSocket:

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 import yaml
-from deploy_support import (
+
+from tests.unit.deploy.deploy_support import (
     ROOT,
     SETTINGS_BY_COMMAND,
     console_scripts,
@@ -18,7 +19,6 @@ from deploy_support import (
     stage,
     unknown_setting,
 )
-
 from vap_operator.settings import OperatorSettings
 
 # Dockerfile -> the package it installs.

@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 
 import pytest
-from deploy_support import ROOT, console_scripts, external_bases, parse_dockerfile, stage
 
+from tests.unit.deploy.deploy_support import ROOT, console_scripts, external_bases, parse_dockerfile, stage
 from vap_operator.settings import KubernetesSettings
 
 # Dockerfile -> the package directory it installs (whose pyproject names the console scripts).

@@ -9,7 +9,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
-from deploy_support import ROOT
+
+from tests.unit.deploy.deploy_support import ROOT
 
 DOC = (ROOT / "docs" / "kind.md").read_text()
 KIND_VALUES: dict[str, Any] = yaml.safe_load((ROOT / "charts" / "vap" / "values-kind.yaml").read_text())

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 import yaml
-from deploy_support import ROOT, parse_dockerfile
+
+from tests.unit.deploy.deploy_support import ROOT, parse_dockerfile
 
 EXPECTED_ARTIFACTS = {
     "vap-api": "api/Dockerfile",

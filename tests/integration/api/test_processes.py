@@ -8,10 +8,10 @@ import uuid
 from collections.abc import Callable
 
 import httpx2
-from api_test_support import Process, encoded_frames, produce
 
 from tests.conftest import free_port
 from tests.helpers import consume, wait_until
+from tests.integration.api.api_test_support import Process, encoded_frames, produce
 from vap_common.contracts import ScenarioCommand, StatusEvent, decode, encode
 from vap_common.lifecycle import ScenarioStatus
 from vap_common.settings import KafkaSettings

@@ -125,7 +125,7 @@ def test_a_killed_worker_is_replaced_and_its_frames_are_analysed_again(media_fra
     finally:
         pool.close(timeout_seconds=5)
     assert [item.frame_number for item in out] == list(range(8)), "every frame, once, in order"
-    assert metrics.total("worker_restarts") == 1 and metrics.total("frames_failed") == 0
+    assert metrics.total("inference_restarts") == 1 and metrics.total("frames_failed") == 0
 
 
 def test_a_frame_that_hangs_twice_is_given_up_and_repeated_failures_fail_the_pool(media_frames: Frames) -> None:
@@ -140,7 +140,7 @@ def test_a_frame_that_hangs_twice_is_given_up_and_repeated_failures_fail_the_poo
         pool.close(timeout_seconds=5)
     assert out == []
     # Frame 0: killed, retried, killed again -> given up. Frame 1: killed once -> third failure in a row.
-    assert metrics.total("frames_failed") == 1 and metrics.total("worker_restarts") == 3
+    assert metrics.total("frames_failed") == 1 and metrics.total("inference_restarts") == 3
     assert pool.failure is not None and pool.failure.reason is FailureReason.DETECTOR_ERROR
     assert "3 detector failures in a row" in pool.failure.message
 

@@ -8,10 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import cv2
-from platform_stack import RtspCamera
-from runner_test_support import RunnerProcess
 
+from dev.platform_stack import RtspCamera
 from tests.conftest import MEDIA, free_port
+from tests.integration.runner.runner_test_support import RunnerProcess
 from vap_common.contracts import FrameResult, StatusEvent
 from vap_common.lifecycle import FailureReason, ScenarioStatus
 from vap_common.runner_contract import RunnerExit

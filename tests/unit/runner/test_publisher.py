@@ -16,7 +16,7 @@ from vap_common.contracts import FrameResult, encode
 from vap_common.lifecycle import FailureReason, ScenarioStatus
 from vap_common.settings import KafkaSettings
 from vap_runner.metrics import RunnerMetrics
-from vap_runner.publisher import DownstreamBlocked, Publisher
+from vap_runner.publisher import DownstreamBlocked, ResultPublisher
 
 SCENARIO = uuid.uuid4()
 
@@ -48,13 +48,13 @@ def metrics() -> RunnerMetrics:
 
 
 @pytest.fixture
-def make_publisher(clock: Clock, metrics: RunnerMetrics) -> Iterator[Callable[..., Publisher]]:
-    made: list[Publisher] = []
+def make_publisher(clock: Clock, metrics: RunnerMetrics) -> Iterator[Callable[..., ResultPublisher]]:
+    made: list[ResultPublisher] = []
 
     def make(
         *, budget_bytes: int = 2**20, outage_after_seconds: float = 5, outage_limit_seconds: float = 60
-    ) -> Publisher:
-        publisher = Publisher(
+    ) -> ResultPublisher:
+        publisher = ResultPublisher(
             kafka=KafkaSettings(bootstrap_servers="127.0.0.1:1"),  # nobody listens
             scenario_uuid=SCENARIO,
             run_id="r1",
@@ -75,7 +75,7 @@ def make_publisher(clock: Clock, metrics: RunnerMetrics) -> Iterator[Callable[..
 
 
 def test_kafka_away_is_an_outage_and_downstream_blocked_only_after_the_outage_limit(
-    make_publisher: Callable[..., Publisher], clock: Clock, caplog: pytest.LogCaptureFixture
+    make_publisher: Callable[..., ResultPublisher], clock: Clock, caplog: pytest.LogCaptureFixture
 ) -> None:
     publisher = make_publisher(outage_after_seconds=5, outage_limit_seconds=60)
     publisher.publish_result(0, result(0))
@@ -101,7 +101,7 @@ def test_kafka_away_is_an_outage_and_downstream_blocked_only_after_the_outage_li
 
 
 def test_a_live_stream_over_budget_drops_oldest_results_but_never_a_status_event(
-    make_publisher: Callable[..., Publisher], metrics: RunnerMetrics, caplog: pytest.LogCaptureFixture
+    make_publisher: Callable[..., ResultPublisher], metrics: RunnerMetrics, caplog: pytest.LogCaptureFixture
 ) -> None:
     publisher = make_publisher(budget_bytes=20_000)
     publisher.live = True
@@ -132,7 +132,7 @@ def test_a_live_stream_over_budget_drops_oldest_results_but_never_a_status_event
 
 
 def test_a_file_pauses_at_the_budget_and_drops_nothing(
-    make_publisher: Callable[..., Publisher], metrics: RunnerMetrics
+    make_publisher: Callable[..., ResultPublisher], metrics: RunnerMetrics
 ) -> None:
     publisher = make_publisher(budget_bytes=20_000)
     publisher.live = False

@@ -3,9 +3,9 @@
 It returns each frame's result as the encoded Kafka message, so that the main process, whose GIL the
 reading thread shares, only orders and publishes bytes.
 
-Protocol on its pipe (main -> worker): ``(frame_number, SlotRef as a tuple, captured_at in UTC without
+Protocol on its pipe (main -> inference process): ``(frame_number, SlotRef as a tuple, captured_at in UTC without
 its tzinfo)`` or ``None`` to stop.
-Worker -> main: ``("ready",)``, ``("init_error", message)``, ``("result", frame_number, message_bytes,
+Inference process -> main: ``("ready",)``, ``("init_error", message)``, ``("result", frame_number, message_bytes,
 seconds)``, ``("error", frame_number, message)``.
 """
 
@@ -31,7 +31,7 @@ from vap_runner.slots import SlotRef, SlotViews
 
 log = logging.getLogger(__name__)
 
-# How often an idle worker checks that the main process still exists (it exits if not: no orphans).
+# How often an idle inference process checks that the main process still exists (it exits if not: no orphans).
 _PARENT_CHECK_SECONDS = 1.0
 
 
@@ -41,19 +41,19 @@ def send_message(conn: Connection, message: tuple[Any, ...] | None) -> None:
     conn.send_bytes(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
 
 
-def worker_main(conn: Connection, config: DetectorConfig, log_level: str, scenario_uuid: UUID, run_id: str) -> None:
+def inference_main(conn: Connection, config: DetectorConfig, log_level: str, scenario_uuid: UUID, run_id: str) -> None:
     # Shutdown is the main process's decision: it finishes in-flight frames, then sends None. A
     # terminal's Ctrl-C or a process-group SIGTERM must not kill frames in flight.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    configure_logging(service="vap-runner-worker", level=log_level)
-    # One thread per worker: parallelism comes from MAX_WORKERS processes, not from OpenCV's threads
+    configure_logging(service="vap-runner-inference", level=log_level)
+    # One thread per inference process: parallelism comes from MAX_WORKERS processes, not from OpenCV's threads
     # competing for the same cores.
     cv2.setNumThreads(1)
     parent_pid = os.getppid()
     try:
         detector = build_detector(config)
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:  # noqa: BLE001 - any failure to build is a configuration problem to report
         send_message(conn, ("init_error", f"detector {config.type!r} could not start: {error}"))
         return
     send_message(conn, ("ready",))

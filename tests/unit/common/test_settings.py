@@ -1,10 +1,11 @@
+"""vap_common.settings: the settings every service reads from its environment."""
+
 from __future__ import annotations
 
 import pytest
 from pydantic import ValidationError
 
 from vap_common.settings import CommonSettings, DatabaseServiceSettings
-from vap_common.topics import Topic, all_topic_names, dlq_name, topic_name
 
 
 def test_settings_read_nested_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -26,20 +27,3 @@ def test_production_process_without_database_needs_no_database_url(monkeypatch: 
     monkeypatch.setenv("VAP_ENVIRONMENT", "production")
     settings = CommonSettings()
     assert settings.environment == "production" and "database" not in CommonSettings.model_fields
-
-
-def test_topic_names_with_prefix_and_dlq() -> None:
-    assert topic_name(Topic.RESULTS, "t1.") == "t1.results"
-    assert dlq_name("t1.results") == "t1.results.dlq"
-    assert sorted(all_topic_names()) == sorted(
-        [
-            "init_scenario",
-            "to_deploy",
-            "results",
-            "scenario_status",
-            "init_scenario.dlq",
-            "to_deploy.dlq",
-            "results.dlq",
-            "scenario_status.dlq",
-        ]
-    )

@@ -16,9 +16,9 @@ from http.client import HTTPConnection
 from typing import Any
 
 import pytest
-from api_test_support import serve
 from sqlalchemy import make_url
 
+from tests.integration.api.api_test_support import serve
 from tests.tcp_proxy import TcpProxy
 from vap_api.errors import DATABASE_UNAVAILABLE
 from vap_api.main import create_app

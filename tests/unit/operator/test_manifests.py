@@ -23,7 +23,7 @@ from vap_operator.kube.status import (
     runner_http_ports,
     to_timestamp,
 )
-from vap_operator.settings import KubernetesSettings, OperatorSettings, RunnerSettings
+from vap_operator.settings import KubernetesSettings, OperatorSettings, RunnerLaunchSettings
 
 SCENARIO = uuid.UUID("0b5f1c2e-7d4a-4e3b-9a8c-1f2e3d4c5b6a")
 KAFKA = KafkaSettings(bootstrap_servers="kafka:9092", topic_prefix="p.")
@@ -72,7 +72,7 @@ def test_runner_pod_spec() -> None:
     )
     body = stored(manifests.videoscenario(command(), max_workers=2, desired=DesiredState.ACTIVE))
     pod = manifests.runner_pod(
-        body, kubernetes=kube, runner=RunnerSettings(target_fps=5, stop_grace_seconds=20), kafka=KAFKA
+        body, kubernetes=kube, runner=RunnerLaunchSettings(target_fps=5, stop_grace_seconds=20), kafka=KAFKA
     )
 
     assert pod["metadata"]["name"] == f"vs-{SCENARIO}-runner"
@@ -124,7 +124,9 @@ def test_runner_pod_spec() -> None:
 
 def test_by_default_a_runner_pod_has_its_own_network_the_runners_port_and_any_node() -> None:
     body = stored(manifests.videoscenario(command(), max_workers=1, desired=DesiredState.ACTIVE))
-    spec = manifests.runner_pod(body, kubernetes=KubernetesSettings(), runner=RunnerSettings(), kafka=KAFKA)["spec"]
+    spec = manifests.runner_pod(body, kubernetes=KubernetesSettings(), runner=RunnerLaunchSettings(), kafka=KAFKA)[
+        "spec"
+    ]
     assert not {"hostNetwork", "dnsPolicy", "nodeSelector"} & spec.keys()
     (container,) = spec["containers"]
     assert container["ports"] == [{"name": "http", "containerPort": RUNNER_HTTP_PORT, "protocol": "TCP"}]
@@ -136,7 +138,7 @@ def test_by_default_a_runner_pod_has_its_own_network_the_runners_port_and_any_no
 def test_on_the_nodes_network_a_runner_pod_listens_on_its_own_port_and_is_probed_on_loopback() -> None:
     kube = KubernetesSettings(host_network=True, probe_host="127.0.0.1")
     body = stored(manifests.videoscenario(command(), max_workers=1, desired=DesiredState.ACTIVE))
-    pod = manifests.runner_pod(body, kubernetes=kube, runner=RunnerSettings(), kafka=KAFKA, http_port=28301)
+    pod = manifests.runner_pod(body, kubernetes=kube, runner=RunnerLaunchSettings(), kafka=KAFKA, http_port=28301)
     spec = pod["spec"]
     assert (spec["hostNetwork"], spec["dnsPolicy"]) == (True, "ClusterFirstWithHostNet")
     (container,) = spec["containers"]
@@ -151,19 +153,19 @@ def test_on_the_nodes_network_a_runner_pod_listens_on_its_own_port_and_is_probed
 def test_a_node_selector_places_runner_pods_on_matching_nodes_only() -> None:
     kube = KubernetesSettings(node_selector={"vap.dev/pool": "gpu"})
     body = stored(manifests.videoscenario(command(), max_workers=1, desired=DesiredState.ACTIVE))
-    spec = manifests.runner_pod(body, kubernetes=kube, runner=RunnerSettings(), kafka=KAFKA)["spec"]
+    spec = manifests.runner_pod(body, kubernetes=kube, runner=RunnerLaunchSettings(), kafka=KAFKA)["spec"]
     assert spec["nodeSelector"] == {"vap.dev/pool": "gpu"} and "hostNetwork" not in spec
 
 
 def test_a_fractional_stop_grace_is_rounded_up_never_down_to_an_immediate_kill() -> None:
     body = stored(manifests.videoscenario(command(), max_workers=1, desired=DesiredState.ACTIVE))
     pod = manifests.runner_pod(
-        body, kubernetes=KubernetesSettings(), runner=RunnerSettings(stop_grace_seconds=0.5), kafka=KAFKA
+        body, kubernetes=KubernetesSettings(), runner=RunnerLaunchSettings(stop_grace_seconds=0.5), kafka=KAFKA
     )
     assert pod["spec"]["terminationGracePeriodSeconds"] == 1
     assert {"name": "VAP_GRACE_PERIOD_SECONDS", "value": "0.5"} in pod["spec"]["containers"][0]["env"]
     with pytest.raises(ValueError, match="stop_grace_seconds"):
-        RunnerSettings(stop_grace_seconds=0)  # the runner refuses a grace of 0: it would not start
+        RunnerLaunchSettings(stop_grace_seconds=0)  # the runner refuses a grace of 0: it would not start
 
 
 def test_runner_pod_reads_a_credentialed_url_from_the_secret() -> None:
@@ -172,7 +174,7 @@ def test_runner_pod_reads_a_credentialed_url_from_the_secret() -> None:
             command("rtsp://admin:hunter2@cam.example/s"), max_workers=1, desired=DesiredState.ACTIVE
         )
     )
-    pod = manifests.runner_pod(body, kubernetes=KubernetesSettings(), runner=RunnerSettings(), kafka=KAFKA)
+    pod = manifests.runner_pod(body, kubernetes=KubernetesSettings(), runner=RunnerLaunchSettings(), kafka=KAFKA)
     assert "hunter2" not in json.dumps(pod)
     camera = [item for item in pod["spec"]["containers"][0]["env"] if item["name"] == "VAP_CAMERA_URL"]
     assert camera == [

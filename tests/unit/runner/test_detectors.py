@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tiny_onnx import build as build_tiny_onnx
 
 from tests.conftest import MEDIA
+from tests.unit.runner.tiny_onnx import build as build_tiny_onnx
 from vap_common import detector_config
 from vap_common.contracts import Detection
 from vap_common.detector_config import InvalidDetectorConfig

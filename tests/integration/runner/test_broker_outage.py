@@ -18,13 +18,13 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from platform_stack import RtspCamera
 from prometheus_client.parser import text_string_to_metric_families
-from runner_test_support import RunnerProcess
 
+from dev.platform_stack import RtspCamera
 from tests.conftest import MEDIA, free_port
 from tests.faults.servers import KafkaBroker
 from tests.helpers import wait_until
+from tests.integration.runner.runner_test_support import RunnerProcess
 from vap_common.contracts import FrameResult, StatusEvent
 from vap_common.lifecycle import FailureReason, ScenarioStatus
 from vap_common.runner_contract import RunnerExit
