@@ -38,9 +38,10 @@ def pytest_configure(config: pytest.Config) -> None:
         share_ports(int(worker.removeprefix("gw")), int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
 
 
-# Tests that use the node's fixed host ports (values-local.yaml) run one after another, on one
-# pytest-xdist worker (--dist loadgroup).
-NODE_TESTS = ("integration/node/", "e2e/test_e2e_node.py")
+# Tests that run one after another, each group on one pytest-xdist worker (--dist loadgroup): the
+# node's tests share its fixed host ports (values-local.yaml); the fault tests each start private Kafka
+# brokers and PostgreSQL, and two at once would starve the 2 cores the other tests' timings assume.
+SERIAL_GROUPS = {"node": ("integration/node/", "e2e/test_e2e_node.py"), "faults": ("faults/",)}
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist's hook, which reads xdist_group to schedule by group
@@ -49,20 +50,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         path = Path(str(item.fspath)).relative_to(ROOT / "tests")
         item.add_marker(pytest.mark.unit if path.parts[0] == "unit" else pytest.mark.integration)
-        if path.as_posix().startswith(NODE_TESTS):
-            item.add_marker(pytest.mark.xdist_group("node"))
+        for group, prefixes in SERIAL_GROUPS.items():
+            if path.as_posix().startswith(prefixes):
+                item.add_marker(pytest.mark.xdist_group(group))
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """On a pytest-xdist worker (--dist loadgroup) the node's tests must carry their group, which
+    """On a pytest-xdist worker (--dist loadgroup) the serial groups' tests must carry their group, which
     pytest-xdist writes into the node id: refuse to run them side by side when it did not (it silently
     stopped doing so on pytest 9.2, pytest-dev/pytest-xdist#1386)."""
     if not getattr(session.config.option, "loadgroup", False):
         return
-    ungrouped = [item.nodeid for item in session.items if item.get_closest_marker("xdist_group")]
-    ungrouped = [nodeid for nodeid in ungrouped if not nodeid.endswith("@node")]
+    ungrouped = [
+        item.nodeid
+        for item in session.items
+        if (mark := item.get_closest_marker("xdist_group")) and not item.nodeid.endswith(f"@{mark.args[0]}")
+    ]
     if ungrouped:
-        raise pytest.UsageError(f"pytest-xdist did not group the node's tests (e.g. {ungrouped[0]})")
+        raise pytest.UsageError(f"pytest-xdist did not group the serial tests (e.g. {ungrouped[0]})")
 
 
 @pytest.hookimpl(wrapper=True)

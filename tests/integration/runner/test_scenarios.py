@@ -181,7 +181,7 @@ def test_sigterm_publishes_every_frame_in_flight_and_no_status(
         detector__settings={"delay_ms": 200},
         grace_period_seconds=8,
     )
-    results(until=lambda got: len(got) >= 3, timeout_seconds=20)
+    assert len(results(until=lambda got: len(got) >= 3, timeout_seconds=20)) >= 3, runner.messages()
     runner.terminate()
     assert runner.wait(timeout_seconds=15) == RunnerExit.DONE, runner.messages()
 
