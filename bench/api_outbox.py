@@ -21,7 +21,7 @@ from pathlib import Path
 from sqlalchemy import event, text
 
 from bench._api_common import Child, Stack, isolated_stack, percentile, record, wait_for
-from vap_api.scenarios.service import create_scenario
+from vap_api.scenarios.service import StartQueue, create_scenario
 from vap_common.contracts import DetectorSpec
 from vap_common.db import make_engine, make_session_factory
 from vap_common.kafka import make_consumer
@@ -29,6 +29,8 @@ from vap_common.topics import Topic, topic_name
 
 SCENARIOS = 1000
 WARM_UP = 20
+# Nothing starts the scenarios here: the API's admission limit would refuse all but the first few.
+UNLIMITED = StartQueue(max_starting=1_000_000, retry_after_seconds=1)
 
 
 def _create(factory, commits: list[float], count: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
@@ -37,7 +39,10 @@ def _create(factory, commits: list[float], count: int) -> dict[str, float]:  # t
     for index in range(count):
         with factory() as session:
             created = create_scenario(
-                session=session, camera_url=f"rtsp://cam{index}.example/stream", detector=DetectorSpec()
+                session=session,
+                camera_url=f"rtsp://cam{index}.example/stream",
+                detector=DetectorSpec(),
+                start_queue=UNLIMITED,
             )
         committed[str(created.scenario_uuid)] = commits[-1]
     return committed

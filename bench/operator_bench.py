@@ -26,12 +26,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from confluent_kafka import ConsumerGroupState
 from kubernetes import client, config, watch
 from sqlalchemy import insert, text
 
+from bench._api_common import percentile, wait_for
 from vap_common.contracts import DeployCommand, encode
 from vap_common.db import make_engine, migrate
 from vap_common.kafka import ensure_topics, make_admin, make_producer
@@ -42,12 +42,6 @@ from vap_common.topics import Topic, all_topic_names, dlq_name, topic_name
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "operator.json"
 KUBECONFIG = os.environ.get("KUBECONFIG", str(ROOT / ".vap" / "kube" / "kubeconfig"))
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
-    return ordered[index]
 
 
 def summary(latencies: list[float], total_seconds: float) -> dict[str, float]:
@@ -200,16 +194,8 @@ def wait_for_group(kafka: KafkaSettings, group: str) -> None:
         description = admin.describe_consumer_groups([group])[group].result(timeout=10)
         return bool(description.state == ConsumerGroupState.STABLE and description.members)
 
-    wait_for(stable, 60, f"consumer group {group}")
+    wait_for(stable, timeout_seconds=60, what=f"consumer group {group}", interval_seconds=0.2)
     time.sleep(2)  # after the join: offsets fetched and reset, first fetch in flight
-
-
-def wait_for(predicate: Any, timeout_seconds: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_seconds
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 # --- kubernetes runtime ---------------------------------------------------------------------------
@@ -249,12 +235,22 @@ def bench_kubernetes(size: int, workdir: Path) -> dict[str, float]:
             started = time.time()
             sent = produce_burst(kafka, commands)
             names = {deploy.scenario_uuid: f"vs-{deploy.scenario_uuid}-runner" for deploy in commands}
-            wait_for(lambda: all(name in added for name in names.values()), 600, f"{size} Pods")
+            wait_for(
+                lambda: all(name in added for name in names.values()),
+                timeout_seconds=600,
+                what=f"{size} Pods",
+                interval_seconds=0.2,
+            )
             total = max(added[name] for name in names.values()) - started
             latencies = [added[names[s]] - sent[s] for s in sent]
             # Clean up through the finalizers while the operator still runs (no garbage collector here).
             kubectl("-n", ns, "delete", "videoscenarios", "--all", "--wait=false")
-            wait_for(lambda: not core.list_namespaced_pod(ns).items, 600, "the Pods to be deleted")
+            wait_for(
+                lambda: not core.list_namespaced_pod(ns).items,
+                timeout_seconds=600,
+                what="the Pods to be deleted",
+                interval_seconds=0.2,
+            )
         finally:
             stop.set()
             stop_process(operator)
@@ -295,7 +291,12 @@ def bench_local(size: int, workdir: Path) -> dict[str, float]:
                 rows = [line.split() for line in starts.read_text().splitlines() if line.strip()]
                 return {uuid.UUID(scenario): float(at) for scenario, at in rows}
 
-            wait_for(lambda: len(recorded()) >= size, 600, f"{size} runner processes")
+            wait_for(
+                lambda: len(recorded()) >= size,
+                timeout_seconds=600,
+                what=f"{size} runner processes",
+                interval_seconds=0.2,
+            )
             begun = recorded()
             total = max(begun.values()) - started
             latencies = [begun[s] - sent[s] for s in sent]
