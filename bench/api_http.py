@@ -10,6 +10,12 @@ default page of 100 results (3 detections each):
                                  run 2 then 0-1,999; the page from the cursor after run 1 skips run
                                  2's 1,000 re-analysed frames (one index probe each) before it
                                  serves 1,000-1,099: the worst page of the file rule.
+Authentication (issue 16), side by side in the same run:
+  auth_us_cached / auth_us_lookup  one key check in-process (median of 2,000): remembered, and looked
+                                   up in PostgreSQL (VAP_AUTH__KEY_CACHE_SECONDS=0);
+  get_prediction_100_without_auth  the first GET again on a second API process whose credential check
+                                   is taken out (bench/_api_without_auth.py), to compare with
+                                   get_prediction_100 (every figure above sends its API key).
 Prints the figures and writes bench/results/api.json (section "http").
 Run: bench/run api_http (installs `wrk` from Debian if missing)
 """
@@ -18,8 +24,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import statistics
 import subprocess
 import tempfile
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -27,10 +35,12 @@ from typing import Any
 import httpx2
 from sqlalchemy import insert, text
 
-from bench._api_common import Child, api_ready, isolated_stack, record, wait_for
-from dev.platform_stack import free_port
-from vap_common.db import make_engine
+from bench._api_common import Child, Stack, api_ready, isolated_stack, record, wait_for
+from dev.platform_stack import create_api_key, free_port
+from vap_api.auth.authenticator import Authenticator
+from vap_common.db import make_engine, make_session_factory
 from vap_common.schema import Scenario
+from vap_common.tenants import DEFAULT_TENANT
 
 CONNECTIONS = 32
 THREADS = 2
@@ -58,9 +68,10 @@ wrk.body = '{"camera_url": "rtsp://user:secret@cam.example:554/stream", "detecto
 """
 
 
-def _wrk(url: str, script: str, seconds: int) -> dict[str, float]:
+def _wrk(url: str, script: str, seconds: int, *, key: str | None) -> dict[str, float]:
+    authorization = f'wrk.headers["Authorization"] = "Bearer {key}"\n' if key else ""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as file:
-        file.write(script + _REPORT)
+        file.write(authorization + script + _REPORT)
     result = subprocess.run(
         ["wrk", f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{seconds}s", "--timeout", "10s", "-s", file.name, url],
         capture_output=True,
@@ -104,26 +115,27 @@ def main() -> None:
             connection.execute(text(_RESULTS), {"u": file_uuid, "run": "run-2", "d": detections, "last": FRAMES - 1})
         with engine.begin() as connection:  # planner statistics now, not whenever autovacuum gets to it during the run
             connection.execute(text("ANALYZE scenario_results"))
-        port = free_port()
-        api = Child(
-            "vap_api",
-            stack.env(VAP_PORT=str(port), VAP_ACCESS_LOG="false", VAP_DATABASE__POOL_SIZE="10"),
-            Path(logs) / "api.log",
-        )
+        key = create_api_key(stack.env(), tenant=DEFAULT_TENANT)
+        headers = {"Authorization": f"Bearer {key}"}
+        port, open_port = free_port(), free_port()
+        api_env = stack.env(VAP_ACCESS_LOG="false", VAP_DATABASE__POOL_SIZE="10")
+        api = Child("vap_api", {**api_env, "VAP_PORT": str(port)}, Path(logs) / "api.log")
+        open_api = Child("bench._api_without_auth", {**api_env, "VAP_PORT": str(open_port)}, Path(logs) / "open.log")
         base = f"http://127.0.0.1:{port}"
         try:
             wait_for(lambda: api_ready(base), timeout_seconds=60, what="the API")
+            wait_for(lambda: api_ready(f"http://127.0.0.1:{open_port}"), timeout_seconds=60, what="the open API")
             prediction_url = f"{base}/api/v1/prediction/{scenario_uuid}"
             # Served once no older transaction of the cluster runs: usually at once.
             wait_for(
-                lambda: len(httpx2.get(prediction_url, timeout=10).json()["results"]) == 100,
+                lambda: len(httpx2.get(prediction_url, headers=headers, timeout=10).json()["results"]) == 100,
                 timeout_seconds=30,
                 what="100 results served",
             )
-            cursor_url = f"{prediction_url}?cursor={_cursor_after(prediction_url, FRAMES // 2)}"
+            cursor_url = f"{prediction_url}?cursor={_cursor_after(prediction_url, FRAMES // 2, headers)}"
             file_url = f"{base}/api/v1/prediction/{file_uuid}"
-            file_cursor_url = f"{file_url}?cursor={_cursor_after(file_url, FRAMES // 2)}"
-            file_page = httpx2.get(file_cursor_url, timeout=10).json()["results"]
+            file_cursor_url = f"{file_url}?cursor={_cursor_after(file_url, FRAMES // 2, headers)}"
+            file_page = httpx2.get(file_cursor_url, headers=headers, timeout=10).json()["results"]
             expected = [("run-2", number) for number in range(FRAMES // 2, FRAMES // 2 + 100)]
             assert [(r["run_id"], r["frame_number"]) for r in file_page] == expected, "each frame of a file once"
             init_url = f"{base}/api/v1/scenario/init"
@@ -132,21 +144,53 @@ def main() -> None:
                 "get_prediction_100_cursor": cursor_url,
                 "get_prediction_100_file_rerun": file_cursor_url,
             }
+            open_url = prediction_url.replace(f":{port}/", f":{open_port}/")
             for url in gets.values():
-                _wrk(url, "", 2)
-            _wrk(init_url, _POST, 2)
-            figures: dict[str, Any] = {name: _wrk(url, "", SECONDS) for name, url in gets.items()}
-            figures["post_init"] = _wrk(init_url, _POST, SECONDS)
-            figures["response_bytes_get_prediction_100"] = len(httpx2.get(prediction_url, timeout=10).content)
+                _wrk(url, "", 2, key=key)
+            _wrk(open_url, "", 2, key=None)
+            _wrk(init_url, _POST, 2, key=key)
+            figures: dict[str, Any] = {name: _wrk(url, "", SECONDS, key=key) for name, url in gets.items()}
+            figures["get_prediction_100_without_auth"] = _wrk(open_url, "", SECONDS, key=None)
+            figures["auth_throughput_ratio"] = round(
+                figures["get_prediction_100"]["requests_per_s"]
+                / figures["get_prediction_100_without_auth"]["requests_per_s"],
+                3,
+            )
+            figures["post_init"] = _wrk(init_url, _POST, SECONDS, key=key)
+            figures["response_bytes_get_prediction_100"] = len(
+                httpx2.get(prediction_url, headers=headers, timeout=10).content
+            )
+            figures.update(_auth_cost(stack, key))
         finally:
             api.stop()
+            open_api.stop()
             engine.dispose()
     record("http", {**figures, "load": f"wrk -t{THREADS} -c{CONNECTIONS} -d{SECONDS}s, one uvicorn worker"})
 
 
-def _cursor_after(url: str, count: int) -> str:
+def _auth_cost(stack: Stack, key: str, calls: int = 2000) -> dict[str, float]:
+    """Microseconds per key check in this process (median of ``calls``): remembered, and looked up."""
+    engine = make_engine(stack.database, pool_size=1)
+    sessions = make_session_factory(engine)
+    figures: dict[str, float] = {}
+    try:
+        for name, cache_seconds in (("auth_us_cached", 3600.0), ("auth_us_lookup", 0.0)):
+            authenticator = Authenticator(sessions, cache_seconds=cache_seconds)
+            authenticator.principal(key)  # warm: the pool's connection, the statement cache
+            took = []
+            for _ in range(calls):
+                started = time.perf_counter()
+                authenticator.principal(key)
+                took.append(time.perf_counter() - started)
+            figures[name] = round(statistics.median(took) * 1e6, 1)
+    finally:
+        engine.dispose()
+    return figures
+
+
+def _cursor_after(url: str, count: int, headers: dict[str, str]) -> str:
     """The next_cursor after the first ``count`` results served at ``url``."""
-    body = httpx2.get(url, params={"limit": count}, timeout=10).json()
+    body = httpx2.get(url, params={"limit": count}, headers=headers, timeout=10).json()
     assert len(body["results"]) == count, f"{len(body['results'])} results served, not {count}"
     return str(body["next_cursor"])
 

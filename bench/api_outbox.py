@@ -25,6 +25,7 @@ from vap_api.scenarios.service import StartQueue, create_scenario
 from vap_common.contracts import DetectorSpec
 from vap_common.db import make_engine, make_session_factory
 from vap_common.kafka import make_consumer
+from vap_common.tenants import DEFAULT_TENANT
 from vap_common.topics import Topic, topic_name
 
 SCENARIOS = 1000
@@ -40,6 +41,7 @@ def _create(factory, commits: list[float], count: int) -> dict[str, float]:  # t
         with factory() as session:
             created = create_scenario(
                 session=session,
+                tenant=DEFAULT_TENANT,
                 camera_url=f"rtsp://cam{index}.example/stream",
                 detector=DetectorSpec(),
                 start_queue=UNLIMITED,

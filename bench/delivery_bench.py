@@ -38,10 +38,11 @@ from bench._api_common import (
     wait_for,
     warm_up,
 )
-from dev.platform_stack import free_port
+from dev.platform_stack import create_api_key, free_port
 from vap_common.db import make_engine
 from vap_common.kafka import make_consumer, make_producer
 from vap_common.schema import Scenario
+from vap_common.tenants import DEFAULT_TENANT
 from vap_common.topics import Topic, topic_name
 from vap_runner.settings import RunnerSettings
 
@@ -88,11 +89,12 @@ def stored_latencies(stack: Stack, stop: threading.Event, out: list[float]) -> t
 
 
 def visible_latencies(
-    api_url: str, scenarios: list[uuid.UUID], stop: threading.Event, out: list[float]
+    api_url: str, api_key: str, scenarios: list[uuid.UUID], stop: threading.Event, out: list[float]
 ) -> threading.Thread:
     def poll() -> None:
         cursors: dict[uuid.UUID, str | None] = dict.fromkeys(scenarios)
-        with httpx2.Client(base_url=api_url, timeout=10) as client:
+        headers = {"Authorization": f"Bearer {api_key}"}
+        with httpx2.Client(base_url=api_url, timeout=10, headers=headers) as client:
             while not stop.is_set():
                 for scenario in scenarios:
                     params: dict[str, Any] = {"limit": 1000} | (
@@ -160,7 +162,9 @@ def level(stack: Stack, api_url: str, count: int) -> dict[str, Any]:
     visible: list[float] = []
     threads = [
         stored_latencies(stack, stop, stored),
-        visible_latencies(api_url, scenarios[:FOLLOWED], stop, visible),
+        visible_latencies(
+            api_url, create_api_key(stack.env(), tenant=DEFAULT_TENANT), scenarios[:FOLLOWED], stop, visible
+        ),
         play_cameras(stack, scenarios, stop, fps=FPS, linger_ms=RUNNER_LINGER_MS),
     ]
     time.sleep(SECONDS)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import httpx2
 
-from dev.platform_stack import ROOT, RtspCamera, SupervisedPlatform
+from dev.platform_stack import ROOT, RtspCamera, SupervisedPlatform, create_api_key
 
 MEDIA = ROOT / "media"
 STATE = Path(os.environ.get("VAP_STATE_DIR", ROOT / ".vap"))
@@ -164,7 +164,10 @@ def main() -> int:
         )
     try:
         stack.start_all()
-        with httpx2.Client(base_url=stack.api_url, timeout=10) as client:
+        say("vap-admin keys create --tenant demo (every /api/v1 call needs an API key)")
+        api_key = create_api_key({}, tenant="demo")
+        headers = {"Authorization": f"Bearer {api_key}"}
+        with httpx2.Client(base_url=stack.api_url, timeout=10, headers=headers) as client:
             say(f"POST /api/v1/scenario/init  camera={stack.camera_url} detector={args.detector}")
             created = client.post(
                 "/api/v1/scenario/init",
@@ -183,6 +186,11 @@ def main() -> int:
             wait_for_status(client, scenario, {"inactive"}, 120, stack.check_alive)
             show()
         say(f"Swagger UI: {stack.api_url}/docs" + ("" if args.keep else " (run ./dev/demo --keep to leave it up)"))
+        if args.keep:
+            print(
+                f"    API key of tenant demo (Authorize in Swagger UI; Authorization: Bearer ...): {api_key}",
+                flush=True,
+            )
         if args.keep and isinstance(stack, NodePlatform):
             say(f"--keep: the release stays installed (API at {stack.api_url}); the camera stops with this process")
             print(

@@ -62,6 +62,17 @@ def free_port() -> int:
             return port
 
 
+def create_api_key(environment: dict[str, str], *, tenant: str, scopes: tuple[str, ...] = ()) -> str:
+    """A new API key from ``vap-admin keys create`` (default scopes unless ``scopes``), on the database
+    that ``environment``'s VAP_DATABASE__* settings (over this process's) name."""
+    command = [sys.executable, "-m", "vap_api.auth.admin", "keys", "create", "--tenant", tenant]
+    command += [f"--scope={scope}" for scope in scopes]
+    result = subprocess.run(command, env={**os.environ, **environment}, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"vap-admin keys create failed ({result.returncode}): {result.stderr.strip()}")
+    return result.stdout.strip()
+
+
 @dataclass
 class PlatformStack:
     """The four service processes of one isolated deployment (its own DB schema and topic prefix)."""

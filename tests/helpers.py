@@ -20,6 +20,16 @@ from vap_common.topics import Topic, topic_name
 
 T = TypeVar("T")
 
+# pytest-xdist workers share the machine's cores, so alongside others the platform takes up to that many
+# times longer to do anything: each wait for it to do something allows for that. A wait is about whether
+# it happens at all; how fast it happens is measured in bench/.
+WAIT_SCALE = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+
+
+def patience(seconds: float) -> float:
+    """How long to wait for what takes up to ``seconds`` with the machine to itself."""
+    return seconds * WAIT_SCALE
+
 
 def service_settings(database: DatabaseSettings, kafka: KafkaSettings, **extra: str) -> dict[str, str]:
     """The VAP_* settings that point a service (API, relay, inbox, operator) at one test's schema, topic
@@ -57,14 +67,16 @@ UNSCHEDULED_RUNNERS = {"VAP_KUBERNETES__NODE_SELECTOR": json.dumps({"vap.local/k
 def wait_until(
     predicate: Callable[[], T], *, timeout_seconds: float = 30.0, what: str = "condition", interval_seconds: float = 0.1
 ) -> T:
-    """Poll ``predicate`` until it returns something truthy; fail naming ``what`` (and the last value)."""
-    deadline = time.monotonic() + timeout_seconds
+    """Poll ``predicate`` until it returns something truthy, for up to ``patience(timeout_seconds)``;
+    fail naming ``what`` (and the last value)."""
+    allowed = patience(timeout_seconds)
+    deadline = time.monotonic() + allowed
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_seconds:g} s waiting for {what}; last value: {value!r}")
+            raise AssertionError(f"timed out after {allowed:g} s waiting for {what}; last value: {value!r}")
         time.sleep(interval_seconds)
 
 
@@ -107,25 +119,24 @@ class TopicReader:
             self.values.append(message.value())
         return self.values
 
-    def read(
-        self, *, until: Callable[[list[bytes]], bool] = lambda _: False, timeout_seconds: float = 10.0
-    ) -> list[bytes]:
-        """Every value so far, reading until ``until(values)`` holds or ``timeout_seconds`` pass."""
-        deadline = time.monotonic() + timeout_seconds
-        while not until(self.values) and time.monotonic() < deadline:
+    def read(self, *, until: Callable[[list[bytes]], bool] | None = None, timeout_seconds: float = 10.0) -> list[bytes]:
+        """Every value so far, reading until ``until(values)`` holds (for up to ``patience(timeout_seconds)``)
+        or, without ``until``, for ``timeout_seconds``: what arrives within them."""
+        deadline = time.monotonic() + (timeout_seconds if until is None else patience(timeout_seconds))
+        while not (until is not None and until(self.values)) and time.monotonic() < deadline:
             self.poll()
         return self.values
 
     def read_to_end(self, *, timeout_seconds: float = 30.0) -> list[bytes]:
         """Everything published so far: reads until each partition's position reaches its high watermark."""
         ends = {tp.partition: self._consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in self._partitions}
-        deadline = time.monotonic() + timeout_seconds
+        deadline = time.monotonic() + patience(timeout_seconds)
         while True:
             positions = {tp.partition: tp.offset for tp in self._consumer.position(self._partitions)}
             if all(ends[p] == 0 or positions[p] >= ends[p] for p in ends):
                 return self.values
             assert time.monotonic() < deadline, (
-                f"could not read {self.name} to its end in {timeout_seconds:g} s: {positions} of {ends}"
+                f"could not read {self.name} to its end in {patience(timeout_seconds):g} s: {positions} of {ends}"
             )
             self.poll()
 

@@ -33,8 +33,32 @@ class ApiError(Exception):
         return {}
 
 
+class NotAuthenticated(ApiError):
+    """No credential, or one that stands for nobody (RFC 6750: 401 with WWW-Authenticate)."""
+
+    status_code = 401
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": "Bearer"}
+
+
+class Forbidden(ApiError):
+    """A valid credential without the scope the endpoint needs."""
+
+    status_code = 403
+
+
 class NotFound(ApiError):
     status_code = 404
+
+
+class IdentityProviderUnavailable(ApiError):
+    """The OIDC issuer's signing keys cannot be fetched, so no token can be checked now."""
+
+    status_code = 503
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "5"}
 
 
 class TooManyRequests(ApiError):

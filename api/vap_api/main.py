@@ -9,6 +9,8 @@ import uvicorn
 from fastapi import FastAPI
 from sqlalchemy import Engine, event
 
+from vap_api.auth.authenticator import Authenticator
+from vap_api.auth.oidc import OidcVerifier
 from vap_api.errors import install_error_handlers
 from vap_api.middleware import BodySizeLimit, RequestMetrics
 from vap_api.predictions.routes import router as predictions_router
@@ -38,6 +40,11 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.session_factory = make_session_factory(engine)
+    app.state.authenticator = Authenticator(
+        app.state.session_factory,
+        cache_seconds=settings.auth.key_cache_seconds,
+        oidc=OidcVerifier(settings.auth.oidc) if settings.auth.oidc else None,
+    )
     install_error_handlers(
         app,
         db_unavailable_retry_after_seconds=settings.db_unavailable_retry_after_seconds,

@@ -14,8 +14,39 @@ from vap_common.settings import DatabaseServiceSettings
 # Detector plug-ins the runner ships (DESIGN.md "Runner"); the runner validates their settings.
 
 
+class OidcOptions(BaseModel):
+    """Access tokens of an OpenID Connect issuer (``VAP_AUTH__OIDC__...``): JWTs it signed with a key it
+    publishes at ``jwks_url``, for this API (``audience``), not expired."""
+
+    issuer: str  # the `iss` a token must carry
+    audience: str  # the `aud` a token must carry
+    jwks_url: str  # the issuer's signing keys (its discovery document's `jwks_uri`)
+    tenant_claim: str = "tenant"  # a lower-case DNS label, as an API key's tenant
+    # Space-separated (OAuth 2's `scope`) or a list (e.g. `scp`), of the API key scopes' names.
+    scope_claim: str = "scope"
+    algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256"])
+    jwks_cache_seconds: float = Field(default=300.0, gt=0)
+    # A token naming a key id not seen yet fetches the keys again (the issuer rotated them), at most
+    # this often: forged key ids cannot make the API hammer the issuer.
+    jwks_refresh_cooldown_seconds: float = Field(default=30.0, ge=0)
+    leeway_seconds: float = Field(default=30.0, ge=0)  # clock skew allowed on exp, nbf and iat
+
+
+class AuthOptions(BaseModel):
+    """How the API checks its callers (``VAP_AUTH__...``): API keys, and OIDC tokens when ``oidc`` is set."""
+
+    # A key's tenant and scopes are remembered this long after a lookup, so a revoked key keeps
+    # working for up to this long in each API process; 0 looks every request's key up.
+    key_cache_seconds: float = Field(default=10.0, ge=0)
+    # /metrics without a key (Prometheus scraping inside the cluster); false: a key with metrics:read.
+    public_metrics: bool = True
+    oidc: OidcOptions | None = None
+
+
 class ApiSettings(DatabaseServiceSettings):
     """The REST API process (``vap-api``)."""
+
+    auth: AuthOptions = Field(default_factory=AuthOptions)
 
     host: str = "127.0.0.1"  # loopback by default: exposing the API is a deployment decision
     port: int = 8000

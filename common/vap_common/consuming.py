@@ -310,30 +310,39 @@ class ConsumerLoop(Generic[PayloadT]):
         """Partitions of the subscribed topics whose committed offset is below their end (None: the
         brokers cannot be reached, so nothing can be told: an outage is not a stall).
 
-        The group coordinator may not answer while the brokers do (a consumer wedged after a broker
-        was frozen): then the offsets committed at the last check that had them stand in.
+        A consumer's own connections can stay wedged after a broker was frozen while the broker answers
+        others: then a new client made by ``new_consumer`` (it never subscribes, so it joins no group)
+        asks instead, and the wedged consumer is found stalled. The group coordinator may not answer
+        while the brokers do: then the offsets committed at the last check that had them stand in.
         """
         try:
-            partitions = [
-                TopicPartition(topic, partition)
-                for topic in self.contracts
-                for partition in self.consumer.list_topics(topic, timeout=_BROKER_QUERY_SECONDS)
-                .topics[topic]
-                .partitions
-            ]
-            ends = {
-                (p.topic, p.partition): self.consumer.get_watermark_offsets(
-                    p, timeout=_BROKER_QUERY_SECONDS, cached=False
-                )
-                for p in partitions
-            }
+            return self._waiting_as_seen_by(self.consumer)
         except (KafkaException, KeyError) as error:
-            log.debug("cannot tell whether messages wait", extra={"error": str(error)})
+            log.debug("this consumer cannot tell whether messages wait", extra={"error": str(error)})
+        probe = self.new_consumer()
+        try:
+            waiting = self._waiting_as_seen_by(probe)
+        except (KafkaException, KeyError) as error:
+            log.debug("the brokers cannot be reached", extra={"error": str(error)})
             return None
+        finally:
+            probe.close()
+        log.warning("the brokers answer a new client but not this consumer", extra={"waiting": len(waiting)})
+        return waiting
+
+    def _waiting_as_seen_by(self, client: Consumer) -> dict[tuple[str, int], int]:
+        partitions = [
+            TopicPartition(topic, partition)
+            for topic in self.contracts
+            for partition in client.list_topics(topic, timeout=_BROKER_QUERY_SECONDS).topics[topic].partitions
+        ]
+        ends = {
+            (p.topic, p.partition): client.get_watermark_offsets(p, timeout=_BROKER_QUERY_SECONDS, cached=False)
+            for p in partitions
+        }
         try:
             committed = {
-                (p.topic, p.partition): p.offset
-                for p in self.consumer.committed(partitions, timeout=_BROKER_QUERY_SECONDS)
+                (p.topic, p.partition): p.offset for p in client.committed(partitions, timeout=_BROKER_QUERY_SECONDS)
             }
             self._last_committed = committed
         except KafkaException as error:

@@ -16,6 +16,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from vap_common.lifecycle import FailureReason, ScenarioStatus
 from vap_common.storable import json_problem
+from vap_common.tenants import DEFAULT_TENANT, TENANT_PATTERN
 
 
 def utc_now() -> datetime:
@@ -29,6 +30,7 @@ BIGINT_MAX = 2**63 - 1
 # surrogates are already invalid JSON).
 Text = Annotated[str, Field(pattern=r"^[^\x00]*$")]
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+Tenant = Annotated[str, Field(pattern=TENANT_PATTERN)]
 # Detections one frame result may carry: bounds a result's size (far above any real detector's).
 MAX_DETECTIONS_PER_FRAME = 1000
 MAX_CLASS_NAME_LENGTH = 100
@@ -66,6 +68,7 @@ class ScenarioCommand(Contract):
     camera_url: Text = Field(max_length=MAX_CAMERA_URL_LENGTH)
     detector: DetectorSpec = Field(default_factory=DetectorSpec)
     issued_at: datetime = Field(default_factory=utc_now)
+    tenant: Tenant = DEFAULT_TENANT  # the default: sent before tenants existed
 
 
 class DeployCommand(Contract):
@@ -77,6 +80,7 @@ class DeployCommand(Contract):
     camera_url: Text = Field(max_length=MAX_CAMERA_URL_LENGTH)
     detector: DetectorSpec = Field(default_factory=DetectorSpec)
     issued_at: datetime = Field(default_factory=utc_now)
+    tenant: Tenant = DEFAULT_TENANT  # the default: sent before tenants existed
 
 
 class Detection(Contract):

@@ -1,6 +1,6 @@
 """The database tables, as SQLAlchemy models. Alembic migrations in ``migrations/`` create them.
 
-`scenarios`, `outbox_scenario`, `scenario_results` and `result_drops` belong to the API; `workers`
+`scenarios`, `outbox_scenario`, `scenario_results`, `result_drops` and `api_keys` belong to the API; `workers`
 to the orchestrator. They share one database, and their definitions live here once.
 """
 
@@ -17,17 +17,19 @@ from sqlalchemy import (
     Identity,
     Index,
     Integer,
+    LargeBinary,
     Text,
     UniqueConstraint,
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.dialects.postgresql.base import ischema_names
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import UserDefinedType
 
 from vap_common.lifecycle import ScenarioStatus
+from vap_common.tenants import DEFAULT_TENANT, TENANT_PATTERN
 
 STATUS_VALUES = ", ".join(f"'{status.value}'" for status in ScenarioStatus)
 
@@ -40,9 +42,13 @@ class Scenario(Base):
     __tablename__ = "scenarios"
     __table_args__ = (
         CheckConstraint(f"status IN ({STATUS_VALUES})", name="ck_scenarios_status"),
-        # Listing with a status filter and a (created_at, scenario_uuid) cursor.
+        # The start queue's count (scenarios starting, of every tenant).
         Index("ix_scenarios_status_created", "status", "created_at", "scenario_uuid"),
-        Index("ix_scenarios_created", "created_at", "scenario_uuid"),
+        # A tenant's list, with or without a status filter, from a (created_at, scenario_uuid) cursor.
+        Index("ix_scenarios_tenant_created", "tenant", "created_at", "scenario_uuid"),
+        Index("ix_scenarios_tenant_status_created", "tenant", "status", "created_at", "scenario_uuid"),
+        # An Idempotency-Key names one request of its tenant.
+        UniqueConstraint("tenant", "idempotency_key", name="uq_scenarios_tenant_idempotency_key"),
     )
 
     scenario_uuid: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
@@ -53,9 +59,26 @@ class Scenario(Base):
     status: Mapped[str] = mapped_column(Text)
     error_reason: Mapped[str | None] = mapped_column(Text)
     error_message: Mapped[str | None] = mapped_column(Text)
-    idempotency_key: Mapped[str | None] = mapped_column(Text, unique=True)
+    idempotency_key: Mapped[str | None] = mapped_column(Text)
+    tenant: Mapped[str] = mapped_column(Text, server_default=DEFAULT_TENANT)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ApiKey(Base):
+    """A key of the REST API (migration 0006): the client sends ``vap_<key_id>_<secret>``; only the
+    SHA-256 of the whole key is kept (keys are random, so a slow hash would add nothing but cost)."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (CheckConstraint(f"tenant ~ '{TENANT_PATTERN}'", name="ck_api_keys_tenant"),)
+
+    key_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    key_sha256: Mapped[bytes] = mapped_column(LargeBinary)
+    tenant: Mapped[str] = mapped_column(Text)
+    scopes: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    name: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class OutboxScenario(Base):
@@ -145,6 +168,7 @@ class Worker(Base):
 
     worker_id: Mapped[str] = mapped_column(Text, primary_key=True)
     scenario_uuid: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), unique=True)
+    tenant: Mapped[str] = mapped_column(Text, server_default=DEFAULT_TENANT)
     camera_url: Mapped[str] = mapped_column(Text)
     detector: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     status: Mapped[str] = mapped_column(Text)

@@ -74,6 +74,7 @@ class Orchestrator:
                     action=effect.deploy_action,
                     camera_url=row.camera_url,
                     detector=workers.detector_of(row),
+                    tenant=row.tenant,
                 )
             )
         return messages

@@ -40,6 +40,7 @@ def lock_or_create(session: Session, command: ScenarioCommand, effect_if_new: Co
         .values(
             worker_id=worker_id_for(command.scenario_uuid),
             scenario_uuid=command.scenario_uuid,
+            tenant=command.tenant,
             camera_url=command.camera_url,
             detector=command.detector.model_dump(mode="json"),
             status=effect_if_new.status.value,

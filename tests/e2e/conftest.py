@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import pytest
 
-from dev.platform_stack import PlatformStack
+from dev.platform_stack import PlatformStack, create_api_key
 from tests.conftest import has_failed
 from tests.e2e.e2e_support import CAR_FPS, CAR_FRAMES, CAR_VIDEO, Api, ResultsTopic, platform_settings
 from tests.helpers import fail_if_processes_left
@@ -83,7 +83,11 @@ def platform(make_platform: PlatformFactory) -> PlatformStack:
 
 @pytest.fixture
 def api(platform: PlatformStack) -> Iterator[Api]:
-    client = Api(platform.api_url, check_alive=platform.check_alive)
+    client = Api(
+        platform.api_url,
+        api_key=create_api_key(platform.environment, tenant="e2e"),
+        check_alive=platform.check_alive,
+    )
     yield client
     client.close()
 

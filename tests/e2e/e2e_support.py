@@ -61,8 +61,8 @@ TERMINAL = ("inactive", "failed")
 class Api:
     """The platform's REST API over HTTP, as a user calls it."""
 
-    def __init__(self, base_url: str, *, check_alive: Callable[[], None] = lambda: None) -> None:
-        self.http = httpx2.Client(base_url=base_url, timeout=15)
+    def __init__(self, base_url: str, *, api_key: str, check_alive: Callable[[], None] = lambda: None) -> None:
+        self.http = httpx2.Client(base_url=base_url, timeout=15, headers={"Authorization": f"Bearer {api_key}"})
         self._check_alive = check_alive  # raises if a platform process died on its own
 
     def close(self) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx2
 
-from dev.platform_stack import PlatformStack
+from dev.platform_stack import PlatformStack, create_api_key
 from tests.e2e.e2e_support import CAR_URL, Api, runner_pids
 from tests.helpers import pids_with_env, wait_until
 from vap_common.settings import KafkaSettings
@@ -47,13 +47,16 @@ def test_a_burst_of_registrations_is_admitted_within_the_limits_and_the_rest_is_
         VAP_LOCAL__CAPACITY=str(CAPACITY),
         VAP_LOCAL__STARTS_PER_SECOND="20",
     )
-    api = Api(platform.api_url, check_alive=platform.check_alive)
+    api_key = create_api_key(platform.environment, tenant="burst")
+    api = Api(platform.api_url, api_key=api_key, check_alive=platform.check_alive)
     body = {"camera_url": CAR_URL, "detector": {"name": "mock", "settings": SLOW}}
     runner_counts: list[int] = []
     marker = f"VAP_KAFKA__TOPIC_PREFIX={kafka_settings.topic_prefix}"
 
     def register(_index: int) -> httpx2.Response:
-        with httpx2.Client(base_url=platform.api_url, timeout=30) as client:
+        with httpx2.Client(
+            base_url=platform.api_url, timeout=30, headers={"Authorization": f"Bearer {api_key}"}
+        ) as client:
             return client.post("/api/v1/scenario/init", json=body)
 
     started = time.monotonic()

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from kubernetes import config
 
-from dev.platform_stack import PlatformStack
+from dev.platform_stack import PlatformStack, create_api_key
 from tests.e2e.e2e_support import Api
 from tests.helpers import UNSCHEDULED_RUNNERS, wait_until
 from tests.kube_cluster import Cluster
@@ -48,7 +48,11 @@ def kube_platform(
 def test_kubernetes_runtime_keeps_camera_credentials_in_a_secret(
     kube_platform: PlatformStack, cluster: Cluster
 ) -> None:
-    api = Api(kube_platform.api_url, check_alive=kube_platform.check_alive)
+    api = Api(
+        kube_platform.api_url,
+        api_key=create_api_key(kube_platform.environment, tenant="kube"),
+        check_alive=kube_platform.check_alive,
+    )
     camera_url = "rtsp://viewer:s3cret-pw@127.0.0.1:9/cam"
     scenario = api.init(camera_url, detector="hog_person")
     pod = cluster.wait_pod(scenario)
@@ -73,7 +77,11 @@ def test_a_camera_url_with_an_upper_case_scheme_runs_on_kubernetes_too(
 ) -> None:
     """The API answered 201 to RTSP://... and the kubernetes runtime then failed it with InvalidConfig
     (its own rule wanted a lower-case scheme): both now admit it through vap_common.camera."""
-    api = Api(kube_platform.api_url, check_alive=kube_platform.check_alive)
+    api = Api(
+        kube_platform.api_url,
+        api_key=create_api_key(kube_platform.environment, tenant="kube"),
+        check_alive=kube_platform.check_alive,
+    )
     scenario = api.init("RTSP://127.0.0.1:9/cam", detector="hog_person")
     cluster.wait_pod(scenario)
     videoscenario = cluster.vs(scenario)

@@ -20,7 +20,7 @@ import pytest
 from confluent_kafka.admin import AdminClient
 from sqlalchemy import Engine, text
 
-from dev.platform_stack import RtspCamera
+from dev.platform_stack import RtspCamera, create_api_key
 from tests.conftest import ROOT, create_namespace, kubectl, remove_finalizers
 from tests.e2e.e2e_support import PERSON_VIDEO, Api, ResultsTopic, check_stored_equals_published
 from tests.helpers import wait_until
@@ -41,6 +41,7 @@ class Release:
     namespace: str
     engine: Engine
     kafka: Any
+    database: dict[str, str]  # the VAP_DATABASE__* settings of the release
     installed: bool = True
 
     def kubectl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -83,7 +84,8 @@ def release(
     ensure_topics(kafka_admin, all_topic_names(prefix))
     create_namespace(kubeconfig, namespace)
     engine = make_engine(DatabaseSettings(url=stack_settings.database.url, schema_name=schema))
-    state = Release(kubeconfig, namespace, engine, kafka)
+    database = {"VAP_DATABASE__URL": stack_settings.database.url, "VAP_DATABASE__SCHEMA_NAME": schema}
+    state = Release(kubeconfig, namespace, engine, kafka, database)
     try:
         helm(
             "install", "vap", str(CHART), "--namespace", namespace, "--kubeconfig", kubeconfig,
@@ -127,7 +129,8 @@ def wait_ready(release: Release) -> None:
 
 @pytest.fixture
 def api(release: Release) -> Iterator[Api]:
-    client = Api(API_URL)
+    """A key made as an operator of the release would: `vap-admin keys create` on its database."""
+    client = Api(API_URL, api_key=create_api_key(release.database, tenant="node"))
     yield client
     client.close()
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from dev.platform_stack import SupervisedPlatform
+from dev.platform_stack import SupervisedPlatform, create_api_key
 from tests.conftest import FIGURE, has_failed
 from tests.e2e.e2e_support import CAR_VIDEO, Api, platform_settings
 from tests.faults.harness import FaultPlatform, dump_logs
@@ -131,7 +131,11 @@ def make_platform(
         engine = make_engine(postgres.settings(SCHEMA), pool_size=2)
         platform = FaultPlatform(
             supervised=supervised,
-            api=Api(supervised.api_url, check_alive=supervised.check_alive),
+            api=Api(
+                supervised.api_url,
+                api_key=create_api_key(supervised.environment, tenant="faults"),
+                check_alive=supervised.check_alive,
+            ),
             engine=engine,
             kafka=broker.settings(topic_prefix),
             broker=broker,

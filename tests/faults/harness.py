@@ -30,7 +30,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from dev.platform_stack import SupervisedPlatform
 from tests.e2e.e2e_support import CAR_SAMPLED, TERMINAL, Api, Published, stored
 from tests.faults.servers import KafkaBroker, KafkaCluster, PostgresCluster
-from tests.helpers import TopicReader, wait_until
+from tests.helpers import TopicReader, patience, wait_until
 from vap_common.contracts import FrameResult, InvalidMessage, decode
 from vap_common.kafka import make_consumer
 from vap_common.settings import KafkaSettings
@@ -414,7 +414,7 @@ def group_lag(kafka: KafkaSettings) -> dict[str, int]:
 
 def wait_no_lag(kafka: KafkaSettings, *, timeout_seconds: float = 30.0) -> dict[str, int]:
     """Until every group committed everything (a last batch may still be committing); the lag then."""
-    deadline = time.monotonic() + timeout_seconds
+    deadline = time.monotonic() + patience(timeout_seconds)
     while any((lag := group_lag(kafka)).values()) and time.monotonic() < deadline:
         time.sleep(1)
     return lag
@@ -433,7 +433,7 @@ def read_topic(kafka: KafkaSettings, topic: str, *, timeout_seconds: float = 30.
         ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in partitions}
         consumer.assign([TopicPartition(topic, tp.partition, OFFSET_BEGINNING) for tp in partitions])
         messages: list[Message] = []
-        deadline = time.monotonic() + timeout_seconds
+        deadline = time.monotonic() + patience(timeout_seconds)
         while True:
             positions = {tp.partition: tp.offset for tp in consumer.position(partitions)}
             if all(ends[p] == 0 or positions[p] >= ends[p] for p in ends):

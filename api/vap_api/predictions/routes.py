@@ -7,7 +7,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query, Response
 
-from vap_api.deps import SessionDep, SettingsDep
+from vap_api.deps import AUTH_RESPONSES, ReaderDep, SessionDep, SettingsDep
 from vap_api.predictions import service
 from vap_api.predictions.schemas import PredictionOut
 
@@ -32,13 +32,15 @@ runner restart it hides the new run's frames until their numbers pass it. Use th
     response_model=PredictionOut,  # documents the shape; the body is assembled from PostgreSQL's JSON
     description=_DESCRIPTION,
     responses={
-        404: {"description": "No such scenario"},
+        **AUTH_RESPONSES,
+        404: {"description": "No such scenario (or one of another tenant)"},
         422: {"description": "Invalid request (e.g. a `cursor` that is not a `next_cursor` of this API)"},
         503: {"description": "The database is unreachable; retry after Retry-After seconds"},
     },
 )
 def get_prediction(
     scenario_uuid: UUID,
+    caller: ReaderDep,
     session: SessionDep,
     settings: SettingsDep,
     cursor: Annotated[
@@ -61,7 +63,12 @@ def get_prediction(
     """Detections per frame, in stored order, each result once; follow `next_cursor`."""
     size = min(limit or settings.prediction_default_limit, settings.prediction_max_limit)
     page = service.get_page(
-        session=session, scenario_uuid=scenario_uuid, cursor=cursor, after_frame=after_frame, limit=size
+        session=session,
+        tenant=caller.tenant,
+        scenario_uuid=scenario_uuid,
+        cursor=cursor,
+        after_frame=after_frame,
+        limit=size,
     )
     head = f'{{"scenario_uuid":"{scenario_uuid}","status":"{page.status.value}"'
     return Response(

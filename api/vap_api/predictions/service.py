@@ -112,13 +112,15 @@ def serves_each_frame_once(camera_url: str) -> bool:
 
 
 def get_page(
-    *, session: Session, scenario_uuid: UUID, cursor: str | None, after_frame: int | None, limit: int
+    *, session: Session, tenant: str, scenario_uuid: UUID, cursor: str | None, after_frame: int | None, limit: int
 ) -> PredictionPage:
     """The scenario's status, up to ``limit`` results after ``cursor`` and the next page's cursor;
-    NotFound if unknown."""
+    NotFound if ``tenant`` has no such scenario."""
     position = START if cursor is None else decode_cursor(cursor)
     scenario = session.execute(
-        select(Scenario.status, Scenario.camera_url).where(Scenario.scenario_uuid == scenario_uuid)
+        select(Scenario.status, Scenario.camera_url).where(
+            Scenario.scenario_uuid == scenario_uuid, Scenario.tenant == tenant
+        )
     ).one_or_none()
     if scenario is None:
         raise NotFound(f"scenario {scenario_uuid} not found")

@@ -7,7 +7,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Header, Query, Response, status
 
-from vap_api.deps import SessionDep, SettingsDep
+from vap_api.deps import AUTH_RESPONSES, ReaderDep, SessionDep, SettingsDep, WriterDep
 from vap_api.scenarios import rules, service
 from vap_api.scenarios.schemas import DetectorOut, RuntimeOut, ScenarioInit, ScenarioOut, ScenarioPage, ScenarioState
 from vap_common.contracts import DetectorSpec
@@ -17,7 +17,8 @@ from vap_common.redact import redact_text, redact_url
 router = APIRouter(prefix="/api/v1", tags=["scenarios"])
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    404: {"description": "No such scenario"},
+    **AUTH_RESPONSES,
+    404: {"description": "No such scenario (or one of another tenant)"},
     422: {"description": "Invalid request"},
 }
 _DB_UNAVAILABLE: dict[int | str, dict[str, Any]] = {
@@ -38,16 +39,18 @@ _DB_UNAVAILABLE: dict[int | str, dict[str, Any]] = {
 )
 def init_scenario(
     body: ScenarioInit,
+    caller: WriterDep,
     session: SessionDep,
     settings: SettingsDep,
     response: Response,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> ScenarioState:
-    """Register a camera stream; the scenario starts asynchronously (status `init_startup`)."""
+    """Register a camera stream for the key's tenant; the scenario starts asynchronously (status `init_startup`)."""
     camera_url = rules.check_init(body, settings=settings)
     rules.check_idempotency_key(idempotency_key, max_length=settings.max_idempotency_key_length)
     outcome = service.create_scenario(
         session=session,
+        tenant=caller.tenant,
         camera_url=camera_url,
         detector=DetectorSpec(name=body.detector.name, settings=body.detector.settings),
         start_queue=service.StartQueue(
@@ -62,27 +65,35 @@ def init_scenario(
 
 
 @router.get("/scenario/{scenario_uuid}", response_model=ScenarioOut, responses={**_ERRORS, **_DB_UNAVAILABLE})
-def get_scenario(scenario_uuid: UUID, session: SessionDep, settings: SettingsDep) -> ScenarioOut:
-    """One scenario and its runtime view; any password in its camera URL is masked."""
+def get_scenario(scenario_uuid: UUID, caller: ReaderDep, session: SessionDep, settings: SettingsDep) -> ScenarioOut:
+    """One scenario of the key's tenant and its runtime view; any password in its camera URL is masked."""
     return _scenario_out(
         service.get_scenario(
-            session=session, scenario_uuid=scenario_uuid, stale_after_seconds=settings.runtime_stale_after_seconds
+            session=session,
+            tenant=caller.tenant,
+            scenario_uuid=scenario_uuid,
+            stale_after_seconds=settings.runtime_stale_after_seconds,
         )
     )
 
 
-@router.get("/scenarios", response_model=ScenarioPage, responses={422: _ERRORS[422], **_DB_UNAVAILABLE})
+@router.get(
+    "/scenarios", response_model=ScenarioPage, responses={**AUTH_RESPONSES, 422: _ERRORS[422], **_DB_UNAVAILABLE}
+)
 def list_scenarios(
+    caller: ReaderDep,
     session: SessionDep,
     settings: SettingsDep,
     status_filter: Annotated[ScenarioStatus | None, Query(alias="status")] = None,
     limit: Annotated[int | None, Query(ge=1, description="Page size (bounded by the server's maximum)")] = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> ScenarioPage:
-    """Scenarios, newest first, optionally of one status; follow `next_cursor` for the next page."""
+    """The key's tenant's scenarios, newest first, optionally of one status; follow `next_cursor` for the next
+    page."""
     size = min(limit or settings.list_default_limit, settings.list_max_limit)
     views, next_cursor = service.list_scenarios(
         session=session,
+        tenant=caller.tenant,
         status=status_filter,
         limit=size,
         cursor=cursor,
@@ -101,9 +112,9 @@ def list_scenarios(
         **_DB_UNAVAILABLE,
     },
 )
-def shutdown_scenario(scenario_uuid: UUID, session: SessionDep, response: Response) -> ScenarioState:
+def shutdown_scenario(scenario_uuid: UUID, caller: WriterDep, session: SessionDep, response: Response) -> ScenarioState:
     """Ask the scenario to stop (status `init_shutdown`); a no-op when it is already stopping or stopped."""
-    outcome = service.request_shutdown(session=session, scenario_uuid=scenario_uuid)
+    outcome = service.request_shutdown(session=session, tenant=caller.tenant, scenario_uuid=scenario_uuid)
     if not outcome.requested:
         response.status_code = status.HTTP_200_OK
     return ScenarioState(scenario_uuid=outcome.scenario_uuid, status=outcome.status)

@@ -74,20 +74,22 @@ class StartQueue:
 def create_scenario(
     *,
     session: Session,
+    tenant: str,
     camera_url: str,
     detector: DetectorSpec,
     start_queue: StartQueue,
     name: str | None = None,
     idempotency_key: str | None = None,
 ) -> Created:
-    """Insert a scenario in init_startup and its start command, in one transaction; TooManyRequests
-    when the start queue is full, unless ``idempotency_key`` names an existing scenario (a replay)."""
+    """Insert a scenario of ``tenant`` in init_startup and its start command, in one transaction;
+    TooManyRequests when the start queue is full, unless ``idempotency_key`` names an existing scenario
+    of the tenant (a replay)."""
     with session.begin():
         # A soft limit: concurrent requests may pass the count together and overshoot it a little,
         # which is harmless; serialising every insert to make it exact would cost more than it saves.
         if _starting_count(session, at_most=start_queue.max_starting) >= start_queue.max_starting:
             if idempotency_key is not None and (
-                replay := _replay(session, camera_url, detector, name, idempotency_key)
+                replay := _replay(session, tenant, camera_url, detector, name, idempotency_key)
             ):
                 return replay
             raise TooManyRequests(
@@ -99,6 +101,7 @@ def create_scenario(
             insert(_SCENARIOS)
             .values(
                 scenario_uuid=uuid.uuid4(),
+                tenant=tenant,
                 name=name,
                 camera_url=camera_url,
                 detector=detector.name,
@@ -106,24 +109,29 @@ def create_scenario(
                 status=ScenarioStatus.INIT_STARTUP.value,
                 idempotency_key=idempotency_key,
             )
-            .on_conflict_do_nothing(index_elements=[_SCENARIOS.c.idempotency_key])
+            .on_conflict_do_nothing(index_elements=[_SCENARIOS.c.tenant, _SCENARIOS.c.idempotency_key])
             .returning(_SCENARIOS.c.scenario_uuid)
         )
         scenario_uuid = session.execute(statement).scalar_one_or_none()
         if scenario_uuid is None:
             assert idempotency_key is not None  # only the idempotency key's unique index can conflict
-            replay = _replay(session, camera_url, detector, name, idempotency_key)
+            replay = _replay(session, tenant, camera_url, detector, name, idempotency_key)
             assert replay is not None  # the conflicting row is committed: ON CONFLICT waited for it
             return replay
         enqueue(
             session=session,
             command=ScenarioCommand(
-                scenario_uuid=scenario_uuid, command="start", camera_url=camera_url, detector=detector
+                scenario_uuid=scenario_uuid, command="start", camera_url=camera_url, detector=detector, tenant=tenant
             ),
         )
     log.info(
         "scenario created",
-        extra={"scenario_uuid": str(scenario_uuid), "camera_url": redact_url(camera_url), "detector": detector.name},
+        extra={
+            "scenario_uuid": str(scenario_uuid),
+            "tenant": tenant,
+            "camera_url": redact_url(camera_url),
+            "detector": detector.name,
+        },
     )
     return Created(scenario_uuid, ScenarioStatus.INIT_STARTUP, created=True)
 
@@ -141,10 +149,10 @@ def _starting_count(session: Session, *, at_most: int) -> int:
 
 
 def _replay(
-    session: Session, camera_url: str, detector: DetectorSpec, name: str | None, idempotency_key: str
+    session: Session, tenant: str, camera_url: str, detector: DetectorSpec, name: str | None, idempotency_key: str
 ) -> Created | None:
-    """The scenario an earlier request with ``idempotency_key`` made, if any; IdempotencyKeyReused if
-    that request differed."""
+    """The scenario an earlier request of ``tenant`` with ``idempotency_key`` made, if any;
+    IdempotencyKeyReused if that request differed."""
     existing = session.execute(
         select(
             Scenario.scenario_uuid,
@@ -153,7 +161,7 @@ def _replay(
             Scenario.detector,
             Scenario.detector_settings,
             Scenario.name,
-        ).where(Scenario.idempotency_key == idempotency_key)
+        ).where(Scenario.tenant == tenant, Scenario.idempotency_key == idempotency_key)
     ).one_or_none()
     if existing is None:
         return None
@@ -206,20 +214,35 @@ def _view(row: Row[*_RuntimeRow], *, stale_after_seconds: float) -> ScenarioView
     return ScenarioView(scenario, runtime)
 
 
-def get_scenario(*, session: Session, scenario_uuid: uuid.UUID, stale_after_seconds: float) -> ScenarioView:
-    """The scenario with its runtime view, or NotFound."""
-    row = session.execute(_with_runtime().where(Scenario.scenario_uuid == scenario_uuid)).one_or_none()
+def get_scenario(
+    *, session: Session, tenant: str, scenario_uuid: uuid.UUID, stale_after_seconds: float
+) -> ScenarioView:
+    """The scenario of ``tenant`` with its runtime view, or NotFound (also when another tenant's)."""
+    row = session.execute(
+        _with_runtime().where(Scenario.scenario_uuid == scenario_uuid, Scenario.tenant == tenant)
+    ).one_or_none()
     if row is None:
         raise NotFound(f"scenario {scenario_uuid} not found")
     return _view(row, stale_after_seconds=stale_after_seconds)
 
 
 def list_scenarios(
-    *, session: Session, status: ScenarioStatus | None, limit: int, cursor: str | None, stale_after_seconds: float
+    *,
+    session: Session,
+    tenant: str,
+    status: ScenarioStatus | None,
+    limit: int,
+    cursor: str | None,
+    stale_after_seconds: float,
 ) -> tuple[list[ScenarioView], str | None]:
-    """Newest first, optionally of one status, with their runtime views; returns the page and the
-    cursor of the next one."""
-    query = _with_runtime().order_by(Scenario.created_at.desc(), Scenario.scenario_uuid.desc()).limit(limit + 1)
+    """The tenant's scenarios, newest first, optionally of one status, with their runtime views; returns
+    the page and the cursor of the next one."""
+    query = (
+        _with_runtime()
+        .where(Scenario.tenant == tenant)
+        .order_by(Scenario.created_at.desc(), Scenario.scenario_uuid.desc())
+        .limit(limit + 1)
+    )
     if status is not None:
         query = query.where(Scenario.status == status.value)
     if cursor is not None:
@@ -233,11 +256,12 @@ def list_scenarios(
     return page, encode_cursor(last.created_at, last.scenario_uuid)
 
 
-def request_shutdown(*, session: Session, scenario_uuid: uuid.UUID) -> ShutdownOutcome:
-    """Move the scenario to init_shutdown and queue its shutdown command; a no-op if already stopping."""
+def request_shutdown(*, session: Session, tenant: str, scenario_uuid: uuid.UUID) -> ShutdownOutcome:
+    """Move the tenant's scenario to init_shutdown and queue its shutdown command; a no-op if already
+    stopping; NotFound (also when another tenant's)."""
     with session.begin():
         scenario = session.scalars(
-            select(Scenario).where(Scenario.scenario_uuid == scenario_uuid).with_for_update()
+            select(Scenario).where(Scenario.scenario_uuid == scenario_uuid, Scenario.tenant == tenant).with_for_update()
         ).one_or_none()
         if scenario is None:
             raise NotFound(f"scenario {scenario_uuid} not found")
@@ -257,6 +281,7 @@ def request_shutdown(*, session: Session, scenario_uuid: uuid.UUID) -> ShutdownO
                 command="shutdown",
                 camera_url=scenario.camera_url,
                 detector=DetectorSpec(name=scenario.detector, settings=scenario.detector_settings),
+                tenant=tenant,
             ),
         )
     log.info(

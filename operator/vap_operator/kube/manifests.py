@@ -26,6 +26,7 @@ LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_NAME = "app.kubernetes.io/name"
 LABEL_INSTANCE = "app.kubernetes.io/instance"
 LABEL_SCENARIO = "vap.dev/scenario-uuid"
+LABEL_TENANT = "vap.dev/tenant"
 RUNNER_LABELS = {LABEL_NAME: "vap-runner", LABEL_MANAGED_BY: MANAGED_BY}
 # Selects every runner Pod of the namespace (capacity count, leases).
 RUNNER_SELECTOR = ",".join(f"{key}={value}" for key, value in RUNNER_LABELS.items())
@@ -40,6 +41,7 @@ def labels_for(command: DeployCommand) -> dict[str, str]:
         LABEL_MANAGED_BY: MANAGED_BY,
         LABEL_INSTANCE: resource_name_for(command.scenario_uuid),
         LABEL_SCENARIO: str(command.scenario_uuid),
+        LABEL_TENANT: command.tenant,
     }
 
 
@@ -130,6 +132,8 @@ def runner_pod(
             }
         )
     labels = {**RUNNER_LABELS, LABEL_INSTANCE: name, LABEL_SCENARIO: spec["scenarioUUID"]}
+    if tenant := (videoscenario["metadata"].get("labels") or {}).get(LABEL_TENANT):
+        labels[LABEL_TENANT] = tenant
     pod_spec: Body = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,

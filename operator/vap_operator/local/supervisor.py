@@ -495,6 +495,7 @@ def _command_of(row: Worker) -> DeployCommand:
         action="deploy",
         camera_url=row.camera_url,
         detector=workers.detector_of(row),
+        tenant=row.tenant,
     )
 
 

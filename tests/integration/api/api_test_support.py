@@ -21,13 +21,15 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, insert, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.helpers import wait_until
+from tests.helpers import patience, wait_until
+from vap_api.auth.keys import Scope, create_key
 from vap_common.consuming import ConsumerLoop
 from vap_common.contracts import Detection, FrameResult, encode
 from vap_common.kafka import make_producer
 from vap_common.lifecycle import ScenarioStatus
 from vap_common.schema import Scenario
 from vap_common.settings import KafkaSettings
+from vap_common.tenants import DEFAULT_TENANT
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -56,6 +58,21 @@ def frame(scenario_uuid: uuid.UUID, frame_number: int, *, run_id: str = "run-1",
 
 def encoded_frames(scenario_uuid: uuid.UUID, frames: Iterable[int], **options: Any) -> list[tuple[str, bytes]]:
     return [(str(scenario_uuid), encode(frame(scenario_uuid, number, **options))) for number in frames]
+
+
+def issue_key(
+    factory: sessionmaker[Session],
+    *,
+    tenant: str = DEFAULT_TENANT,
+    scopes: Iterable[Scope] = (Scope.SCENARIOS_READ, Scope.SCENARIOS_WRITE),
+) -> str:
+    """A new API key of ``tenant``, as `vap-admin keys create` makes it."""
+    with factory() as session:
+        return create_key(session=session, tenant=tenant, scopes=frozenset(scopes))
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
 
 
 def add_scenario(
@@ -133,7 +150,7 @@ class Process:
     def terminate(self, *, timeout_seconds: float = 30.0) -> int:
         """SIGTERM and wait; returns the exit code."""
         self.popen.send_signal(signal.SIGTERM)
-        code = self.popen.wait(timeout_seconds)
+        code = self.popen.wait(patience(timeout_seconds))
         self._log.close()
         return code
 

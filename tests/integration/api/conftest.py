@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -15,7 +16,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.helpers import child_environment, service_settings
-from tests.integration.api.api_test_support import Process
+from tests.integration.api.api_test_support import Process, bearer, issue_key
 from vap_api.inbox.consumer import Inbox
 from vap_api.main import create_app
 from vap_api.outbox.relay import Relay
@@ -33,9 +34,26 @@ def api_settings(db_settings: DatabaseSettings) -> ApiSettings:
 
 
 @pytest.fixture
-def client(api_settings: ApiSettings) -> Iterator[TestClient]:
+def api_key(session_factory: sessionmaker[Session]) -> str:
+    """A key of the default tenant (which the rows tests write directly belong to) that may read and write."""
+    return issue_key(session_factory)
+
+
+@pytest.fixture
+def make_client(api_settings: ApiSettings, api_key: str) -> Callable[..., TestClient]:
+    """``make_client(settings=None, **options)``: a TestClient of the real app (this test's settings unless
+    ``settings``) that sends ``api_key``."""
+
+    def make(settings: ApiSettings | None = None, **options: Any) -> TestClient:
+        return TestClient(create_app(settings or api_settings), headers=bearer(api_key), **options)
+
+    return make
+
+
+@pytest.fixture
+def client(make_client: Callable[..., TestClient]) -> Iterator[TestClient]:
     """The real app on this test's schema; server errors come back as responses, as over HTTP."""
-    with TestClient(create_app(api_settings), raise_server_exceptions=False) as test_client:
+    with make_client(raise_server_exceptions=False) as test_client:
         yield test_client
 
 

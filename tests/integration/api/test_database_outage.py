@@ -11,14 +11,15 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 from http.client import HTTPConnection
 from typing import Any
 
 import pytest
 from sqlalchemy import make_url
 
-from tests.integration.api.api_test_support import serve
+from tests.integration.api.api_test_support import bearer, serve
 from tests.tcp_proxy import TcpProxy
 from vap_api.errors import DATABASE_UNAVAILABLE
 from vap_api.main import create_app
@@ -35,22 +36,32 @@ def proxy(db_settings: DatabaseSettings) -> Iterator[TcpProxy]:
         yield running
 
 
+class ApiConnection(HTTPConnection):
+    """A keep-alive connection to the served app that sends the test's API key."""
+
+    def __init__(self, port: int, api_key: str, *, timeout: float) -> None:
+        super().__init__("127.0.0.1", port, timeout=timeout)
+        self.auth = bearer(api_key)
+
+
 @pytest.fixture
-def api_port(db_settings: DatabaseSettings, proxy: TcpProxy) -> Iterator[int]:
-    """The real app under uvicorn, its database URL pointing at the proxy (same schema)."""
+def connect(db_settings: DatabaseSettings, proxy: TcpProxy, api_key: str) -> Iterator[Callable[..., ApiConnection]]:
+    """``connect(timeout=...)``: a connection to the real app under uvicorn, its database URL pointing
+    at the proxy (same schema)."""
     proxied = make_url(db_settings.url).set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
     settings = ApiSettings(
         database=db_settings.model_copy(update={"url": proxied}), environment="test", access_log=False
     )
     with serve(create_app(settings)) as port:
-        yield port
+        yield partial(ApiConnection, port, api_key)
 
 
 def _request(
-    connection: HTTPConnection, method: str, path: str, body: dict[str, Any] | None = None
+    connection: ApiConnection, method: str, path: str, body: dict[str, Any] | None = None
 ) -> tuple[int, dict[str, str], Any]:
     payload = json.dumps(body).encode() if body is not None else None
-    connection.request(method, path, body=payload, headers={"Content-Type": "application/json"} if payload else {})
+    headers = {**connection.auth, **({"Content-Type": "application/json"} if payload else {})}
+    connection.request(method, path, body=payload, headers=headers)
     response = connection.getresponse()
     return response.status, {name.lower(): value for name, value in response.getheaders()}, json.loads(response.read())
 
@@ -65,9 +76,12 @@ def _outage_requests(scenario_uuid: str) -> list[tuple[str, str, dict[str, Any] 
 
 
 def test_requests_answer_503_with_retry_after_while_postgresql_is_cut_and_recover_within_2_s(
-    api_port: int, proxy: TcpProxy, db_settings: DatabaseSettings, caplog: pytest.LogCaptureFixture
+    connect: Callable[..., ApiConnection],
+    proxy: TcpProxy,
+    db_settings: DatabaseSettings,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    connection = HTTPConnection("127.0.0.1", api_port, timeout=15)
+    connection = connect(timeout=15)
     status, _, created = _request(connection, "POST", "/api/v1/scenario/init", INIT_BODY)
     assert status == 201
     requests = _outage_requests(created["scenario_uuid"])
@@ -109,9 +123,9 @@ def test_requests_answer_503_with_retry_after_while_postgresql_is_cut_and_recove
 
 
 def test_a_database_that_accepts_but_never_answers_is_a_503_within_the_connect_timeout(
-    api_port: int, proxy: TcpProxy
+    connect: Callable[..., ApiConnection], proxy: TcpProxy
 ) -> None:
-    connection = HTTPConnection("127.0.0.1", api_port, timeout=30)
+    connection = connect(timeout=30)
     status, _, created = _request(connection, "POST", "/api/v1/scenario/init", INIT_BODY)
     assert status == 201
 
@@ -124,14 +138,14 @@ def test_a_database_that_accepts_but_never_answers_is_a_503_within_the_connect_t
 
 
 def test_more_concurrent_requests_than_pooled_connections_all_answer_503_within_seconds(
-    api_port: int, proxy: TcpProxy
+    connect: Callable[..., ApiConnection], proxy: TcpProxy
 ) -> None:
     proxy.cut(stall=True)
     results: list[tuple[int, float]] = []
     lock = threading.Lock()
 
     def get_one() -> None:
-        connection = HTTPConnection("127.0.0.1", api_port, timeout=30)
+        connection = connect(timeout=30)
         started = time.monotonic()
         status, _, _ = _request(connection, "GET", f"/api/v1/scenario/{uuid.uuid4()}")
         with lock:

@@ -4,7 +4,7 @@ cursor across runner restarts (live: every run served; file: each frame once), a
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import pytest
@@ -13,7 +13,6 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.integration.api.api_test_support import add_scenario, follow, identities, page, store
-from vap_api.main import create_app
 from vap_api.settings import ApiSettings
 from vap_common.lifecycle import ScenarioStatus
 
@@ -64,14 +63,17 @@ def test_a_poller_following_next_cursor_from_an_empty_scenario_gets_each_result_
 
 
 def test_prediction_pages_with_a_bounded_limit_and_keeps_after_frame_as_a_filter(
-    api_settings: ApiSettings, db_engine: Engine, session_factory: sessionmaker[Session]
+    api_settings: ApiSettings,
+    make_client: Callable[..., TestClient],
+    db_engine: Engine,
+    session_factory: sessionmaker[Session],
 ) -> None:
     scenario_uuid = add_scenario(session_factory, status=ScenarioStatus.ACTIVE)
     store(db_engine, scenario_uuid, range(130))
     other = add_scenario(session_factory)
     store(db_engine, other, range(5))
     settings = api_settings.model_copy(update={"prediction_default_limit": 20, "prediction_max_limit": 50})
-    with TestClient(create_app(settings)) as client:
+    with make_client(settings) as client:
         first = page(client, scenario_uuid)
         capped = page(client, scenario_uuid, limit=10_000)
         pages, _ = follow(client, scenario_uuid, limit=50)

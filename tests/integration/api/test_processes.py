@@ -11,7 +11,7 @@ import httpx2
 
 from tests.conftest import free_port
 from tests.helpers import consume, wait_until
-from tests.integration.api.api_test_support import Process, encoded_frames, produce
+from tests.integration.api.api_test_support import Process, bearer, encoded_frames, produce
 from vap_common.contracts import ScenarioCommand, StatusEvent, decode, encode
 from vap_common.lifecycle import ScenarioStatus
 from vap_common.settings import KafkaSettings
@@ -21,8 +21,9 @@ SECRET = "E2e-pa55"
 
 
 def test_scenario_round_trip_through_api_relay_and_inbox_processes(
-    start_process: Callable[..., Process], kafka_settings: KafkaSettings
+    start_process: Callable[..., Process], kafka_settings: KafkaSettings, api_key: str
 ) -> None:
+    auth = bearer(api_key)
     port = free_port()
     api = start_process("vap_api", name="api", extra_env={"VAP_PORT": str(port)})
     relay = start_process("vap_api.outbox", name="relay")
@@ -39,7 +40,7 @@ def test_scenario_round_trip_through_api_relay_and_inbox_processes(
     wait_until(api_up, timeout_seconds=60, interval_seconds=0.2, what="the API to be ready")
     url = f"rtsp://viewer:{SECRET}@cam.example:554/live"
     created = httpx2.post(
-        f"{base}/api/v1/scenario/init", json={"camera_url": url, "detector": {"name": "mock"}}, timeout=10
+        f"{base}/api/v1/scenario/init", json={"camera_url": url, "detector": {"name": "mock"}}, headers=auth, timeout=10
     )
     assert created.status_code == 201
     scenario_uuid = uuid.UUID(created.json()["scenario_uuid"])
@@ -61,11 +62,13 @@ def test_scenario_round_trip_through_api_relay_and_inbox_processes(
     produce(kafka_settings, topic_name(Topic.RESULTS, prefix), encoded_frames(scenario_uuid, range(5)))
 
     def prediction() -> dict[str, object] | None:
-        body: dict[str, object] = httpx2.get(f"{base}/api/v1/prediction/{scenario_uuid}", timeout=5).json()
+        body: dict[str, object] = httpx2.get(
+            f"{base}/api/v1/prediction/{scenario_uuid}", headers=auth, timeout=5
+        ).json()
         return body if body["status"] == "active" and len(body["results"]) == 5 else None  # type: ignore[arg-type]
 
     assert wait_until(prediction, timeout_seconds=60, interval_seconds=0.2, what="results and status through the inbox")
-    shutdown = httpx2.post(f"{base}/api/v1/scenario/{scenario_uuid}/shutdown", timeout=10)
+    shutdown = httpx2.post(f"{base}/api/v1/scenario/{scenario_uuid}/shutdown", headers=auth, timeout=10)
     assert shutdown.status_code == 202 and shutdown.json()["status"] == "init_shutdown"
     commands = consume(kafka_settings, topic_name(Topic.INIT_SCENARIO, prefix), expected=2, timeout_seconds=30)
     assert [decode(ScenarioCommand, message.value()).command for message in commands] == ["start", "shutdown"]
@@ -75,11 +78,14 @@ def test_scenario_round_trip_through_api_relay_and_inbox_processes(
         [(str(scenario_uuid), encode(StatusEvent(scenario_uuid=scenario_uuid, status=ScenarioStatus.INACTIVE)))],
     )
     wait_until(
-        lambda: httpx2.get(f"{base}/api/v1/scenario/{scenario_uuid}", timeout=5).json()["status"] == "inactive",
+        lambda: (
+            httpx2.get(f"{base}/api/v1/scenario/{scenario_uuid}", headers=auth, timeout=5).json()["status"]
+            == "inactive"
+        ),
         timeout_seconds=30,
         what="the inactive status",
     )
-    shown = httpx2.get(f"{base}/api/v1/scenario/{scenario_uuid}", timeout=5).json()
+    shown = httpx2.get(f"{base}/api/v1/scenario/{scenario_uuid}", headers=auth, timeout=5).json()
     metrics = httpx2.get(f"{base}/metrics", timeout=5).text
 
     assert shown["camera_url"] == "rtsp://viewer:***@cam.example:554/live"

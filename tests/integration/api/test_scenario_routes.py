@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -12,7 +13,6 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.integration.api.api_test_support import add_scenario
-from vap_api.main import create_app
 from vap_api.settings import ApiSettings
 from vap_common.contracts import ScenarioCommand
 from vap_common.lifecycle import SHUTDOWN_NOOP_STATES, ScenarioStatus
@@ -146,9 +146,11 @@ def test_init_rejects_a_body_that_is_not_json(client: TestClient) -> None:
     assert response.status_code == 422 and response.json()["detail"][0]["type"] == "json_invalid"
 
 
-def test_file_urls_are_accepted_only_when_enabled(api_settings: ApiSettings) -> None:
+def test_file_urls_are_accepted_only_when_enabled(
+    api_settings: ApiSettings, make_client: Callable[..., TestClient]
+) -> None:
     settings = api_settings.model_copy(update={"allow_file_urls": True})
-    with TestClient(create_app(settings)) as client:
+    with make_client(settings) as client:
         assert client.post(INIT, json={"camera_url": "file:///srv/media/people.mp4"}).status_code == 201
         response = client.post(INIT, json={"camera_url": "file://otherhost/srv/media/people.mp4"})
     assert response.status_code == 422 and "file:///absolute/path" in response.json()["detail"][0]["msg"]

@@ -4,6 +4,7 @@ its lease, whether it is stale, why it waits, how often it restarted."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 
 import pytest
@@ -12,7 +13,6 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.integration.api.api_test_support import add_scenario
-from vap_api.main import create_app
 from vap_api.settings import ApiSettings
 from vap_common.lifecycle import ScenarioStatus
 
@@ -128,12 +128,15 @@ def test_list_shows_each_scenario_with_its_own_runtime(
 
 
 def test_the_stale_threshold_comes_from_the_settings(
-    api_settings: ApiSettings, session_factory: sessionmaker[Session], db_engine: Engine
+    api_settings: ApiSettings,
+    make_client: Callable[..., TestClient],
+    session_factory: sessionmaker[Session],
+    db_engine: Engine,
 ) -> None:
     scenario_uuid = add_scenario(session_factory, status=S.ACTIVE)
     _add_worker(db_engine, scenario_uuid, heartbeat_age_seconds=10.0, wait_reason=None, restarts=0)
     strict = api_settings.model_copy(update={"runtime_stale_after_seconds": 5.0})
 
-    with TestClient(create_app(api_settings)) as default_client, TestClient(create_app(strict)) as strict_client:
+    with make_client(api_settings) as default_client, make_client(strict) as strict_client:
         assert default_client.get(f"/api/v1/scenario/{scenario_uuid}").json()["runtime"]["stale"] is False
         assert strict_client.get(f"/api/v1/scenario/{scenario_uuid}").json()["runtime"]["stale"] is True

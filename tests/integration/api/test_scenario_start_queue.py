@@ -3,7 +3,7 @@ replays of an existing Idempotency-Key still answer 200."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from fastapi.testclient import TestClient
@@ -11,7 +11,6 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.integration.api.api_test_support import add_scenario
-from vap_api.main import create_app
 from vap_api.settings import ApiSettings
 from vap_common.lifecycle import ScenarioStatus
 from vap_common.schema import OutboxScenario, Scenario
@@ -21,9 +20,9 @@ BODY = {"camera_url": "rtsp://cam.example/queue"}
 
 
 @pytest.fixture
-def small_queue_client(api_settings: ApiSettings) -> Iterator[TestClient]:
+def small_queue_client(api_settings: ApiSettings, make_client: Callable[..., TestClient]) -> Iterator[TestClient]:
     settings = api_settings.model_copy(update={"max_starting_scenarios": 2})
-    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+    with make_client(settings, raise_server_exceptions=False) as client:
         yield client
 
 
@@ -74,9 +73,11 @@ def test_replay_of_an_existing_idempotency_key_is_200_even_when_the_start_queue_
     assert _rows(session_factory) == (2, 2)
 
 
-def test_the_start_queue_limit_and_retry_after_come_from_the_settings(api_settings: ApiSettings) -> None:
+def test_the_start_queue_limit_and_retry_after_come_from_the_settings(
+    api_settings: ApiSettings, make_client: Callable[..., TestClient]
+) -> None:
     settings = api_settings.model_copy(update={"max_starting_scenarios": 1, "start_queue_retry_after_seconds": 17})
-    with TestClient(create_app(settings)) as client:
+    with make_client(settings) as client:
         assert client.post(INIT, json=BODY).status_code == 201
         refused = client.post(INIT, json=BODY)
     assert (refused.status_code, refused.headers["retry-after"]) == (429, "17")

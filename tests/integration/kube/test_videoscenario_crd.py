@@ -31,7 +31,7 @@ def test_create_videoscenario_and_get_it_with_printer_columns(
     kubectl(kubeconfig, "-n", kube_namespace, "create", "-f", "-", stdin=_videoscenario("vs-smoke", scenario_uuid))
 
     table = kubectl(kubeconfig, "-n", kube_namespace, "get", "videoscenarios").stdout.splitlines()
-    assert table[0].split() == ["NAME", "UUID", "PHASE", "POD", "RESTARTS", "AGE"]
+    assert table[0].split() == ["NAME", "UUID", "TENANT", "PHASE", "POD", "RESTARTS", "AGE"]
     assert table[1].split()[:2] == ["vs-smoke", scenario_uuid]
 
     stored = json.loads(kubectl(kubeconfig, "-n", kube_namespace, "get", "vsc", "vs-smoke", "-o", "json").stdout)

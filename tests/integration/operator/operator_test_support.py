@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from kubernetes import client, config
 
-from tests.helpers import TopicReader, wait_until
+from tests.helpers import TopicReader, patience, wait_until
 from vap_common.contracts import Contract, DetectorSpec, ScenarioCommand, StatusEvent, decode, encode
 from vap_common.kafka import make_producer
 from vap_common.settings import KafkaSettings
@@ -126,7 +126,7 @@ class Process:
         if self.alive():
             self.popen.send_signal(signal.SIGTERM)
         try:
-            return self.popen.wait(timeout_seconds)
+            return self.popen.wait(patience(timeout_seconds))
         except subprocess.TimeoutExpired:
             self.popen.kill()
             return self.popen.wait(10)

@@ -23,6 +23,7 @@ from vap_common.schema import Worker
 from vap_common.settings import KafkaSettings
 from vap_common.topics import Topic
 from vap_operator.kube.crd import GROUP, PLURAL, VERSION
+from vap_operator.kube.manifests import LABEL_TENANT
 
 
 def worker(sessions: sessionmaker[Session], scenario_uuid: uuid.UUID) -> Worker | None:
@@ -56,7 +57,8 @@ def test_start_command_becomes_a_videoscenario_and_a_runner_pod_with_the_expecte
     start_operator(VAP_KUBERNETES__RUNNER_IMAGE="registry.example/vap-runner:test", VAP_RUNNER__MAX_WORKERS="2")
     cluster = Cluster(kube, kube_namespace)
     plain, secret = uuid.uuid4(), uuid.uuid4()
-    produce(kafka_settings, Topic.INIT_SCENARIO, [start(plain), start(secret, "rtsp://admin:hunter2@cam.example/live")])
+    of_acme = start(secret, "rtsp://admin:hunter2@cam.example/live").model_copy(update={"tenant": "acme"})
+    produce(kafka_settings, Topic.INIT_SCENARIO, [start(plain), of_acme])
 
     pod = cluster.wait_pod(plain)
     body = cluster.wait_phase(plain, "in_startup_processing")
@@ -93,12 +95,17 @@ def test_start_command_becomes_a_videoscenario_and_a_runner_pod_with_the_expecte
     assert camera_env[0]["valueFrom"]["secretKeyRef"] == {"name": f"vs-{secret}-camera", "key": "url"}
     stored_secret = cluster.core.read_namespaced_secret(f"vs-{secret}-camera", kube_namespace)
     assert stored_secret.metadata.owner_references[0].uid == secret_vs["metadata"]["uid"]
+    # The scenario's tenant labels its objects (from the API's command, through the orchestrator).
+    for labelled in (secret_vs["metadata"], secret_pod["metadata"]):
+        assert labelled["labels"][LABEL_TENANT] == "acme"
+    assert stored_secret.metadata.labels[LABEL_TENANT] == "acme"
 
     # kubectl shows the printer columns.
     table = kubectl(kubeconfig, "-n", kube_namespace, "get", "videoscenarios").stdout.splitlines()
-    assert table[0].split() == ["NAME", "UUID", "PHASE", "POD", "RESTARTS", "AGE"]
+    assert table[0].split() == ["NAME", "UUID", "TENANT", "PHASE", "POD", "RESTARTS", "AGE"]
     row = next(line.split() for line in table[1:] if line.startswith(f"vs-{plain}"))
-    assert row[:5] == [f"vs-{plain}", str(plain), "in_startup_processing", f"vs-{plain}-runner", "0"]
+    # The command came without a tenant, as one sent before tenants existed: the default tenant's.
+    assert row[:6] == [f"vs-{plain}", str(plain), "default", "in_startup_processing", f"vs-{plain}-runner", "0"]
 
     # The orchestrator registered the worker and reported in_startup_processing.
     row_of = worker(sessions, plain)

@@ -17,7 +17,7 @@ import pytest
 from tests.conftest import MEDIA
 from tests.helpers import TopicReader
 from tests.integration.runner.runner_test_support import RunnerProcess
-from vap_common.contracts import FrameResult, StatusEvent, decode
+from vap_common.contracts import ContractT, FrameResult, StatusEvent, decode
 from vap_common.settings import KafkaSettings
 from vap_common.topics import Topic
 
@@ -102,21 +102,24 @@ def results_and_statuses(
         TopicReader(kafka_settings, Topic.SCENARIO_STATUS),
     )
 
+    def read(
+        reader: TopicReader,
+        contract: type[ContractT],
+        until: Callable[[list[ContractT]], bool] | None,
+        timeout_seconds: float,
+    ) -> list[ContractT]:
+        condition = None if until is None else lambda raw: until([decode(contract, value) for value in raw])
+        return [decode(contract, value) for value in reader.read(until=condition, timeout_seconds=timeout_seconds)]
+
     def results(
-        *, until: Callable[[list[FrameResult]], bool] = lambda _: False, timeout_seconds: float = 5.0
+        *, until: Callable[[list[FrameResult]], bool] | None = None, timeout_seconds: float = 5.0
     ) -> list[FrameResult]:
-        values = results_reader.read(
-            until=lambda raw: until([decode(FrameResult, value) for value in raw]), timeout_seconds=timeout_seconds
-        )
-        return [decode(FrameResult, value) for value in values]
+        return read(results_reader, FrameResult, until, timeout_seconds)
 
     def statuses(
-        *, until: Callable[[list[StatusEvent]], bool] = lambda _: False, timeout_seconds: float = 5.0
+        *, until: Callable[[list[StatusEvent]], bool] | None = None, timeout_seconds: float = 5.0
     ) -> list[StatusEvent]:
-        values = status_reader.read(
-            until=lambda raw: until([decode(StatusEvent, value) for value in raw]), timeout_seconds=timeout_seconds
-        )
-        return [decode(StatusEvent, value) for value in values]
+        return read(status_reader, StatusEvent, until, timeout_seconds)
 
     yield results, statuses
     results_reader.close()

@@ -9,7 +9,7 @@ import threading
 from typing import Any
 
 from tests.conftest import ROOT
-from tests.helpers import child_environment, wait_until
+from tests.helpers import child_environment, patience, wait_until
 
 
 class RunnerProcess:
@@ -54,10 +54,11 @@ class RunnerProcess:
         self._process.terminate()
 
     def wait(self, *, timeout_seconds: float) -> int:
+        allowed = patience(timeout_seconds)
         try:
-            code = self._process.wait(timeout=timeout_seconds)
+            code = self._process.wait(timeout=allowed)
         except subprocess.TimeoutExpired:
             self._process.kill()
-            raise AssertionError(f"runner still running after {timeout_seconds:g} s: {self.messages()[-5:]}") from None
+            raise AssertionError(f"runner still running after {allowed:g} s: {self.messages()[-5:]}") from None
         self._collector.join(5)
         return code

@@ -92,3 +92,17 @@ def test_api_limits_out_of_range_are_refused(monkeypatch: pytest.MonkeyPatch, na
     monkeypatch.setenv(name, value)
     with pytest.raises(ValidationError):
         ApiSettings()
+
+
+def test_api_keys_only_by_default_and_oidc_configured_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert ApiSettings().auth.oidc is None
+    monkeypatch.setenv("VAP_AUTH__OIDC__ISSUER", "https://id.example/realms/vap")
+    monkeypatch.setenv("VAP_AUTH__OIDC__AUDIENCE", "vap-api")
+    monkeypatch.setenv("VAP_AUTH__OIDC__JWKS_URL", "https://id.example/jwks")
+    monkeypatch.setenv("VAP_AUTH__OIDC__SCOPE_CLAIM", "scp")
+    oidc = ApiSettings().auth.oidc
+    assert oidc is not None and (oidc.issuer, oidc.jwks_url, oidc.scope_claim) == (
+        "https://id.example/realms/vap",
+        "https://id.example/jwks",
+        "scp",
+    )

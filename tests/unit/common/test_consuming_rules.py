@@ -273,6 +273,52 @@ def test_a_consumer_whose_group_coordinator_stopped_answering_still_raises_stall
             clock.now += 5
 
 
+def wedged(consumer: FakeConsumer) -> FakeConsumer:
+    """The consumer's own connections time out on every broker query."""
+
+    def timed_out(*_args: Any, **_kwargs: Any) -> Any:
+        raise KafkaException(KafkaError(KafkaError._TIMED_OUT))
+
+    consumer.list_topics = timed_out  # type: ignore[method-assign]
+    return consumer
+
+
+def test_a_consumer_wedged_while_the_brokers_answer_a_new_client_raises_stalled() -> None:
+    """After a frozen broker was thawed the inbox's own connections stayed wedged: its broker queries
+    failed, which read as an outage, so the watchdog never fired. A new client asks instead."""
+    own = wedged(FakeConsumer([]))
+    made: list[FakeConsumer] = []  # the loop's consumer, then each new client it asks
+
+    def new_consumer() -> FakeConsumer:
+        made.append(own if not made else FakeConsumer([], committed_offset=5, high_watermark=9))
+        return made[-1]
+
+    clock = Clock()
+    loop, _ = make_loop(new_consumer, lambda batch: [], clock, stall_timeout_seconds=60, progress_check_seconds=5)
+    with pytest.raises(ConsumerStalled, match="waited 60s"):
+        for _ in range(20):
+            loop.run_once()
+            clock.now += 5
+    probes = made[1:]
+    assert probes and all(probe.closed and probe.subscribed == [] for probe in probes)  # none joins the group
+    assert loop.consumer is own
+
+
+def test_a_consumer_that_cannot_reach_brokers_no_new_client_reaches_either_is_not_stalled() -> None:
+    """An outage: nobody can tell whether messages wait, and restarting the process would not help."""
+    clock = Clock()
+    loop, _ = make_loop(
+        lambda: wedged(FakeConsumer([], committed_offset=5, high_watermark=9)),
+        lambda batch: [],
+        clock,
+        stall_timeout_seconds=60,
+        progress_check_seconds=5,
+    )
+    for _ in range(40):
+        loop.run_once()
+        clock.now += 5
+
+
 class FatalMessage(FakeMessage):
     def error(self) -> Any:  # type: ignore[override]
         return KafkaError(KafkaError._FATAL, "Static consumer fenced by other consumer with same group.instance.id")

@@ -57,6 +57,16 @@ def test_videoscenario_carries_the_plain_url_and_the_scenario() -> None:
     }
 
 
+def test_the_tenant_labels_the_videoscenario_its_secret_and_its_runner_pod() -> None:
+    acme = command("rtsp://admin:pw@cam.example/stream").model_copy(update={"tenant": "acme"})
+    body = stored(manifests.videoscenario(acme, max_workers=1, desired=DesiredState.ACTIVE))
+    pod = manifests.runner_pod(body, kubernetes=KubernetesSettings(), runner=RunnerLaunchSettings(), kafka=KAFKA)
+    for labelled in (body, manifests.camera_secret(acme), pod):
+        assert labelled["metadata"]["labels"][manifests.LABEL_TENANT] == "acme"  # type: ignore[index]
+    # A deploy command sent before tenants existed belongs to the default tenant.
+    assert manifests.labels_for(command())[manifests.LABEL_TENANT] == "default"
+
+
 def test_credentials_go_into_a_secret_never_into_the_spec() -> None:
     secret_url = "rtsp://admin:hunter2@cam.example/stream"
     body = manifests.videoscenario(command(secret_url), max_workers=1, desired=DesiredState.ACTIVE)
