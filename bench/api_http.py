@@ -118,7 +118,13 @@ def main() -> None:
         key = create_api_key(stack.env(), tenant=DEFAULT_TENANT)
         headers = {"Authorization": f"Bearer {key}"}
         port, open_port = free_port(), free_port()
-        api_env = stack.env(VAP_ACCESS_LOG="false", VAP_DATABASE__POOL_SIZE="10")
+        # POST /scenario/init measures the insert path: no admission limit may answer 429 instead.
+        unlimited = {
+            "VAP_MAX_STARTING_SCENARIOS": "1000000000",
+            "VAP_QUOTAS__DEFAULT__MAX_SCENARIOS": "1000000000",
+            "VAP_WRITES_PER_MINUTE_PER_KEY": "0",
+        }
+        api_env = stack.env(VAP_ACCESS_LOG="false", VAP_DATABASE__POOL_SIZE="10", **unlimited)
         api = Child("vap_api", {**api_env, "VAP_PORT": str(port)}, Path(logs) / "api.log")
         open_api = Child("bench._api_without_auth", {**api_env, "VAP_PORT": str(open_port)}, Path(logs) / "open.log")
         base = f"http://127.0.0.1:{port}"

@@ -21,7 +21,7 @@ from pathlib import Path
 from sqlalchemy import event, text
 
 from bench._api_common import Child, Stack, isolated_stack, percentile, record, wait_for
-from vap_api.scenarios.service import StartQueue, create_scenario
+from vap_api.scenarios.service import Quota, StartQueue, create_scenario
 from vap_common.contracts import DetectorSpec
 from vap_common.db import make_engine, make_session_factory
 from vap_common.kafka import make_consumer
@@ -45,6 +45,7 @@ def _create(factory, commits: list[float], count: int) -> dict[str, float]:  # t
                 camera_url=f"rtsp://cam{index}.example/stream",
                 detector=DetectorSpec(),
                 start_queue=UNLIMITED,
+                quota=Quota(max_scenarios=1_000_000_000, retry_after_seconds=1),
             )
         committed[str(created.scenario_uuid)] = commits[-1]
     return committed

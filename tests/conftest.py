@@ -18,7 +18,7 @@ from confluent_kafka.admin import AdminClient
 from sqlalchemy import Engine, text
 
 from dev.platform_stack import RtspCamera, free_port, share_ports
-from tests.helpers import wait_until
+from tests.helpers import patience, wait_until
 from vap_common.db import make_engine, migrate
 from vap_common.kafka import ensure_topics
 from vap_common.settings import DatabaseServiceSettings, DatabaseSettings, KafkaSettings
@@ -45,11 +45,15 @@ SERIAL_GROUPS = {"node": ("integration/node/", "e2e/test_e2e_node.py"), "faults"
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist's hook, which reads xdist_group to schedule by group
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark tests by folder: tests/unit -> unit, tests/integration and tests/e2e -> integration."""
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark tests by folder: tests/unit -> unit, tests/integration and tests/e2e -> integration; give
+    each test as much more time as its waits get beside other workers (tests.helpers.patience)."""
+    timeout = patience(float(config.getoption("timeout") or 0))
     for item in items:
         path = Path(str(item.fspath)).relative_to(ROOT / "tests")
         item.add_marker(pytest.mark.unit if path.parts[0] == "unit" else pytest.mark.integration)
+        if timeout and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(timeout))
         for group, prefixes in SERIAL_GROUPS.items():
             if path.as_posix().startswith(prefixes):
                 item.add_marker(pytest.mark.xdist_group(group))

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from vap_api.auth.authenticator import AUTH_REFUSED, Authenticator
 from vap_api.auth.keys import Principal, Scope
 from vap_api.errors import Forbidden, NotAuthenticated
+from vap_api.rate_limit import KeyRateLimit
 from vap_api.settings import ApiSettings
 
 
@@ -62,9 +63,18 @@ def require(scope: Scope) -> Callable[[Principal], Principal]:
     return caller_with_scope
 
 
-# The caller of a route, checked for the scope the route needs.
+def writer_within_rate(
+    request: Request, principal: Annotated[Principal, Depends(require(Scope.SCENARIOS_WRITE))]
+) -> Principal:
+    """A caller who may write and has not passed its writes per minute (429 otherwise)."""
+    rate_limit: KeyRateLimit = request.app.state.write_rate_limit
+    rate_limit.check(principal.key_id)
+    return principal
+
+
+# The caller of a route, checked for the scope the route needs (and writers for their rate).
 ReaderDep = Annotated[Principal, Depends(require(Scope.SCENARIOS_READ))]
-WriterDep = Annotated[Principal, Depends(require(Scope.SCENARIOS_WRITE))]
+WriterDep = Annotated[Principal, Depends(writer_within_rate)]
 # What every route behind ReaderDep or WriterDep may answer for its credential (OpenAPI).
 AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"description": "No API key, or one that is unknown or revoked"},

@@ -14,6 +14,7 @@ from vap_api.auth.oidc import OidcVerifier
 from vap_api.errors import install_error_handlers
 from vap_api.middleware import BodySizeLimit, RequestMetrics
 from vap_api.predictions.routes import router as predictions_router
+from vap_api.rate_limit import KeyRateLimit
 from vap_api.scenarios.routes import router as scenarios_router
 from vap_api.settings import ApiSettings
 from vap_api.system.routes import router as system_router
@@ -40,6 +41,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.session_factory = make_session_factory(engine)
+    app.state.write_rate_limit = KeyRateLimit(settings.writes_per_minute_per_key)
     app.state.authenticator = Authenticator(
         app.state.session_factory,
         cache_seconds=settings.auth.key_cache_seconds,

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from vap_common import camera, detector_config
 from vap_common.settings import DatabaseServiceSettings
+from vap_common.tenants import is_valid_tenant
 
 # Detector plug-ins the runner ships (DESIGN.md "Runner"); the runner validates their settings.
 
@@ -43,10 +44,40 @@ class AuthOptions(BaseModel):
     oidc: OidcOptions | None = None
 
 
+class TenantQuota(BaseModel):
+    """What one tenant may hold."""
+
+    # Scenarios registered and not ended (inactive or failed); 0: the tenant may register none.
+    max_scenarios: int = Field(default=100, ge=0)
+
+
+class QuotaOptions(BaseModel):
+    """Per-tenant limits: ``VAP_QUOTAS__DEFAULT__MAX_SCENARIOS``, and for some tenants their own
+    (``VAP_QUOTAS__TENANTS='{"acme": {"max_scenarios": 500}}'``)."""
+
+    default: TenantQuota = Field(default_factory=TenantQuota)
+    tenants: dict[str, TenantQuota] = Field(default_factory=dict)
+    # Retry-After of a 429 for a full quota: about how long a shutdown takes to end a scenario.
+    retry_after_seconds: int = Field(default=10, ge=1)
+
+    @field_validator("tenants")
+    @classmethod
+    def _tenant_names(cls, value: dict[str, TenantQuota]) -> dict[str, TenantQuota]:
+        if invalid := sorted(name for name in value if not is_valid_tenant(name)):
+            raise ValueError(f"not tenant names (lower-case DNS labels): {invalid}")
+        return value
+
+    def of(self, tenant: str) -> TenantQuota:
+        return self.tenants.get(tenant, self.default)
+
+
 class ApiSettings(DatabaseServiceSettings):
     """The REST API process (``vap-api``)."""
 
     auth: AuthOptions = Field(default_factory=AuthOptions)
+    quotas: QuotaOptions = Field(default_factory=QuotaOptions)
+    # POSTs (register, shut down) per API key or token subject and minute, in each API process; 0: no limit.
+    writes_per_minute_per_key: int = Field(default=600, ge=0)
 
     host: str = "127.0.0.1"  # loopback by default: exposing the API is a deployment decision
     port: int = 8000

@@ -203,9 +203,9 @@ def test_a_scenario_runs_in_a_runner_container_survives_its_pod_deleted_and_shut
     api.wait_status(scenario, "active", timeout_seconds=90)
     wait_until(lambda: len(api.frame_numbers(scenario)) >= 3, timeout_seconds=60, what="3 results through the API")
     table = release.kubectl("get", "videoscenarios").stdout.splitlines()
-    assert table[0].split()[:4] == ["NAME", "UUID", "PHASE", "POD"], table
+    assert table[0].split()[:5] == ["NAME", "UUID", "TENANT", "PHASE", "POD"], table
     [row] = [line.split() for line in table[1:] if str(scenario) in line]
-    assert row[2:4] == ["active", f"vs-{scenario}-runner"], table
+    assert row[2:5] == ["node", "active", f"vs-{scenario}-runner"], table  # the API key's tenant
 
     # kubectl delete pod mid-stream: the operator starts a new runner and the results resume.
     release.kubectl("delete", "pod", f"vs-{scenario}-runner", "--wait=false")

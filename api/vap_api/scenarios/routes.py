@@ -32,7 +32,12 @@ _DB_UNAVAILABLE: dict[int | str, dict[str, Any]] = {
     response_model=ScenarioState,
     responses={
         200: {"model": ScenarioState, "description": "Same Idempotency-Key as an earlier request: that scenario"},
-        429: {"description": "Too many scenarios are starting; retry after Retry-After seconds"},
+        429: {
+            "description": (
+                "Too many scenarios are starting, the tenant's quota is full, or the key's writes per minute are"
+                " used up; retry after Retry-After seconds"
+            )
+        },
         **_ERRORS,
         **_DB_UNAVAILABLE,
     },
@@ -55,6 +60,10 @@ def init_scenario(
         detector=DetectorSpec(name=body.detector.name, settings=body.detector.settings),
         start_queue=service.StartQueue(
             max_starting=settings.max_starting_scenarios, retry_after_seconds=settings.start_queue_retry_after_seconds
+        ),
+        quota=service.Quota(
+            max_scenarios=settings.quotas.of(caller.tenant).max_scenarios,
+            retry_after_seconds=settings.quotas.retry_after_seconds,
         ),
         name=body.name,
         idempotency_key=idempotency_key,
@@ -108,6 +117,7 @@ def list_scenarios(
     response_model=ScenarioState,
     responses={
         200: {"model": ScenarioState, "description": "Already stopping or stopped: its current state, nothing done"},
+        429: {"description": "The key's writes per minute are used up; retry after Retry-After seconds"},
         **_ERRORS,
         **_DB_UNAVAILABLE,
     },

@@ -6,6 +6,7 @@ import base64
 import binascii
 import logging
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import cast
@@ -17,7 +18,7 @@ from sqlalchemy.orm import Session
 from vap_api.errors import IdempotencyKeyReused, InvalidRequest, NotFound, TooManyRequests
 from vap_api.outbox.service import enqueue
 from vap_common.contracts import DetectorSpec, ScenarioCommand
-from vap_common.lifecycle import SHUTDOWN_NOOP_STATES, ScenarioStatus, can_transition
+from vap_common.lifecycle import SHUTDOWN_NOOP_STATES, ScenarioStatus, can_transition, is_terminal
 from vap_common.redact import redact_url
 from vap_common.schema import ResultDrops, Scenario, Worker
 
@@ -28,6 +29,8 @@ _SCENARIOS = cast(Table, Scenario.__table__)
 
 # Scenarios waiting for a runner: what the start queue limit counts.
 STARTING_STATES = (ScenarioStatus.INIT_STARTUP, ScenarioStatus.IN_STARTUP_PROCESSING)
+# Scenarios that have not ended: what a tenant's quota counts.
+LIVE_STATES = tuple(state for state in ScenarioStatus if not is_terminal(state))
 # Scenarios whose runner should be running, so the runtime renews its lease (workers.heartbeat_at).
 LEASED_STATES = frozenset({ScenarioStatus.ACTIVE, ScenarioStatus.IN_SHUTDOWN_PROCESSING})
 
@@ -71,6 +74,14 @@ class StartQueue:
     retry_after_seconds: int
 
 
+@dataclass(frozen=True)
+class Quota:
+    """How many scenarios that have not ended one tenant may hold (ApiSettings.quotas)."""
+
+    max_scenarios: int
+    retry_after_seconds: int
+
+
 def create_scenario(
     *,
     session: Session,
@@ -78,24 +89,20 @@ def create_scenario(
     camera_url: str,
     detector: DetectorSpec,
     start_queue: StartQueue,
+    quota: Quota,
     name: str | None = None,
     idempotency_key: str | None = None,
 ) -> Created:
     """Insert a scenario of ``tenant`` in init_startup and its start command, in one transaction;
-    TooManyRequests when the start queue is full, unless ``idempotency_key`` names an existing scenario
-    of the tenant (a replay)."""
+    TooManyRequests when the start queue or the tenant's quota is full, unless ``idempotency_key``
+    names an existing scenario of the tenant (a replay)."""
     with session.begin():
-        # A soft limit: concurrent requests may pass the count together and overshoot it a little,
-        # which is harmless; serialising every insert to make it exact would cost more than it saves.
-        if _starting_count(session, at_most=start_queue.max_starting) >= start_queue.max_starting:
+        if (refusal := _refusal(session, tenant, start_queue, quota)) is not None:
             if idempotency_key is not None and (
                 replay := _replay(session, tenant, camera_url, detector, name, idempotency_key)
             ):
                 return replay
-            raise TooManyRequests(
-                f"{start_queue.max_starting} or more scenarios are still starting; retry later",
-                retry_after_seconds=start_queue.retry_after_seconds,
-            )
+            raise refusal
         # ON CONFLICT waits for a concurrent insert of the same key, so a race yields one scenario.
         statement = (
             insert(_SCENARIOS)
@@ -136,16 +143,34 @@ def create_scenario(
     return Created(scenario_uuid, ScenarioStatus.INIT_STARTUP, created=True)
 
 
-def _starting_count(session: Session, *, at_most: int) -> int:
-    """How many scenarios are starting, counted up to ``at_most`` (an index-only scan of
-    ix_scenarios_status_created that stops there, however long the queue)."""
-    starting = (
-        select(literal(1))
-        .where(Scenario.status.in_([state.value for state in STARTING_STATES]))
-        .limit(at_most)
-        .subquery()
-    )
-    return int(session.scalar(select(func.count()).select_from(starting)) or 0)
+def _refusal(session: Session, tenant: str, start_queue: StartQueue, quota: Quota) -> TooManyRequests | None:
+    """Why a new scenario cannot be admitted now, if it cannot.
+
+    Soft limits: concurrent requests may pass a count together and overshoot it a little, which is
+    harmless; serialising every insert to make it exact would cost more than it saves.
+    """
+    if _count(session, STARTING_STATES, at_most=start_queue.max_starting) >= start_queue.max_starting:
+        return TooManyRequests(
+            f"{start_queue.max_starting} or more scenarios are still starting; retry later",
+            retry_after_seconds=start_queue.retry_after_seconds,
+        )
+    if _count(session, LIVE_STATES, at_most=quota.max_scenarios, tenant=tenant) >= quota.max_scenarios:
+        return TooManyRequests(
+            f"tenant {tenant!r} holds {quota.max_scenarios} scenarios that have not ended, its quota; "
+            "shut one down, then retry",
+            retry_after_seconds=quota.retry_after_seconds,
+        )
+    return None
+
+
+def _count(session: Session, states: Iterable[ScenarioStatus], *, at_most: int, tenant: str | None = None) -> int:
+    """How many scenarios (of ``tenant``, if given) are in ``states``, counted up to ``at_most``: an
+    index-only scan of ix_scenarios_status_created (ix_scenarios_tenant_status_created) that stops
+    there, however many there are."""
+    query = select(literal(1)).where(Scenario.status.in_([state.value for state in states]))
+    if tenant is not None:
+        query = query.where(Scenario.tenant == tenant)
+    return int(session.scalar(select(func.count()).select_from(query.limit(at_most).subquery())) or 0)
 
 
 def _replay(

@@ -263,10 +263,13 @@ def test_runners_past_the_capacity_wait_with_their_reason_and_start_as_slots_fre
     leased = {s: r.heartbeat_at for s in (first, second) if (r := row(sessions, s)) is not None}
     wait_until(
         lambda: all(
-            (r := row(sessions, s)) is not None and r.heartbeat_at and r.heartbeat_at > leased[s] for s in leased
+            (r := row(sessions, s)) is not None
+            and r.heartbeat_at is not None
+            and (leased[s] is None or r.heartbeat_at > leased[s])  # type: ignore[operator]
+            for s in leased
         ),
         what="leases renewed",
-    )  # type: ignore[operator]
+    )
     waiting_row = row(sessions, third)
     assert waiting_row is not None and waiting_row.heartbeat_at is None
 

@@ -106,3 +106,12 @@ def test_api_keys_only_by_default_and_oidc_configured_from_the_environment(monke
         "https://id.example/jwks",
         "scp",
     )
+
+
+def test_quotas_default_to_100_scenarios_and_overrides_must_name_tenants(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VAP_QUOTAS__TENANTS", '{"acme": {"max_scenarios": 500}}')
+    quotas = ApiSettings().quotas
+    assert (quotas.of("acme").max_scenarios, quotas.of("globex").max_scenarios) == (500, 100)
+    monkeypatch.setenv("VAP_QUOTAS__TENANTS", '{"Not A Tenant": {"max_scenarios": 5}}')
+    with pytest.raises(ValidationError, match="not tenant names"):
+        ApiSettings()
