@@ -154,7 +154,13 @@ def main() -> int:
         stack = SupervisedPlatform(
             state_dir=STATE,
             api_port=args.api_port,
-            environment={"VAP_ALLOW_FILE_URLS": "true", "VAP_RUNNER__MAX_WORKERS": "2", "VAP_RUNNER__TARGET_FPS": "5"},
+            environment={
+                "VAP_ALLOW_FILE_URLS": "true",
+                # The camera runs on this machine's loopback, which cameras may not use by default.
+                "VAP_CAMERA_POLICY__ALLOW": '["127.0.0.0/8"]',
+                "VAP_RUNNER__MAX_WORKERS": "2",
+                "VAP_RUNNER__TARGET_FPS": "5",
+            },
             camera=args.video,
             camera_port=args.camera_port,
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field, field_validator
 
 from vap_common import camera, detector_config
-from vap_common.settings import DatabaseServiceSettings
+from vap_common.settings import CameraPolicyOptions, DatabaseServiceSettings
 from vap_common.tenants import is_valid_tenant
 
 # Detector plug-ins the runner ships (DESIGN.md "Runner"); the runner validates their settings.
@@ -76,6 +76,7 @@ class ApiSettings(DatabaseServiceSettings):
 
     auth: AuthOptions = Field(default_factory=AuthOptions)
     quotas: QuotaOptions = Field(default_factory=QuotaOptions)
+    camera_policy: CameraPolicyOptions = Field(default_factory=CameraPolicyOptions)
     # POSTs (register, shut down) per API key or token subject and minute, in each API process; 0: no limit.
     writes_per_minute_per_key: int = Field(default=600, ge=0)
 

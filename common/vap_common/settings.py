@@ -13,6 +13,8 @@ from typing import Literal
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from vap_common.address_policy import AddressPolicy, resolver_within
+
 
 class DatabaseSettings(BaseModel):
     """PostgreSQL connection. Defaults match the local stack started by ``./dev/infra up``."""
@@ -36,6 +38,26 @@ class KafkaSettings(BaseModel):
     instance_id: str | None = Field(default=None, min_length=1, max_length=200)
 
 
+class CameraPolicyOptions(BaseModel):
+    """What camera URLs may reach besides the defaults of vap_common.address_policy (which refuse
+    loopback, link-local, unspecified and multicast addresses and the platform's own servers):
+    ``VAP_CAMERA_POLICY__ALLOW='["127.0.0.0/8"]'`` (the local demo), ``VAP_CAMERA_POLICY__DENY``."""
+
+    allow: list[str] = Field(default_factory=list)  # CIDRs and host names admitted despite the defaults
+    deny: list[str] = Field(default_factory=list)  # CIDRs, host names and .domains refused as well
+    # A camera host name the resolver does not answer for within this long counts as not resolving.
+    resolve_timeout_seconds: float = Field(default=2.0, gt=0)
+
+    def policy(self, *, platform: list[tuple[str, int]]) -> AddressPolicy:
+        resolver = resolver_within(self.resolve_timeout_seconds)
+        return AddressPolicy(allow=self.allow, deny=self.deny, platform=platform, resolver=resolver)
+
+    @model_validator(mode="after")
+    def _entries_parse(self) -> CameraPolicyOptions:
+        self.policy(platform=[])  # raises ValueError naming an entry that is neither a CIDR nor a name
+        return self
+
+
 class CommonSettings(BaseSettings):
     """Settings every VAP process has (the runner has only these and its own: it never opens PostgreSQL)."""
 
@@ -45,11 +67,27 @@ class CommonSettings(BaseSettings):
     log_level: str = "INFO"
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
 
+    def platform_servers(self) -> list[tuple[str, int]]:
+        """(host, port) of the servers this process knows the platform by, which no camera may be."""
+        servers = []
+        for server in self.kafka.bootstrap_servers.split(","):
+            host, _, port = server.strip().rpartition(":")
+            if host and port.isdigit():
+                servers.append((host.strip("[]"), int(port)))
+        return servers
+
 
 class DatabaseServiceSettings(CommonSettings):
     """Settings of the processes that use PostgreSQL (API, relay, inbox, operator, migrations)."""
 
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+
+    def platform_servers(self) -> list[tuple[str, int]]:
+        from sqlalchemy.engine import make_url  # here: the runner imports this module but never SQLAlchemy
+
+        url = make_url(self.database.url)
+        database = [(url.host, url.port or 5432)] if url.host else []
+        return [*super().platform_servers(), *database]
 
     @model_validator(mode="after")
     def _refuse_local_password_in_production(self) -> DatabaseServiceSettings:

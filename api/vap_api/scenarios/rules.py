@@ -12,17 +12,23 @@ from vap_api.errors import InvalidRequest
 from vap_api.scenarios.schemas import ScenarioInit
 from vap_api.settings import ApiSettings
 from vap_common import camera, detector_config
+from vap_common.address_policy import RefusedAddress
 from vap_common.storable import json_problem, text_problem
 
 _URL = ("body", "camera_url")
 
 
 def admit_camera_url(url: str, *, settings: ApiSettings) -> str:
-    """The camera URL to store (vap_common.camera: its scheme lower-cased), or InvalidRequest."""
+    """The camera URL to store (vap_common.camera: its scheme lower-cased), or InvalidRequest; its host
+    must be an address cameras may have (vap_common.address_policy; the runner checks again)."""
     try:
-        return camera.admit(url, allow_files=settings.allow_file_urls, max_length=settings.max_camera_url_length).url
-    except camera.InadmissibleCamera as error:
+        admitted = camera.admit(url, allow_files=settings.allow_file_urls, max_length=settings.max_camera_url_length)
+        if admitted.scheme != camera.FILE_SCHEME:
+            policy = settings.camera_policy.policy(platform=settings.platform_servers())
+            policy.check_url(admitted.url, unresolved_ok=True)
+    except (camera.InadmissibleCamera, RefusedAddress) as error:
         raise InvalidRequest(_URL, str(error)) from None
+    return admitted.url
 
 
 def check_init(body: ScenarioInit, *, settings: ApiSettings) -> str:

@@ -115,3 +115,11 @@ def test_quotas_default_to_100_scenarios_and_overrides_must_name_tenants(monkeyp
     monkeypatch.setenv("VAP_QUOTAS__TENANTS", '{"Not A Tenant": {"max_scenarios": 5}}')
     with pytest.raises(ValidationError, match="not tenant names"):
         ApiSettings()
+
+
+def test_the_camera_policy_lists_are_checked_when_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VAP_CAMERA_POLICY__ALLOW", '["127.0.0.0/8", "cam.lan"]')
+    assert ApiSettings().camera_policy.allow == ["127.0.0.0/8", "cam.lan"]
+    monkeypatch.setenv("VAP_CAMERA_POLICY__DENY", '["rtsp://x/"]')
+    with pytest.raises(ValidationError, match="neither a CIDR nor a host name"):
+        ApiSettings()
