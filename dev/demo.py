@@ -157,7 +157,7 @@ def main() -> int:
             environment={
                 "VAP_ALLOW_FILE_URLS": "true",
                 # The camera runs on this machine's loopback, which cameras may not use by default.
-                "VAP_CAMERA_POLICY__ALLOW": '["127.0.0.0/8"]',
+                "VAP_CAMERA_POLICY__ALLOW": "127.0.0.0/8",
                 "VAP_RUNNER__MAX_WORKERS": "2",
                 "VAP_RUNNER__TARGET_FPS": "5",
             },

@@ -8,10 +8,10 @@ every knob of a process in one place. Nested groups use ``__``:
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, BeforeValidator, Field, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from vap_common.address_policy import AddressPolicy, resolver_within
 
@@ -38,13 +38,23 @@ class KafkaSettings(BaseModel):
     instance_id: str | None = Field(default=None, min_length=1, max_length=200)
 
 
+def _comma_separated(value: object) -> object:
+    """A list given as ``a,b`` (an environment variable: supervisord cannot pass JSON's double quotes)."""
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+CommaSeparated = Annotated[list[str], NoDecode, BeforeValidator(_comma_separated)]
+
+
 class CameraPolicyOptions(BaseModel):
     """What camera URLs may reach besides the defaults of vap_common.address_policy (which refuse
     loopback, link-local, unspecified and multicast addresses and the platform's own servers):
-    ``VAP_CAMERA_POLICY__ALLOW='["127.0.0.0/8"]'`` (the local demo), ``VAP_CAMERA_POLICY__DENY``."""
+    ``VAP_CAMERA_POLICY__ALLOW=127.0.0.0/8`` (the local demo), ``VAP_CAMERA_POLICY__DENY=10.9.0.0/16,.corp.example``."""
 
-    allow: list[str] = Field(default_factory=list)  # CIDRs and host names admitted despite the defaults
-    deny: list[str] = Field(default_factory=list)  # CIDRs, host names and .domains refused as well
+    allow: CommaSeparated = Field(default_factory=list)  # CIDRs and host names admitted despite the defaults
+    deny: CommaSeparated = Field(default_factory=list)  # CIDRs, host names and .domains refused as well
     # A camera host name the resolver does not answer for within this long counts as not resolving.
     resolve_timeout_seconds: float = Field(default=2.0, gt=0)
 

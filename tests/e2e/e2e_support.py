@@ -40,7 +40,7 @@ def platform_settings(database: DatabaseSettings, kafka: KafkaSettings, **extra:
         # The API accepts file:// camera URLs (the runners read the sample videos of this machine), and
         # cameras on loopback (the test cameras), not the platform's own servers there.
         VAP_ALLOW_FILE_URLS="true",
-        VAP_CAMERA_POLICY__ALLOW='["127.0.0.0/8"]',
+        VAP_CAMERA_POLICY__ALLOW="127.0.0.0/8",
         VAP_ACCESS_LOG="false",
         # Cheap runners: analyse every 5th frame of the 12.5 fps sample file, one inference process.
         VAP_RUNNER__TARGET_FPS=str(TARGET_FPS),

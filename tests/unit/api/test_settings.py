@@ -118,8 +118,8 @@ def test_quotas_default_to_100_scenarios_and_overrides_must_name_tenants(monkeyp
 
 
 def test_the_camera_policy_lists_are_checked_when_read(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("VAP_CAMERA_POLICY__ALLOW", '["127.0.0.0/8", "cam.lan"]')
+    monkeypatch.setenv("VAP_CAMERA_POLICY__ALLOW", "127.0.0.0/8, cam.lan")
     assert ApiSettings().camera_policy.allow == ["127.0.0.0/8", "cam.lan"]
-    monkeypatch.setenv("VAP_CAMERA_POLICY__DENY", '["rtsp://x/"]')
+    monkeypatch.setenv("VAP_CAMERA_POLICY__DENY", "rtsp://x/")
     with pytest.raises(ValidationError, match="neither a CIDR nor a host name"):
         ApiSettings()
