@@ -107,7 +107,13 @@ class TopicReader:
     def __init__(self, kafka: KafkaSettings, topic: Topic | str) -> None:
         self.name = topic_name(topic, kafka.topic_prefix) if isinstance(topic, Topic) else topic
         self._consumer = make_consumer(kafka, group_id=f"test-reader-{uuid.uuid4().hex[:8]}")
-        partitions = self._consumer.list_topics(self.name, timeout=10).topics[self.name].partitions
+        # A topic created a moment ago may not be in this broker's metadata yet: then it has no
+        # partitions, and a reader assigned none would read nothing, however long it waited.
+        partitions = wait_until(
+            lambda: self._consumer.list_topics(self.name, timeout=10).topics[self.name].partitions,
+            timeout_seconds=30,
+            what=f"the partitions of {self.name}",
+        )
         self._partitions = [TopicPartition(self.name, partition) for partition in partitions]
         self._consumer.assign([TopicPartition(self.name, partition, OFFSET_BEGINNING) for partition in partitions])
         self.values: list[bytes] = []

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import tarfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,13 @@ import yaml
 
 from tests.conftest import kubectl
 from tests.unit.deploy.deploy_support import ROOT, SETTINGS_BY_COMMAND, console_scripts, load_settings, unknown_setting
+from vap_common.contracts import DeployCommand
 from vap_common.runner_contract import RUNNER_HTTP_PORT
+from vap_common.settings import KafkaSettings
+from vap_operator.decisions import DesiredState
+from vap_operator.kube import manifests
 from vap_operator.kube.manifests import RUNNER_LABELS
-from vap_operator.settings import OperatorSettings
+from vap_operator.settings import KubernetesSettings, OperatorSettings, RunnerLaunchSettings
 
 CHART = ROOT / "charts" / "vap"
 DATABASE_URL = "postgresql+psycopg2://vap:chart-test-password@postgres.example:5432/vap"
@@ -414,11 +419,10 @@ def test_network_policies_admit_only_each_pods_own_ports(helm: str, rendered: li
     assert [port["port"] for rule in runner["spec"]["ingress"] for port in rule["ports"]] == [RUNNER_HTTP_PORT]
     (migrate,) = [p for p in policies.values() if component(p) == "migrate"]
     assert migrate["spec"]["ingress"] == []
-    # Off by default.
-    assert not by_kind(
-        render(helm, "--set", "database.url=postgresql://a:b@c/d", "--set", "kafka.bootstrapServers=k:1"),
-        "NetworkPolicy",
-    )
+    # On by default, and can be switched off.
+    defaults = ["--set", "database.url=postgresql://a:b@c/d", "--set", "kafka.bootstrapServers=k:1"]
+    assert set(by_kind(render(helm, *defaults), "NetworkPolicy")) == set(policies)
+    assert not by_kind(render(helm, *defaults, "--set", "networkPolicy.enabled=false"), "NetworkPolicy")
 
 
 def test_crds_render_with_include_crds_and_match_crds_folder(helm: str, values_file: Path) -> None:
@@ -860,3 +864,38 @@ def test_helm_upgrade_applies_new_values(
         before["spec"]["template"]["metadata"]["annotations"][checksum]
         != after["spec"]["template"]["metadata"]["annotations"][checksum]
     )
+
+
+def test_every_pod_the_platform_makes_passes_pod_security_restricted(
+    rendered: list[dict[str, Any]], kubeconfig: str, kube_namespace: str
+) -> None:
+    """The API server's PodSecurity admission judges each Pod of the chart (Deployments and hook Jobs)
+    and a runner Pod as the operator makes it, in a namespace that enforces the `restricted` level."""
+    kubectl(kubeconfig, "label", "namespace", kube_namespace, "pod-security.kubernetes.io/enforce=restricted")
+    command = DeployCommand(scenario_uuid=uuid.uuid4(), worker_id="w-1", action="deploy", camera_url="rtsp://c/s")
+    videoscenario = manifests.videoscenario(command, max_workers=1, desired=DesiredState.ACTIVE)
+    videoscenario["metadata"]["uid"] = str(uuid.uuid4())
+    runner = manifests.runner_pod(
+        videoscenario, kubernetes=KubernetesSettings(), runner=RunnerLaunchSettings(), kafka=KafkaSettings()
+    )
+    specs = {**pod_specs(rendered), "runner": runner["spec"]}
+    # Without their ServiceAccounts, which are not installed here: those are not what is judged.
+    pods = {
+        name: {"metadata": {"name": f"pss-{name}"}, "spec": {**spec, "serviceAccountName": "default"}}
+        for name, spec in specs.items()
+    }
+    assert {"api", "relay", "inbox", "operator", "migrate", "runner"} <= set(pods)
+    for name, pod in pods.items():
+        created = _create_pod_dry_run(kubeconfig, kube_namespace, pod)
+        assert created.returncode == 0, f"{name}: {created.stderr}"
+    # The check is on: a Pod that asks for privileges is refused.
+    privileged = json.loads(json.dumps(pods["api"]))
+    privileged["metadata"]["name"] = "pss-privileged"
+    privileged["spec"]["containers"][0]["securityContext"] = {"privileged": True}
+    refused = _create_pod_dry_run(kubeconfig, kube_namespace, privileged)
+    assert refused.returncode != 0 and "violates PodSecurity" in refused.stderr, refused.stderr
+
+
+def _create_pod_dry_run(kubeconfig: str, namespace: str, pod: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+    body = json.dumps({"apiVersion": "v1", "kind": "Pod", **pod})
+    return kubectl(kubeconfig, "-n", namespace, "create", "--dry-run=server", "-f", "-", stdin=body, check=False)
