@@ -14,6 +14,7 @@ from vap_api.auth.keys import Principal, Scope
 from vap_api.errors import Forbidden, NotAuthenticated
 from vap_api.rate_limit import KeyRateLimit
 from vap_api.settings import ApiSettings
+from vap_common.address_policy import AddressPolicy
 
 
 def get_settings(request: Request) -> ApiSettings:
@@ -27,6 +28,14 @@ def get_session(request: Request) -> Iterator[Session]:
 
 
 SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
+
+
+def get_camera_policy(request: Request) -> AddressPolicy:
+    return request.app.state.camera_policy  # type: ignore[no-any-return]
+
+
+# Built once per app: its resolver keeps each name's addresses for a while.
+CameraPolicyDep = Annotated[AddressPolicy, Depends(get_camera_policy)]
 # Closed when the route function returns, before the response is sent: closing rolls back a read's
 # transaction, and a database lost at that moment must still be answered (503), not break the
 # client's connection after a response was started.

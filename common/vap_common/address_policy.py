@@ -20,10 +20,13 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
+
+from cachetools import TTLCache
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -73,6 +76,30 @@ def resolver_within(seconds: float, resolver: Resolver | None = None) -> Resolve
             return _LOOKUPS.submit(resolver or resolve, host, port).result(timeout=seconds)
         except TimeoutError:
             raise OSError(f"no answer from the resolver within {seconds:g} s") from None
+
+    return lookup
+
+
+def remembering(resolver: Resolver, *, seconds: float, max_names: int = 10_000) -> Resolver:
+    """``resolver`` whose answers (and failures) are kept for ``seconds``: registrations of cameras by
+    name then cost no lookup each. The runner checks again when it connects, so a stale answer admits
+    nothing it would not refuse then."""
+    answers: TTLCache[tuple[str, int], list[IpAddress] | OSError] = TTLCache(maxsize=max_names, ttl=seconds)
+    lock = threading.Lock()
+
+    def lookup(host: str, port: int) -> list[IpAddress]:
+        with lock:
+            known = answers.get((host, port))
+        if known is None:
+            try:
+                known = resolver(host, port)
+            except OSError as error:
+                known = error
+            with lock:
+                answers[host, port] = known
+        if isinstance(known, OSError):
+            raise known
+        return known
 
     return lookup
 

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, Field, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from vap_common.address_policy import AddressPolicy, resolver_within
+from vap_common.address_policy import AddressPolicy, remembering, resolver_within
 
 
 class DatabaseSettings(BaseModel):
@@ -57,9 +57,11 @@ class CameraPolicyOptions(BaseModel):
     deny: CommaSeparated = Field(default_factory=list)  # CIDRs, host names and .domains refused as well
     # A camera host name the resolver does not answer for within this long counts as not resolving.
     resolve_timeout_seconds: float = Field(default=2.0, gt=0)
+    # How long a name's addresses (or its failure to resolve) are kept, so each check needs no lookup.
+    resolve_cache_seconds: float = Field(default=30.0, ge=0)
 
     def policy(self, *, platform: list[tuple[str, int]]) -> AddressPolicy:
-        resolver = resolver_within(self.resolve_timeout_seconds)
+        resolver = remembering(resolver_within(self.resolve_timeout_seconds), seconds=self.resolve_cache_seconds)
         return AddressPolicy(allow=self.allow, deny=self.deny, platform=platform, resolver=resolver)
 
     @model_validator(mode="after")

@@ -7,7 +7,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Header, Query, Response, status
 
-from vap_api.deps import AUTH_RESPONSES, ReaderDep, SessionDep, SettingsDep, WriterDep
+from vap_api.deps import AUTH_RESPONSES, CameraPolicyDep, ReaderDep, SessionDep, SettingsDep, WriterDep
 from vap_api.scenarios import rules, service
 from vap_api.scenarios.schemas import DetectorOut, RuntimeOut, ScenarioInit, ScenarioOut, ScenarioPage, ScenarioState
 from vap_common.contracts import DetectorSpec
@@ -47,11 +47,12 @@ def init_scenario(
     caller: WriterDep,
     session: SessionDep,
     settings: SettingsDep,
+    camera_policy: CameraPolicyDep,
     response: Response,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> ScenarioState:
     """Register a camera stream for the key's tenant; the scenario starts asynchronously (status `init_startup`)."""
-    camera_url = rules.check_init(body, settings=settings)
+    camera_url = rules.check_init(body, settings=settings, camera_policy=camera_policy)
     rules.check_idempotency_key(idempotency_key, max_length=settings.max_idempotency_key_length)
     outcome = service.create_scenario(
         session=session,

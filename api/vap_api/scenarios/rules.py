@@ -12,29 +12,28 @@ from vap_api.errors import InvalidRequest
 from vap_api.scenarios.schemas import ScenarioInit
 from vap_api.settings import ApiSettings
 from vap_common import camera, detector_config
-from vap_common.address_policy import RefusedAddress
+from vap_common.address_policy import AddressPolicy, RefusedAddress
 from vap_common.storable import json_problem, text_problem
 
 _URL = ("body", "camera_url")
 
 
-def admit_camera_url(url: str, *, settings: ApiSettings) -> str:
+def admit_camera_url(url: str, *, settings: ApiSettings, camera_policy: AddressPolicy) -> str:
     """The camera URL to store (vap_common.camera: its scheme lower-cased), or InvalidRequest; its host
-    must be an address cameras may have (vap_common.address_policy; the runner checks again)."""
+    must be an address ``camera_policy`` lets cameras have (the runner checks again)."""
     try:
         admitted = camera.admit(url, allow_files=settings.allow_file_urls, max_length=settings.max_camera_url_length)
         if admitted.scheme != camera.FILE_SCHEME:
-            policy = settings.camera_policy.policy(platform=settings.platform_servers())
-            policy.check_url(admitted.url, unresolved_ok=True)
+            camera_policy.check_url(admitted.url, unresolved_ok=True)
     except (camera.InadmissibleCamera, RefusedAddress) as error:
         raise InvalidRequest(_URL, str(error)) from None
     return admitted.url
 
 
-def check_init(body: ScenarioInit, *, settings: ApiSettings) -> str:
+def check_init(body: ScenarioInit, *, settings: ApiSettings, camera_policy: AddressPolicy) -> str:
     """Raise InvalidRequest unless a scenario may be created from ``body``; returns its camera URL as
     admitted (see admit_camera_url)."""
-    camera_url = admit_camera_url(body.camera_url, settings=settings)
+    camera_url = admit_camera_url(body.camera_url, settings=settings, camera_policy=camera_policy)
     if body.name is not None and (problem := text_problem(body.name)):
         raise InvalidRequest(("body", "name"), f"name {problem}")
     # Before the list of detectors: that message repeats the name, which must be printable first.

@@ -10,26 +10,35 @@ from vap_api.scenarios.rules import admit_camera_url, check_idempotency_key, che
 from vap_api.scenarios.schemas import DetectorIn, ScenarioInit
 from vap_api.settings import ApiSettings
 from vap_common import camera
+from vap_common.address_policy import AddressPolicy
+
+# Names do not resolve here (no DNS): the policy's own rules are tests/unit/common/test_address_policy.py.
+POLICY = AddressPolicy(resolver=lambda host, port: [])
 
 
 def test_a_camera_url_is_stored_as_admitted_and_a_refusal_is_a_422_on_camera_url() -> None:
     """The rule itself is vap_common.camera's (tests/unit/common/test_camera.py); the API applies it
     with its own settings and names the field."""
     settings = ApiSettings(max_camera_url_length=64)
-    assert admit_camera_url("RTSP://cam.example/stream", settings=settings) == "rtsp://cam.example/stream"
+    assert (
+        admit_camera_url("RTSP://cam.example/stream", settings=settings, camera_policy=POLICY)
+        == "rtsp://cam.example/stream"
+    )
     for url, reason in (
         ("rtsp://u:hunter2@cam.example/" + "x" * 64, "longer than 64"),
         ("file:///videos/a.mp4", "scheme 'file' is not allowed"),
     ):
         with pytest.raises(InvalidRequest) as raised:
-            admit_camera_url(url, settings=settings)
+            admit_camera_url(url, settings=settings, camera_policy=POLICY)
         assert (
             raised.value.location == ("body", "camera_url")
             and reason in raised.value.detail
             and "hunter2" not in raised.value.detail
         )
     assert (
-        admit_camera_url("file:///videos/a.mp4", settings=settings.model_copy(update={"allow_file_urls": True}))
+        admit_camera_url(
+            "file:///videos/a.mp4", settings=settings.model_copy(update={"allow_file_urls": True}), camera_policy=POLICY
+        )
         == "file:///videos/a.mp4"
     )
 
@@ -45,13 +54,19 @@ def test_detector_must_be_allowed_and_its_settings_small() -> None:
     check_init(
         ScenarioInit(camera_url="rtsp://c/s", detector=DetectorIn(name="motion", settings={"history_frames": 500})),
         settings=settings,
+        camera_policy=POLICY,
     )
     with pytest.raises(InvalidRequest, match="unknown detector 'onnx'; use one of: mock, motion"):
-        check_init(ScenarioInit(camera_url="rtsp://c/s", detector=DetectorIn(name="onnx")), settings=settings)
+        check_init(
+            ScenarioInit(camera_url="rtsp://c/s", detector=DetectorIn(name="onnx")),
+            settings=settings,
+            camera_policy=POLICY,
+        )
     with pytest.raises(InvalidRequest, match="the limit is 32"):
         check_init(
             ScenarioInit(camera_url="rtsp://c/s", detector=DetectorIn(settings={"padding": "x" * 32})),
             settings=settings,
+            camera_policy=POLICY,
         )
 
 
@@ -78,6 +93,7 @@ def test_bad_detector_settings_are_a_422_naming_the_setting_not_a_failed_scenari
         check_init(
             ScenarioInit(camera_url="rtsp://c/s", detector=DetectorIn(name=name, settings=settings)),
             settings=ApiSettings(),
+            camera_policy=POLICY,
         )
     assert raised.value.location == location and reason in raised.value.detail
     # The model file is on the runner's machine: the API takes any path, the runner checks it.
@@ -86,6 +102,7 @@ def test_bad_detector_settings_are_a_422_naming_the_setting_not_a_failed_scenari
             camera_url="rtsp://c/s", detector=DetectorIn(name="onnx", settings={"model_path": "/models/x.onnx"})
         ),
         settings=ApiSettings(),
+        camera_policy=POLICY,
     )
 
 
@@ -119,7 +136,7 @@ def test_absent_or_ordinary_idempotency_key_is_fine() -> None:
 )
 def test_init_refuses_unstorable_input_naming_its_field(body: ScenarioInit, location: tuple[str, ...]) -> None:
     with pytest.raises(InvalidRequest) as raised:
-        check_init(body, settings=ApiSettings())
+        check_init(body, settings=ApiSettings(), camera_policy=POLICY)
     assert raised.value.location == location
 
 
@@ -130,4 +147,5 @@ def test_an_unknown_detector_name_that_cannot_be_shown_is_refused_for_that_first
                 camera_url="rtsp://c/s", name=None, detector=DetectorIn.model_construct(name="\ud800", settings={})
             ),
             settings=ApiSettings(),
+            camera_policy=POLICY,
         )

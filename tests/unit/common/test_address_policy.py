@@ -9,7 +9,14 @@ import time
 
 import pytest
 
-from vap_common.address_policy import AddressPolicy, RefusedAddress, literal_address, resolve, resolver_within
+from vap_common.address_policy import (
+    AddressPolicy,
+    RefusedAddress,
+    literal_address,
+    remembering,
+    resolve,
+    resolver_within,
+)
 
 # A resolver standing in for DNS: names a camera might have, some of them rebound to refused addresses.
 NAMES = {
@@ -141,3 +148,21 @@ def test_a_resolver_that_does_not_answer_counts_as_not_resolving_after_the_timeo
     with pytest.raises(RefusedAddress, match="does not resolve"):
         slow.check_url("rtsp://slow.example/cam", unresolved_ok=False)
     assert time.monotonic() - started < 2
+
+
+def test_answers_and_failures_are_remembered_for_a_while() -> None:
+    asked: list[str] = []
+
+    def counting(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+        asked.append(host)
+        return fake_resolver(host, port)
+
+    remembered = AddressPolicy(resolver=remembering(counting, seconds=60))
+    for _ in range(3):
+        remembered.check_url("rtsp://cam.lan/stream", unresolved_ok=False)
+        assert remembered.check_url("rtsp://unknown.example/cam", unresolved_ok=True) == []
+    assert asked == ["cam.lan", "unknown.example"]
+    forgetful = AddressPolicy(resolver=remembering(counting, seconds=0))
+    forgetful.check_url("rtsp://cam.lan/stream", unresolved_ok=False)
+    forgetful.check_url("rtsp://cam.lan/stream", unresolved_ok=False)
+    assert asked[2:] == ["cam.lan", "cam.lan"]
