@@ -22,6 +22,7 @@ from sqlalchemy import event, text
 
 from bench._api_common import Child, Stack, isolated_stack, percentile, record, wait_for
 from vap_api.scenarios.service import Quota, StartQueue, create_scenario
+from vap_common.camera_secrets import CameraKeyring
 from vap_common.contracts import DetectorSpec
 from vap_common.db import make_engine, make_session_factory
 from vap_common.kafka import make_consumer
@@ -31,6 +32,7 @@ from vap_common.topics import Topic, topic_name
 SCENARIOS = 1000
 WARM_UP = 20
 # Nothing starts the scenarios here: the API's admission limit would refuse all but the first few.
+NO_KEYS = CameraKeyring({})  # the cameras have no credentials
 UNLIMITED = StartQueue(max_starting=1_000_000, retry_after_seconds=1)
 
 
@@ -43,6 +45,7 @@ def _create(factory, commits: list[float], count: int) -> dict[str, float]:  # t
                 session=session,
                 tenant=DEFAULT_TENANT,
                 camera_url=f"rtsp://cam{index}.example/stream",
+                keyring=NO_KEYS,
                 detector=DetectorSpec(),
                 start_queue=UNLIMITED,
                 quota=Quota(max_scenarios=1_000_000_000, retry_after_seconds=1),

@@ -50,7 +50,8 @@ RESULTS = ROOT / "bench" / "results" / "node.json"
 CHART = ROOT / "charts" / "vap"
 NODE_DIR = ROOT / ".vap" / "node"
 VIDEO = ROOT / "media" / "one-by-one-person-detection.mp4"
-RUNNER = {"VAP_RUNNER__MAX_WORKERS": "1", "VAP_RUNNER__TARGET_FPS": "5"}
+# The camera is on loopback, which the runners refuse unless their operator's policy allows it.
+RUNNER = {"VAP_RUNNER__MAX_WORKERS": "1", "VAP_RUNNER__TARGET_FPS": "5", "VAP_CAMERA_POLICY__ALLOW": "127.0.0.0/8"}
 
 
 def accepted(db: DatabaseSettings, commands: list[DeployCommand]) -> list[DeployCommand]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -14,11 +15,15 @@ from typing import Any, TypeVar
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Message, TopicPartition
 
+from vap_common.camera_secrets import generate_key
 from vap_common.kafka import make_consumer
 from vap_common.settings import DatabaseSettings, KafkaSettings
 from vap_common.topics import Topic, topic_name
 
 T = TypeVar("T")
+
+# The key that seals camera credentials in every platform a test starts (vap_common.camera_secrets).
+CAMERA_KEYS = generate_key("test")
 
 # pytest-xdist workers share the machine's cores, so alongside others the platform takes up to that many
 # times longer to do anything: each wait for it to do something allows for that. A wait is about whether
@@ -45,6 +50,7 @@ def service_settings(database: DatabaseSettings, kafka: KafkaSettings, **extra: 
         "VAP_ORCHESTRATOR__CONSUMER_GROUP": f"{prefix}orchestrator",
         "VAP_KUBERNETES__CONSUMER_GROUP": f"{prefix}kubernetes",
         "VAP_LOCAL__CONSUMER_GROUP": f"{prefix}local",
+        "VAP_CAMERA_KEYS": CAMERA_KEYS,
         **extra,
     }
 
@@ -232,3 +238,26 @@ def fail_if_processes_left(topic_prefix: str, *, after: str, timeout_seconds: fl
         described = [f"{pid}: {command_line(pid)}" for pid in left]
         kill_all(left)
         pytest.fail(f"processes of the test still alive after {after} (now killed): {described}")
+
+
+class UntouchedPort:
+    """A listening port nothing may connect to: ``connections()`` counts what did (the kernel completes
+    a connection before anyone accepts it, so none is missed)."""
+
+    def __init__(self, host: str) -> None:
+        self._socket = socket.create_server((host, 0))
+        self._socket.setblocking(False)
+        self.port: int = self._socket.getsockname()[1]
+        self._accepted = 0
+
+    def connections(self) -> int:
+        while True:
+            try:
+                connection, _ = self._socket.accept()
+            except BlockingIOError:
+                return self._accepted
+            connection.close()
+            self._accepted += 1
+
+    def close(self) -> None:
+        self._socket.close()

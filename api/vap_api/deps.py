@@ -15,6 +15,7 @@ from vap_api.errors import Forbidden, NotAuthenticated
 from vap_api.rate_limit import KeyRateLimit
 from vap_api.settings import ApiSettings
 from vap_common.address_policy import AddressPolicy
+from vap_common.camera_secrets import CameraKeyring
 
 
 def get_settings(request: Request) -> ApiSettings:
@@ -36,6 +37,13 @@ def get_camera_policy(request: Request) -> AddressPolicy:
 
 # Built once per app: its resolver keeps each name's addresses for a while.
 CameraPolicyDep = Annotated[AddressPolicy, Depends(get_camera_policy)]
+
+
+def get_camera_keyring(request: Request) -> CameraKeyring:
+    return request.app.state.camera_keyring  # type: ignore[no-any-return]
+
+
+CameraKeyringDep = Annotated[CameraKeyring, Depends(get_camera_keyring)]
 # Closed when the route function returns, before the response is sent: closing rolls back a read's
 # transaction, and a database lost at that moment must still be answered (503), not break the
 # client's connection after a response was started.

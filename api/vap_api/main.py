@@ -43,6 +43,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.state.session_factory = make_session_factory(engine)
     app.state.write_rate_limit = KeyRateLimit(settings.writes_per_minute_per_key)
     app.state.camera_policy = settings.camera_policy.policy(platform=settings.platform_servers())
+    app.state.camera_keyring = settings.camera_keyring()
     app.state.authenticator = Authenticator(
         app.state.session_factory,
         cache_seconds=settings.auth.key_cache_seconds,

@@ -49,6 +49,9 @@ class TenantQuota(BaseModel):
 
     # Scenarios registered and not ended (inactive or failed); 0: the tenant may register none.
     max_scenarios: int = Field(default=100, ge=0)
+    # Frames per second those scenarios analyse together (one without analysis_fps counts as
+    # ApiSettings.max_analysis_fps: the runtime's rate is not known here); None: no limit.
+    max_analysis_fps: float | None = Field(default=None, gt=0)
 
 
 class QuotaOptions(BaseModel):
@@ -77,6 +80,8 @@ class ApiSettings(DatabaseServiceSettings):
     auth: AuthOptions = Field(default_factory=AuthOptions)
     quotas: QuotaOptions = Field(default_factory=QuotaOptions)
     camera_policy: CameraPolicyOptions = Field(default_factory=CameraPolicyOptions)
+    # The most analysis_fps a scenario may ask for.
+    max_analysis_fps: float = Field(default=30.0, gt=0, le=1000)
     # POSTs (register, shut down) per API key or token subject and minute, in each API process; 0: no limit.
     writes_per_minute_per_key: int = Field(default=600, ge=0)
 

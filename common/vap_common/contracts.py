@@ -30,6 +30,8 @@ BIGINT_MAX = 2**63 - 1
 # surrogates are already invalid JSON).
 Text = Annotated[str, Field(pattern=r"^[^\x00]*$")]
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+# Frames per second a scenario's detector analyses.
+AnalysisFps = Annotated[float, Field(gt=0, le=1000, allow_inf_nan=False)]
 Tenant = Annotated[str, Field(pattern=TENANT_PATTERN)]
 # Detections one frame result may carry: bounds a result's size (far above any real detector's).
 MAX_DETECTIONS_PER_FRAME = 1000
@@ -69,6 +71,7 @@ class ScenarioCommand(Contract):
     detector: DetectorSpec = Field(default_factory=DetectorSpec)
     issued_at: datetime = Field(default_factory=utc_now)
     tenant: Tenant = DEFAULT_TENANT  # the default: sent before tenants existed
+    analysis_fps: AnalysisFps | None = None  # None: the runtime's default (and sent before rates existed)
 
 
 class DeployCommand(Contract):
@@ -81,6 +84,7 @@ class DeployCommand(Contract):
     detector: DetectorSpec = Field(default_factory=DetectorSpec)
     issued_at: datetime = Field(default_factory=utc_now)
     tenant: Tenant = DEFAULT_TENANT  # the default: sent before tenants existed
+    analysis_fps: AnalysisFps | None = None
 
 
 class Detection(Contract):

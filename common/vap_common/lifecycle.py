@@ -20,11 +20,15 @@ class FailureReason(StrEnum):
 
     SOURCE_UNREACHABLE = "SourceUnreachable"  # cannot connect to the camera
     SOURCE_STALLED = "SourceStalled"  # connected, but no frames arrive
+    # The camera's host (as the runner resolved it just before connecting) or a redirect of it is an
+    # address the camera policy refuses (vap_common.address_policy): not retried.
+    CAMERA_ADDRESS_REFUSED = "CameraAddressRefused"
     DECODE_ERROR = "DecodeError"
     DOWNSTREAM_BLOCKED = "DownstreamBlocked"  # Kafka/backpressure: not the camera's fault
     DETECTOR_ERROR = "DetectorError"
     RUNNER_CRASH_LOOP = "RunnerCrashLoop"
     INVALID_CONFIG = "InvalidConfig"
+    CREDENTIALS_UNREADABLE = "CredentialsUnreadable"  # no camera key of the operator opens them
 
 
 S = ScenarioStatus

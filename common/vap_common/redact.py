@@ -8,7 +8,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 MASK = "***"
 
 # Query parameters that commonly carry credentials in camera URLs (vendor RTSP/HTTP APIs).
-_SECRET_QUERY_KEYS = frozenset(
+SECRET_QUERY_KEYS = frozenset(
     {
         "password",
         "passwd",
@@ -44,9 +44,9 @@ def redact_url(url: str) -> str:
     query = parts.query
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
-        if any(key.lower() in _SECRET_QUERY_KEYS for key, _ in pairs):
+        if any(key.lower() in SECRET_QUERY_KEYS for key, _ in pairs):
             query = urlencode(
-                [(key, MASK if key.lower() in _SECRET_QUERY_KEYS else value) for key, value in pairs], safe="*"
+                [(key, MASK if key.lower() in SECRET_QUERY_KEYS else value) for key, value in pairs], safe="*"
             )
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 

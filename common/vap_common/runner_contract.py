@@ -16,6 +16,7 @@ from enum import IntEnum
 from pathlib import Path
 from uuid import UUID
 
+from vap_common.address_policy import AddressPolicy
 from vap_common.contracts import DetectorSpec
 from vap_common.settings import KafkaSettings
 
@@ -49,12 +50,15 @@ def runner_environment(
     spec: RunnerSpec,
     *,
     kafka: KafkaSettings,
+    camera_policy: AddressPolicy,
     http_port: int = RUNNER_HTTP_PORT,
     exit_code_file: Path | None = None,
     extra: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """Environment variables for the runner of ``spec``.
 
+    ``camera_policy``: the runtime's own, which the runner checks again just before each connect (its
+    allow and deny lists, and every platform server the runtime knows, which the runner may not);
     ``exit_code_file`` asks the runner to write its exit code there (see :func:`write_exit_code`);
     ``extra``: more runner settings (the operator's VAP_RUNNER__ENVIRONMENT); the ones set here win.
     """
@@ -69,6 +73,11 @@ def runner_environment(
         "VAP_HTTP_PORT": str(http_port),
         "VAP_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
         "VAP_KAFKA__TOPIC_PREFIX": kafka.topic_prefix,
+        "VAP_CAMERA_POLICY__ALLOW": ",".join(camera_policy.allow),
+        "VAP_CAMERA_POLICY__DENY": ",".join(camera_policy.deny),
+        "VAP_CAMERA_POLICY__PLATFORM": ",".join(
+            f"[{host}]:{port}" if ":" in host else f"{host}:{port}" for host, port in camera_policy.platform
+        ),
     }
     if spec.target_fps is not None:
         env["VAP_TARGET_FPS"] = str(spec.target_fps)

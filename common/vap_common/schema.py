@@ -14,6 +14,7 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     DateTime,
+    Float,
     Identity,
     Index,
     Integer,
@@ -42,6 +43,7 @@ class Scenario(Base):
     __tablename__ = "scenarios"
     __table_args__ = (
         CheckConstraint(f"status IN ({STATUS_VALUES})", name="ck_scenarios_status"),
+        CheckConstraint("analysis_fps > 0", name="ck_scenarios_analysis_fps"),
         # The start queue's count (scenarios starting, of every tenant).
         Index("ix_scenarios_status_created", "status", "created_at", "scenario_uuid"),
         # A tenant's list, with or without a status filter, from a (created_at, scenario_uuid) cursor.
@@ -61,6 +63,8 @@ class Scenario(Base):
     error_message: Mapped[str | None] = mapped_column(Text)
     idempotency_key: Mapped[str | None] = mapped_column(Text)
     tenant: Mapped[str] = mapped_column(Text, server_default=DEFAULT_TENANT)
+    # Frames per second its detector analyses; NULL: the runtime's default (VAP_RUNNER__TARGET_FPS).
+    analysis_fps: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
@@ -171,6 +175,7 @@ class Worker(Base):
     tenant: Mapped[str] = mapped_column(Text, server_default=DEFAULT_TENANT)
     camera_url: Mapped[str] = mapped_column(Text)
     detector: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    analysis_fps: Mapped[float | None] = mapped_column(Float)  # the scenario's (NULL: the runtime's default)
     status: Mapped[str] = mapped_column(Text)
     # 'active' or 'inactive'; a shutdown that arrives before its start sets 'inactive' first.
     desired_state: Mapped[str] = mapped_column(Text, server_default="active")

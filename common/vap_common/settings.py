@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from vap_common.address_policy import AddressPolicy, remembering, resolver_within
+from vap_common.camera_secrets import CameraKeyring
 
 
 class DatabaseSettings(BaseModel):
@@ -48,6 +49,25 @@ def _comma_separated(value: object) -> object:
 CommaSeparated = Annotated[list[str], NoDecode, BeforeValidator(_comma_separated)]
 
 
+def host_port(entry: str) -> tuple[str, int] | None:
+    """``host:port`` (``[::1]:5432`` for IPv6) as (host, port); None when it is not one."""
+    host, _, port = entry.strip().rpartition(":")
+    return (host.strip("[]"), int(port)) if host and port.isdigit() else None
+
+
+def _host_ports(value: object) -> object:
+    """Servers given as ``host:port,host:port`` (an environment variable)."""
+    if not isinstance(value, str):
+        return value
+    entries = [entry for entry in value.split(",") if entry.strip()]
+    if wrong := [entry for entry in entries if host_port(entry) is None]:
+        raise ValueError(f"{wrong} are not host:port")
+    return [host_port(entry) for entry in entries]
+
+
+HostPorts = Annotated[list[tuple[str, int]], NoDecode, BeforeValidator(_host_ports)]
+
+
 class CameraPolicyOptions(BaseModel):
     """What camera URLs may reach besides the defaults of vap_common.address_policy (which refuse
     loopback, link-local, unspecified and multicast addresses and the platform's own servers):
@@ -55,14 +75,23 @@ class CameraPolicyOptions(BaseModel):
 
     allow: CommaSeparated = Field(default_factory=list)  # CIDRs and host names admitted despite the defaults
     deny: CommaSeparated = Field(default_factory=list)  # CIDRs, host names and .domains refused as well
+    # Servers of the platform this process does not know by itself (host:port, comma-separated): the
+    # operator passes its own (PostgreSQL, Kafka, the Kubernetes API) to its runners.
+    platform: HostPorts = Field(default_factory=list)
     # A camera host name the resolver does not answer for within this long counts as not resolving.
     resolve_timeout_seconds: float = Field(default=2.0, gt=0)
-    # How long a name's addresses (or its failure to resolve) are kept, so each check needs no lookup.
+    # How long a name's addresses (or its failure to resolve) are kept, so each check needs no lookup
+    # (the API's checks; the runner resolves afresh just before each connect).
     resolve_cache_seconds: float = Field(default=30.0, ge=0)
 
-    def policy(self, *, platform: list[tuple[str, int]]) -> AddressPolicy:
-        resolver = remembering(resolver_within(self.resolve_timeout_seconds), seconds=self.resolve_cache_seconds)
-        return AddressPolicy(allow=self.allow, deny=self.deny, platform=platform, resolver=resolver)
+    def policy(self, *, platform: list[tuple[str, int]], remember: bool = True) -> AddressPolicy:
+        """The policy of a process that knows ``platform`` itself (its platform_servers()) and is told
+        ``self.platform``. ``remember``: answers are kept for resolve_cache_seconds."""
+        resolver = resolver_within(self.resolve_timeout_seconds)
+        if remember:
+            resolver = remembering(resolver, seconds=self.resolve_cache_seconds)
+        servers = list(dict.fromkeys([*platform, *self.platform]))
+        return AddressPolicy(allow=self.allow, deny=self.deny, platform=servers, resolver=resolver)
 
     @model_validator(mode="after")
     def _entries_parse(self) -> CameraPolicyOptions:
@@ -78,15 +107,24 @@ class CommonSettings(BaseSettings):
     environment: Literal["local", "test", "production"] = "local"
     log_level: str = "INFO"
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    # The keys that seal camera credentials (vap_common.camera_secrets), ``id:base64url-key`` comma-separated,
+    # the first sealing: the API seals with it, the operator opens with any. None set: a camera URL
+    # with a password or secret query value is refused (never stored in plain text).
+    camera_keys: SecretStr = SecretStr("")
+
+    def camera_keyring(self) -> CameraKeyring:
+        entries = self.camera_keys.get_secret_value().split(",")
+        return CameraKeyring.parse(entry for entry in entries if entry.strip())
+
+    @model_validator(mode="after")
+    def _camera_keys_parse(self) -> CommonSettings:
+        self.camera_keyring()  # raises ValueError naming the key that is malformed (never the key itself)
+        return self
 
     def platform_servers(self) -> list[tuple[str, int]]:
         """(host, port) of the servers this process knows the platform by, which no camera may be."""
-        servers = []
-        for server in self.kafka.bootstrap_servers.split(","):
-            host, _, port = server.strip().rpartition(":")
-            if host and port.isdigit():
-                servers.append((host.strip("[]"), int(port)))
-        return servers
+        servers = (host_port(server) for server in self.kafka.bootstrap_servers.split(","))
+        return [server for server in servers if server is not None]
 
 
 class DatabaseServiceSettings(CommonSettings):

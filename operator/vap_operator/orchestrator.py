@@ -75,6 +75,7 @@ class Orchestrator:
                     camera_url=row.camera_url,
                     detector=workers.detector_of(row),
                     tenant=row.tenant,
+                    analysis_fps=row.analysis_fps,
                 )
             )
         return messages

@@ -1,7 +1,7 @@
 """The one settings object of the `vap-operator` / `vap-orchestrator` processes (``VAP_*`` variables).
 
 Groups: ``VAP_ORCHESTRATOR__*``, ``VAP_RESTART__*``, ``VAP_RUNNER__*``, ``VAP_KUBERNETES__*``,
-``VAP_LOCAL__*``. Each field says its unit and why it has its default.
+``VAP_LOCAL__*``, ``VAP_CAMERA_POLICY__*``. Each field says its unit and why it has its default.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from vap_common.settings import DatabaseServiceSettings
+from vap_common.settings import CameraPolicyOptions, DatabaseServiceSettings
 from vap_operator.decisions import RestartPolicy
 
 _IN_CLUSTER_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -209,6 +209,9 @@ class OperatorSettings(DatabaseServiceSettings):
     runner: RunnerLaunchSettings = Field(default_factory=RunnerLaunchSettings)
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
     local: LocalSettings = Field(default_factory=LocalSettings)
+    # Passed on to every runner (VAP_CAMERA_POLICY__*), which checks it again just before it connects:
+    # set it as the API's (the local demo: VAP_CAMERA_POLICY__ALLOW=127.0.0.0/8).
+    camera_policy: CameraPolicyOptions = Field(default_factory=CameraPolicyOptions)
 
     def consumer_overrides(self) -> dict[str, int]:
         """librdkafka settings of every consumer of this process."""

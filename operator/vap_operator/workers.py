@@ -43,6 +43,7 @@ def lock_or_create(session: Session, command: ScenarioCommand, effect_if_new: Co
             tenant=command.tenant,
             camera_url=command.camera_url,
             detector=command.detector.model_dump(mode="json"),
+            analysis_fps=command.analysis_fps,
             status=effect_if_new.status.value,
             desired_state=effect_if_new.desired_state.value,
         )

@@ -58,6 +58,7 @@ class StreamReader:
             initial_seconds=settings.reconnect_initial_delay_seconds, max_seconds=settings.reconnect_max_delay_seconds
         )
         self._sampler = FrameSampler(settings.target_fps)
+        self._camera_policy = settings.address_policy()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="reader", daemon=True)
         self._frames_read = 0
@@ -100,6 +101,9 @@ class StreamReader:
                 return ReadOutcome.STOPPED
             if failure is None:
                 return ReadOutcome.END_OF_STREAM
+            if failure.reason is FailureReason.CAMERA_ADDRESS_REFUSED:
+                self.failure = failure  # not retried: waiting changes no policy
+                return ReadOutcome.GAVE_UP
             failed_connects = 0 if got_frames else failed_connects + 1
             if self._source.local_file or failed_connects >= self._settings.max_consecutive_failed_connects:
                 self.failure = Failure(
@@ -126,6 +130,7 @@ class StreamReader:
         try:
             opened = open_source(
                 self._source,
+                camera_policy=self._camera_policy,
                 open_timeout_seconds=self._settings.open_timeout_seconds,
                 read_timeout_seconds=self._settings.read_timeout_seconds,
                 decode_threads=self._settings.decode_threads,

@@ -9,8 +9,9 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
+from vap_common.address_policy import AddressPolicy
 from vap_common.runner_contract import RUNNER_HTTP_PORT
-from vap_common.settings import CommonSettings
+from vap_common.settings import CameraPolicyOptions, CommonSettings
 
 
 class DetectorSettings(BaseModel):
@@ -43,6 +44,9 @@ class RunnerSettings(CommonSettings):
     max_consecutive_failed_connects: int = Field(default=10, ge=1)
     # Local paths and file:// URLs; a multi-tenant deployment turns this off so users cannot read the Pod's files.
     allow_file_sources: bool = True
+    # What a network camera's host may resolve to, checked just before each connect (vap_runner.destination):
+    # the operator passes its own, with the platform servers it knows (VAP_CAMERA_POLICY__PLATFORM).
+    camera_policy: CameraPolicyOptions = Field(default_factory=CameraPolicyOptions)
     # FFmpeg threads decoding the stream; 0 lets FFmpeg take one per core. One costs the least CPU per frame
     # (frame threading took ~35% more in bench/) and adds no delay (frame threading holds threads-1
     # frames back), and it leaves the other cores to the inference processes and the node's other runners.
@@ -90,6 +94,11 @@ class RunnerSettings(CommonSettings):
     exit_code_file: Path | None = None
     # /healthz fails when the main loop has not ticked for this long.
     liveness_timeout_seconds: float = Field(default=30.0, gt=0)
+
+    def address_policy(self) -> AddressPolicy:
+        """The camera policy of this runner: its own Kafka refused too, and names resolved afresh at each
+        check (it checks what it is about to connect to)."""
+        return self.camera_policy.policy(platform=self.platform_servers(), remember=False)
 
     def linger_ms(self, *, local_file: bool) -> int:
         """How long results wait to go to Kafka together: a file's for throughput, a camera's for latency."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -10,8 +11,14 @@ from urllib.parse import urlsplit
 import cv2
 
 from vap_common import camera
+from vap_common.address_policy import AddressPolicy, RefusedAddress
 from vap_common.lifecycle import FailureReason
 from vap_common.redact import redact_url
+from vap_runner.destination import Destination, destination
+
+# An operator's own FFmpeg options as the runner started (OpenCV reads the variable at each open, and
+# the runner sets it before each open).
+_OPERATOR_OPTIONS = os.environ.get("OPENCV_FFMPEG_CAPTURE_OPTIONS")
 
 
 class InvalidSource(ValueError):
@@ -19,7 +26,8 @@ class InvalidSource(ValueError):
 
 
 class SourceError(Exception):
-    """Opening the source failed; ``reason`` says whether it was unreachable or sent no frames."""
+    """Opening the source failed; ``reason`` says whether it was unreachable, refused by the camera
+    address policy, or sent no frames."""
 
     def __init__(self, reason: FailureReason, message: str) -> None:
         super().__init__(message)
@@ -71,16 +79,23 @@ def parse_source(url: str, *, allow_files: bool) -> Source:
 
 
 def open_source(
-    source: Source, *, open_timeout_seconds: float, read_timeout_seconds: float, decode_threads: int
+    source: Source,
+    *,
+    camera_policy: AddressPolicy,
+    open_timeout_seconds: float,
+    read_timeout_seconds: float,
+    decode_threads: int,
 ) -> OpenedSource:
-    """Open ``source`` with ``decode_threads`` FFmpeg decoding threads (0: one per core) or raise
-    :class:`SourceError`."""
+    """Open ``source`` with ``decode_threads`` FFmpeg decoding threads (0: one per core), a network
+    camera where ``camera_policy`` admits it (vap_runner.destination), or raise :class:`SourceError`."""
     if source.local_file and not Path(source.target).is_file():
         raise SourceError(FailureReason.SOURCE_UNREACHABLE, f"no such file: {source.safe_name}")
-    if source.rtsp:
-        # TCP: UDP packets get lost or blocked between clusters and cameras. Read by OpenCV at each
-        # open; an operator's own value wins.
-        os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
+    found = None if source.local_file else _destination(source, camera_policy, open_timeout_seconds)
+    options = _ffmpeg_options(source, found)
+    if options:
+        os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = options
+    else:
+        os.environ.pop("OPENCV_FFMPEG_CAPTURE_OPTIONS", None)
     params = [
         cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
         int(open_timeout_seconds * 1000),
@@ -89,7 +104,7 @@ def open_source(
     ]
     params += [cv2.CAP_PROP_N_THREADS, decode_threads]
     # FFmpeg only: other backends (e.g. the image-sequence one) would print the URL on failure.
-    capture = cv2.VideoCapture(source.target, cv2.CAP_FFMPEG, params)
+    capture = cv2.VideoCapture(found.url if found else source.target, cv2.CAP_FFMPEG, params)
     if not capture.isOpened():
         capture.release()
         raise SourceError(FailureReason.SOURCE_UNREACHABLE, f"cannot open {source.safe_name}")
@@ -97,3 +112,30 @@ def open_source(
     # frame count means a video file, its absence an MJPEG or other endless stream.
     live = source.rtsp or (not source.local_file and capture.get(cv2.CAP_PROP_FRAME_COUNT) <= 0)
     return OpenedSource(capture=capture, live=live, fps=max(capture.get(cv2.CAP_PROP_FPS), 0.0))
+
+
+def _destination(source: Source, camera_policy: AddressPolicy, timeout_seconds: float) -> Destination:
+    try:
+        return destination(source.target, policy=camera_policy, timeout_seconds=timeout_seconds)
+    except RefusedAddress as error:
+        raise SourceError(FailureReason.CAMERA_ADDRESS_REFUSED, f"{source.safe_name}: {error}") from None
+    except OSError as error:
+        raise SourceError(FailureReason.SOURCE_UNREACHABLE, f"cannot open {source.safe_name}: {error}") from None
+
+
+def _ffmpeg_options(source: Source, found: Destination | None) -> str:
+    """OPENCV_FFMPEG_CAPTURE_OPTIONS for this open: an operator's own, else TCP for RTSP (UDP packets
+    get lost or blocked between clusters and cameras); over HTTP always no redirect (each one went
+    through the policy already) and the Host of a URL with the address in place of the name."""
+    options = [_OPERATOR_OPTIONS or ("rtsp_transport;tcp" if source.rtsp else "")]
+    if found is not None and not source.rtsp:
+        options.append("max_redirects;0")
+    if found is not None and found.host_header:
+        host = _ffmpeg_escaped(f"Host: {found.host_header}\r\n")
+        options.append(f"headers;{host}")
+    return "|".join(option for option in options if option)
+
+
+def _ffmpeg_escaped(value: str) -> str:
+    """``value`` as one option value of FFmpeg's ``key;value|key;value`` syntax (av_get_token)."""
+    return re.sub(r"([\\';|\s])", r"\\\1", value)

@@ -37,8 +37,9 @@ def platform_settings(database: DatabaseSettings, kafka: KafkaSettings, **extra:
         kafka,
         VAP_LOG_LEVEL="INFO",
         VAP_DATABASE__POOL_SIZE="3",
-        # The API accepts file:// camera URLs (the runners read the sample videos of this machine), and
-        # cameras on loopback (the test cameras), not the platform's own servers there.
+        # The API accepts file:// camera URLs (the runners read the sample videos of this machine); the API
+        # and the runners (their operator passes its policy on) accept cameras on loopback (the test
+        # cameras), not the platform's own servers there.
         VAP_ALLOW_FILE_URLS="true",
         VAP_CAMERA_POLICY__ALLOW="127.0.0.0/8",
         VAP_ACCESS_LOG="false",

@@ -20,10 +20,11 @@ import pytest
 from confluent_kafka.admin import AdminClient
 from sqlalchemy import Engine, text
 
-from dev.platform_stack import RtspCamera, create_api_key
+from dev.platform_stack import RtspCamera
 from tests.conftest import ROOT, create_namespace, kubectl, remove_finalizers
 from tests.e2e.e2e_support import PERSON_VIDEO, Api, ResultsTopic, check_stored_equals_published
 from tests.helpers import wait_until
+from vap_api.auth.keys import generate_key
 from vap_common.db import make_engine
 from vap_common.kafka import ensure_topics
 from vap_common.settings import DatabaseServiceSettings, DatabaseSettings
@@ -42,6 +43,7 @@ class Release:
     engine: Engine
     kafka: Any
     database: dict[str, str]  # the VAP_DATABASE__* settings of the release
+    api_key: str  # registered by the chart's bootstrapApiKey hook
     installed: bool = True
 
     def kubectl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -85,13 +87,18 @@ def release(
     create_namespace(kubeconfig, namespace)
     engine = make_engine(DatabaseSettings(url=stack_settings.database.url, schema_name=schema))
     database = {"VAP_DATABASE__URL": stack_settings.database.url, "VAP_DATABASE__SCHEMA_NAME": schema}
-    state = Release(kubeconfig, namespace, engine, kafka, database)
+    state = Release(kubeconfig, namespace, engine, kafka, database, api_key=generate_key())
+    # The first key comes from a Secret of the user's, as in a GitOps install: no vap-admin step.
+    kubectl(
+        kubeconfig, "-n", namespace, "create", "secret", "generic", "site-key", f"--from-literal=key={state.api_key}"
+    )
     try:
         helm(
             "install", "vap", str(CHART), "--namespace", namespace, "--kubeconfig", kubeconfig,
             "-f", str(CHART / "values-local.yaml"),
             "--set", f"database.url={stack_settings.database.url}", "--set", f"database.schemaName={schema}",
-            "--set", f"kafka.topicPrefix={prefix}", "--wait", "--timeout", "6m",
+            "--set", f"kafka.topicPrefix={prefix}", "--set", "bootstrapApiKey.existingSecret=site-key",
+            "--set", "bootstrapApiKey.tenant=node", "--wait", "--timeout", "6m",
         )  # fmt: skip
         wait_ready(state)
         yield state
@@ -129,8 +136,8 @@ def wait_ready(release: Release) -> None:
 
 @pytest.fixture
 def api(release: Release) -> Iterator[Api]:
-    """A key made as an operator of the release would: `vap-admin keys create` on its database."""
-    client = Api(API_URL, api_key=create_api_key(release.database, tenant="node"))
+    """The release's bootstrap key (registered by its hook; `vap-admin keys create` is tested elsewhere)."""
+    client = Api(API_URL, api_key=release.api_key)
     yield client
     client.close()
 

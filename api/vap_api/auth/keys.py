@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from vap_common.schema import ApiKey
@@ -61,17 +62,41 @@ def digest(key: str) -> bytes:
     return hashlib.sha256(key.encode()).digest()
 
 
+def generate_key() -> str:
+    """A new random key, not stored yet (``register_key``)."""
+    return f"{_PREFIX}_{secrets.token_hex(6)}_{secrets.token_urlsafe(32)}"
+
+
 def create_key(*, session: Session, tenant: str, scopes: frozenset[Scope], name: str | None = None) -> str:
     """Store a new key of ``tenant`` and return it: the only time the whole key is seen."""
+    key = generate_key()
+    register_key(session=session, key=key, tenant=tenant, scopes=scopes, name=name)
+    return key
+
+
+def register_key(*, session: Session, key: str, tenant: str, scopes: frozenset[Scope], name: str | None = None) -> bool:
+    """Store ``key``, made elsewhere (kept in a Kubernetes Secret, say), for ``tenant``; False when it is
+    stored already, which changes nothing (a revoked key stays revoked). ValueError for a malformed
+    key, a bad tenant, no scope, or another key with the same id."""
     if not is_valid_tenant(tenant):
         raise ValueError(f"tenant {tenant!r} is not a lower-case DNS label (a-z, 0-9, '-'; at most 63)")
     if not scopes:
         raise ValueError("a key needs at least one scope")
-    key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
-    key = f"{_PREFIX}_{key_id}_{secret}"
+    parsed = _KEY.fullmatch(key)
+    if parsed is None:
+        raise ValueError("not an API key: vap_<12 hex digits>_<43 base64url characters> (vap-admin keys generate)")
     with session.begin():
-        session.add(ApiKey(key_id=key_id, key_sha256=digest(key), tenant=tenant, scopes=sorted(scopes), name=name))
-    return key
+        stored = session.execute(
+            insert(ApiKey)
+            .values(key_id=parsed["key_id"], key_sha256=digest(key), tenant=tenant, scopes=sorted(scopes), name=name)
+            .on_conflict_do_nothing(index_elements=[ApiKey.key_id])
+            .returning(ApiKey.key_id)
+        ).scalar_one_or_none()
+        if stored is None:
+            existing = session.scalar(select(ApiKey.key_sha256).where(ApiKey.key_id == parsed["key_id"]))
+            if existing is None or not hmac.compare_digest(existing, digest(key)):
+                raise ValueError(f"another key has the id {parsed['key_id']}")
+    return stored is not None
 
 
 def list_keys(*, session: Session, tenant: str | None = None) -> list[KeyInfo]:

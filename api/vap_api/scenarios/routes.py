@@ -7,7 +7,15 @@ from uuid import UUID
 
 from fastapi import APIRouter, Header, Query, Response, status
 
-from vap_api.deps import AUTH_RESPONSES, CameraPolicyDep, ReaderDep, SessionDep, SettingsDep, WriterDep
+from vap_api.deps import (
+    AUTH_RESPONSES,
+    CameraKeyringDep,
+    CameraPolicyDep,
+    ReaderDep,
+    SessionDep,
+    SettingsDep,
+    WriterDep,
+)
 from vap_api.scenarios import rules, service
 from vap_api.scenarios.schemas import DetectorOut, RuntimeOut, ScenarioInit, ScenarioOut, ScenarioPage, ScenarioState
 from vap_common.contracts import DetectorSpec
@@ -48,24 +56,29 @@ def init_scenario(
     session: SessionDep,
     settings: SettingsDep,
     camera_policy: CameraPolicyDep,
+    keyring: CameraKeyringDep,
     response: Response,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> ScenarioState:
     """Register a camera stream for the key's tenant; the scenario starts asynchronously (status `init_startup`)."""
-    camera_url = rules.check_init(body, settings=settings, camera_policy=camera_policy)
+    camera_url = rules.check_init(body, settings=settings, camera_policy=camera_policy, keyring=keyring)
     rules.check_idempotency_key(idempotency_key, max_length=settings.max_idempotency_key_length)
     outcome = service.create_scenario(
         session=session,
         tenant=caller.tenant,
         camera_url=camera_url,
+        keyring=keyring,
         detector=DetectorSpec(name=body.detector.name, settings=body.detector.settings),
         start_queue=service.StartQueue(
             max_starting=settings.max_starting_scenarios, retry_after_seconds=settings.start_queue_retry_after_seconds
         ),
         quota=service.Quota(
             max_scenarios=settings.quotas.of(caller.tenant).max_scenarios,
+            max_analysis_fps=settings.quotas.of(caller.tenant).max_analysis_fps,
+            unrated_fps=settings.max_analysis_fps,
             retry_after_seconds=settings.quotas.retry_after_seconds,
         ),
+        analysis_fps=body.analysis_fps,
         name=body.name,
         idempotency_key=idempotency_key,
     )
@@ -139,6 +152,7 @@ def _scenario_out(view: service.ScenarioView) -> ScenarioOut:
         status=ScenarioStatus(scenario.status),
         camera_url=redact_url(scenario.camera_url),
         detector=DetectorOut(name=scenario.detector, settings=scenario.detector_settings),
+        analysis_fps=scenario.analysis_fps,
         error_reason=FailureReason(scenario.error_reason) if scenario.error_reason else None,
         error_message=redact_text(scenario.error_message) if scenario.error_message else None,
         created_at=scenario.created_at,

@@ -26,6 +26,14 @@ class ScenarioInit(BaseModel):
     camera_url: str = Field(min_length=1, examples=["rtsp://user:password@camera.local:554/stream"])
     name: str | None = Field(default=None, max_length=200)
     detector: DetectorIn = Field(default_factory=DetectorIn)
+    analysis_fps: float | None = Field(
+        default=None,
+        gt=0,
+        allow_inf_nan=False,
+        description="Frames per second the detector analyses (at most VAP_MAX_ANALYSIS_FPS); absent: the runtime's "
+        "rate. Counts against the tenant's analysis quota.",
+        examples=[5],
+    )
 
 
 class ScenarioState(BaseModel):
@@ -61,6 +69,7 @@ class ScenarioOut(BaseModel):
     status: ScenarioStatus
     camera_url: str = Field(description="With any password or secret query value replaced by ***")
     detector: DetectorOut
+    analysis_fps: float | None = Field(description="As registered; null: the runtime's rate")
     error_reason: FailureReason | None
     error_message: str | None
     created_at: datetime

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from vap_api.errors import IdempotencyKeyReused, InvalidRequest, NotFound, TooManyRequests
 from vap_api.outbox.service import enqueue
+from vap_common.camera_secrets import CameraKeyring
 from vap_common.contracts import DetectorSpec, ScenarioCommand
 from vap_common.lifecycle import SHUTDOWN_NOOP_STATES, ScenarioStatus, can_transition, is_terminal
 from vap_common.redact import redact_url
@@ -33,6 +34,13 @@ STARTING_STATES = (ScenarioStatus.INIT_STARTUP, ScenarioStatus.IN_STARTUP_PROCES
 LIVE_STATES = tuple(state for state in ScenarioStatus if not is_terminal(state))
 # Scenarios whose runner should be running, so the runtime renews its lease (workers.heartbeat_at).
 LEASED_STATES = frozenset({ScenarioStatus.ACTIVE, ScenarioStatus.IN_SHUTDOWN_PROCESSING})
+
+
+@dataclass(frozen=True)
+class _Camera:
+    url: str  # as admitted, in plain text: only compared, never stored
+    sealed: str  # what is stored and sent
+    keyring: CameraKeyring
 
 
 @dataclass(frozen=True)
@@ -76,10 +84,14 @@ class StartQueue:
 
 @dataclass(frozen=True)
 class Quota:
-    """How many scenarios that have not ended one tenant may hold (ApiSettings.quotas)."""
+    """What one tenant's scenarios that have not ended may hold (ApiSettings.quotas): how many, and the
+    frames per second they analyse together (``None``: no limit; one without a rate counts as
+    ``unrated_fps``)."""
 
     max_scenarios: int
     retry_after_seconds: int
+    max_analysis_fps: float | None = None
+    unrated_fps: float = 0.0
 
 
 def create_scenario(
@@ -87,19 +99,22 @@ def create_scenario(
     session: Session,
     tenant: str,
     camera_url: str,
+    keyring: CameraKeyring,
     detector: DetectorSpec,
     start_queue: StartQueue,
     quota: Quota,
+    analysis_fps: float | None = None,
     name: str | None = None,
     idempotency_key: str | None = None,
 ) -> Created:
-    """Insert a scenario of ``tenant`` in init_startup and its start command, in one transaction;
-    TooManyRequests when the start queue or the tenant's quota is full, unless ``idempotency_key``
-    names an existing scenario of the tenant (a replay)."""
+    """Insert a scenario of ``tenant`` in init_startup and its start command, in one transaction, the
+    credentials of ``camera_url`` sealed by ``keyring``; TooManyRequests when the start queue or the
+    tenant's quota is full, unless ``idempotency_key`` names an existing scenario of the tenant (a replay)."""
+    camera = _Camera(camera_url, keyring.seal(camera_url), keyring)
     with session.begin():
-        if (refusal := _refusal(session, tenant, start_queue, quota)) is not None:
+        if (refusal := _refusal(session, tenant, start_queue, quota, analysis_fps)) is not None:
             if idempotency_key is not None and (
-                replay := _replay(session, tenant, camera_url, detector, name, idempotency_key)
+                replay := _replay(session, tenant, camera, detector, analysis_fps, name, idempotency_key)
             ):
                 return replay
             raise refusal
@@ -110,9 +125,10 @@ def create_scenario(
                 scenario_uuid=uuid.uuid4(),
                 tenant=tenant,
                 name=name,
-                camera_url=camera_url,
+                camera_url=camera.sealed,
                 detector=detector.name,
                 detector_settings=detector.settings,
+                analysis_fps=analysis_fps,
                 status=ScenarioStatus.INIT_STARTUP.value,
                 idempotency_key=idempotency_key,
             )
@@ -122,13 +138,18 @@ def create_scenario(
         scenario_uuid = session.execute(statement).scalar_one_or_none()
         if scenario_uuid is None:
             assert idempotency_key is not None  # only the idempotency key's unique index can conflict
-            replay = _replay(session, tenant, camera_url, detector, name, idempotency_key)
+            replay = _replay(session, tenant, camera, detector, analysis_fps, name, idempotency_key)
             assert replay is not None  # the conflicting row is committed: ON CONFLICT waited for it
             return replay
         enqueue(
             session=session,
             command=ScenarioCommand(
-                scenario_uuid=scenario_uuid, command="start", camera_url=camera_url, detector=detector, tenant=tenant
+                scenario_uuid=scenario_uuid,
+                command="start",
+                camera_url=camera.sealed,
+                detector=detector,
+                tenant=tenant,
+                analysis_fps=analysis_fps,
             ),
         )
     log.info(
@@ -143,7 +164,9 @@ def create_scenario(
     return Created(scenario_uuid, ScenarioStatus.INIT_STARTUP, created=True)
 
 
-def _refusal(session: Session, tenant: str, start_queue: StartQueue, quota: Quota) -> TooManyRequests | None:
+def _refusal(
+    session: Session, tenant: str, start_queue: StartQueue, quota: Quota, analysis_fps: float | None
+) -> TooManyRequests | None:
     """Why a new scenario cannot be admitted now, if it cannot.
 
     Soft limits: concurrent requests may pass a count together and overshoot it a little, which is
@@ -160,7 +183,26 @@ def _refusal(session: Session, tenant: str, start_queue: StartQueue, quota: Quot
             "shut one down, then retry",
             retry_after_seconds=quota.retry_after_seconds,
         )
+    if quota.max_analysis_fps is not None:
+        analysed = _analysed_fps(session, tenant, unrated_fps=quota.unrated_fps)
+        asked = analysis_fps or quota.unrated_fps
+        if analysed + asked > quota.max_analysis_fps + 1e-9:
+            return TooManyRequests(
+                f"tenant {tenant!r} analyses {analysed:g} frames/s in scenarios that have not ended; "
+                f"{asked:g} more would pass its quota of {quota.max_analysis_fps:g}: shut one down, then retry",
+                retry_after_seconds=quota.retry_after_seconds,
+            )
     return None
+
+
+def _analysed_fps(session: Session, tenant: str, *, unrated_fps: float) -> float:
+    """The frames per second the tenant's scenarios that have not ended analyse together (at most its
+    scenario quota of rows: already counted above)."""
+    rate = func.coalesce(Scenario.analysis_fps, unrated_fps)
+    query = select(func.coalesce(func.sum(rate), 0.0)).where(
+        Scenario.tenant == tenant, Scenario.status.in_([state.value for state in LIVE_STATES])
+    )
+    return float(session.scalar(query) or 0.0)
 
 
 def _count(session: Session, states: Iterable[ScenarioStatus], *, at_most: int, tenant: str | None = None) -> int:
@@ -174,7 +216,13 @@ def _count(session: Session, states: Iterable[ScenarioStatus], *, at_most: int, 
 
 
 def _replay(
-    session: Session, tenant: str, camera_url: str, detector: DetectorSpec, name: str | None, idempotency_key: str
+    session: Session,
+    tenant: str,
+    camera: _Camera,
+    detector: DetectorSpec,
+    analysis_fps: float | None,
+    name: str | None,
+    idempotency_key: str,
 ) -> Created | None:
     """The scenario an earlier request of ``tenant`` with ``idempotency_key`` made, if any;
     IdempotencyKeyReused if that request differed."""
@@ -185,12 +233,14 @@ def _replay(
             Scenario.camera_url,
             Scenario.detector,
             Scenario.detector_settings,
+            Scenario.analysis_fps,
             Scenario.name,
         ).where(Scenario.tenant == tenant, Scenario.idempotency_key == idempotency_key)
     ).one_or_none()
     if existing is None:
         return None
-    if tuple(existing[2:]) != (camera_url, detector.name, detector.settings, name):
+    same_camera = camera.keyring.same_camera(existing.camera_url, camera.url)
+    if not same_camera or tuple(existing[3:]) != (detector.name, detector.settings, analysis_fps, name):
         raise IdempotencyKeyReused("this Idempotency-Key was already used with a different request")
     return Created(existing.scenario_uuid, ScenarioStatus(existing.status), created=False)
 

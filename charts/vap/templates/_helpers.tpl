@@ -44,6 +44,19 @@ helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version }}
       key: {{ ternary .Values.database.existingSecretKey "url" (ne .Values.database.existingSecret "") }}
 {{- end -}}
 
+{{- define "vap.cameraKeysSecretName" -}}
+{{- .Values.cameraKeys.existingSecret | default (printf "%s-camera-keys" (include "vap.fullname" .)) -}}
+{{- end -}}
+
+{{/* The keys that seal camera credentials (the API seals, the operator opens): VAP_CAMERA_KEYS. */}}
+{{- define "vap.cameraKeysEnv" -}}
+- name: VAP_CAMERA_KEYS
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "vap.cameraKeysSecretName" . }}
+      key: {{ ternary .Values.cameraKeys.existingSecretKey "keys" (ne .Values.cameraKeys.existingSecret "") }}
+{{- end -}}
+
 {{/* Settings every process shares (CommonSettings): one ConfigMap, loaded with envFrom. */}}
 {{- define "vap.envFrom" -}}
 - configMapRef:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
+from urllib.parse import urlsplit
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
@@ -33,6 +34,13 @@ def load_config() -> None:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
     except config.ConfigException:
         config.load_kube_config()  # type: ignore[no-untyped-call]
+
+
+def api_server() -> list[tuple[str, int]]:
+    """(host, port) of the Kubernetes API server the loaded configuration talks to (none before
+    load_config): a platform server, which no camera may be."""
+    parts = urlsplit(client.Configuration.get_default_copy().host)
+    return [(parts.hostname, parts.port or (80 if parts.scheme == "http" else 443))] if parts.hostname else []
 
 
 class KubeApi:

@@ -22,6 +22,7 @@ from prometheus_client import Counter
 from sqlalchemy.orm import Session, sessionmaker
 
 from vap_common import camera
+from vap_common.camera_secrets import CameraKeyring, UnreadableCredentials
 from vap_common.consuming import Accepted, Rejected
 from vap_common.contracts import DeployCommand
 from vap_common.db import transaction
@@ -48,9 +49,16 @@ class KubeDeployer:
     """ConsumerLoop handler for to_deploy (kubernetes runtime)."""
 
     def __init__(
-        self, *, kube: KubeApi, sessions: sessionmaker[Session], publisher: Publisher, max_workers: int
+        self,
+        *,
+        kube: KubeApi,
+        sessions: sessionmaker[Session],
+        publisher: Publisher,
+        max_workers: int,
+        keyring: CameraKeyring,
     ) -> None:
         self._kube = kube
+        self._keyring = keyring
         self._sessions = sessions
         self._publisher = publisher
         self._max_workers = max_workers
@@ -101,10 +109,15 @@ class KubeDeployer:
 
     def _ensure(self, command: DeployCommand, name: str, desired: DesiredState) -> None:
         try:
-            command = command.model_copy(update={"camera_url": camera.admit(command.camera_url, allow_files=True).url})
+            # From here on the URL is in plain text: it goes into the Secret (never a spec, an Event or a log).
+            opened = camera.admit(self._keyring.open(command.camera_url), allow_files=True)
         except camera.InadmissibleCamera as error:
             self._invalid(command, str(error))
             return
+        except UnreadableCredentials as error:
+            self._invalid(command, str(error), reason=FailureReason.CREDENTIALS_UNREADABLE)
+            return
+        command = command.model_copy(update={"camera_url": opened.url})
         if manifests.needs_secret(command):
             self._kube.apply_secret(manifests.camera_secret(command))
         try:
@@ -133,15 +146,14 @@ class KubeDeployer:
             },
         )
 
-    def _invalid(self, command: DeployCommand, problem: str) -> None:
-        """A scenario the API server would never accept: report `failed` InvalidConfig, do not retry."""
+    def _invalid(
+        self, command: DeployCommand, problem: str, *, reason: FailureReason = FailureReason.INVALID_CONFIG
+    ) -> None:
+        """A scenario that can never run (the API server would not accept it, or its credentials do not
+        open): report `failed` with ``reason``, do not retry."""
         log.warning("invalid scenario", extra={"scenario_uuid": str(command.scenario_uuid), "problem": problem})
         self._publisher.send(
-            [
-                status_event(
-                    command.scenario_uuid, ScenarioStatus.FAILED, reason=FailureReason.INVALID_CONFIG, message=problem
-                )
-            ]
+            [status_event(command.scenario_uuid, ScenarioStatus.FAILED, reason=reason, message=problem)]
         )
         with transaction(self._sessions) as session:
             workers.record(
@@ -149,7 +161,7 @@ class KubeDeployer:
                 command.scenario_uuid,
                 workers.RunnerRecord(
                     status=ScenarioStatus.FAILED,
-                    last_error=f"{FailureReason.INVALID_CONFIG.value}: {problem}",
+                    last_error=f"{reason.value}: {problem}",
                     stopped=True,
                 ),
             )

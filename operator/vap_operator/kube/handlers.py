@@ -28,6 +28,7 @@ import kopf
 from prometheus_client import Counter
 from sqlalchemy.orm import Session, sessionmaker
 
+from vap_common.address_policy import AddressPolicy
 from vap_common.db import transaction
 from vap_common.lifecycle import ScenarioStatus
 from vap_common.runner_contract import RUNNER_HTTP_PORT
@@ -88,6 +89,7 @@ class Dependencies:
     kubernetes: KubernetesSettings
     runner: RunnerLaunchSettings
     policy: RestartPolicy
+    camera_policy: AddressPolicy  # passed on to every runner
     # Serialises the Pod watcher per VideoScenario (events of an old and a new Pod run concurrently).
     mirror_locks: dict[str, threading.Lock] = field(default_factory=dict)
     _locks_guard: threading.Lock = field(default_factory=threading.Lock)
@@ -240,7 +242,12 @@ def _report(deps: Dependencies, scenario_uuid: UUID, plan: Plan, pod_name: str, 
 def _act(deps: Dependencies, body: kopf.Body, plan: Plan, pod_name: str, *, http_port: int) -> None:
     if plan.action == Action.CREATE_POD:
         pod = manifests.runner_pod(
-            body, kubernetes=deps.kubernetes, runner=deps.runner, kafka=deps.kafka, http_port=http_port
+            body,
+            kubernetes=deps.kubernetes,
+            runner=deps.runner,
+            kafka=deps.kafka,
+            camera_policy=deps.camera_policy,
+            http_port=http_port,
         )
         if deps.kube.create_pod(pod):
             PODS_CREATED.inc()

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
+from vap_common.address_policy import AddressPolicy
 from vap_common.contracts import DeployCommand, DetectorSpec
 from vap_common.redact import has_credentials
 from vap_common.runner_contract import RUNNER_HTTP_PORT, RunnerSpec, runner_environment
@@ -79,6 +80,7 @@ def videoscenario(command: DeployCommand, *, max_workers: int, desired: DesiredS
             **camera,
             "detector": {"name": command.detector.name, "settings": dict(command.detector.settings)},
             "maxWorkers": max_workers,
+            **({"analysisFPS": command.analysis_fps} if command.analysis_fps is not None else {}),
             "desiredState": desired.value,
         },
     }
@@ -102,6 +104,7 @@ def runner_pod(
     kubernetes: KubernetesSettings,
     runner: RunnerLaunchSettings,
     kafka: KafkaSettings,
+    camera_policy: AddressPolicy,
     http_port: int = RUNNER_HTTP_PORT,
 ) -> Body:
     """The one runner Pod of a VideoScenario, its HTTP endpoint on ``http_port`` (a free host port on
@@ -120,9 +123,11 @@ def runner_pod(
         detector=DetectorSpec.model_validate(spec.get("detector") or {}),
         max_workers=int(spec.get("maxWorkers", runner.max_workers)),
         grace_seconds=runner.stop_grace_seconds,
-        target_fps=runner.target_fps,
+        target_fps=spec.get("analysisFPS", runner.target_fps),  # the scenario's own rate, else the runtime's
     )
-    environment = runner_environment(runner_spec, kafka=kafka, http_port=http_port, extra=runner.environment)
+    environment = runner_environment(
+        runner_spec, kafka=kafka, camera_policy=camera_policy, http_port=http_port, extra=runner.environment
+    )
     env: list[Body] = [{"name": key, "value": value} for key, value in environment.items()]
     if secret_ref is not None:
         env.append(

@@ -22,7 +22,7 @@ from vap_common.db import is_permanent_error, make_session_factory
 from vap_common.kafka import make_consumer, make_producer
 from vap_common.topics import Topic, topic_name
 from vap_operator.kube import handlers  # importing it registers the kopf handlers
-from vap_operator.kube.api import KubeApi, load_config
+from vap_operator.kube.api import KubeApi, api_server, load_config
 from vap_operator.kube.crd import GROUP, PLURAL, VERSION
 from vap_operator.kube.deployer import KubeDeployer
 from vap_operator.kube.lease import renew_runner_leases
@@ -81,7 +81,11 @@ def run_kubernetes(settings: OperatorSettings, engine: Engine, stop: threading.E
         dlq_producer=producer,
         contracts={topic_name(Topic.TO_DEPLOY, settings.kafka.topic_prefix): DeployCommand},
         handler=KubeDeployer(
-            kube=kube, sessions=sessions, publisher=publisher, max_workers=settings.runner.max_workers
+            kube=kube,
+            sessions=sessions,
+            publisher=publisher,
+            max_workers=settings.runner.max_workers,
+            keyring=settings.camera_keyring(),
         ),
         stop=stop,
         poll_timeout_seconds=settings.kubernetes.poll_timeout_seconds,
@@ -105,6 +109,7 @@ def run_kubernetes(settings: OperatorSettings, engine: Engine, stop: threading.E
         kubernetes=settings.kubernetes,
         runner=settings.runner,
         policy=settings.restart.policy(),
+        camera_policy=settings.camera_policy.policy(platform=[*settings.platform_servers(), *api_server()]),
     )
     kopf.timer(GROUP, VERSION, PLURAL, interval=settings.kubernetes.resync_seconds, id="resync_runner_status")(
         handlers.resync_runner_status

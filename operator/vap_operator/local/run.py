@@ -93,10 +93,12 @@ def run_local(settings: OperatorSettings, engine: Engine, stop: threading.Event,
         runner=settings.runner,
         local=settings.local,
         policy=settings.restart.policy(),
+        camera_policy=settings.camera_policy.policy(platform=settings.platform_servers()),
         base_environment=runner_base_environment(
             os.environ, log_level=settings.log_level, environment=settings.environment
         ),
         capacity=capacity,
+        keyring=settings.camera_keyring(),
         state_dir=settings.local.state_dir or default_state_dir(settings.database.schema_name),
         heartbeat_seconds=settings.heartbeat_seconds,
     )

@@ -34,6 +34,8 @@ from uuid import UUID
 from prometheus_client import Counter, Gauge
 from sqlalchemy.orm import Session, sessionmaker
 
+from vap_common.address_policy import AddressPolicy
+from vap_common.camera_secrets import CameraKeyring, UnreadableCredentials
 from vap_common.contracts import DeployCommand, StatusEvent
 from vap_common.db import transaction
 from vap_common.lifecycle import FailureReason, ScenarioStatus, is_terminal
@@ -110,9 +112,11 @@ class Supervisor:
         runner: RunnerLaunchSettings,
         local: LocalSettings,
         policy: RestartPolicy,
+        camera_policy: AddressPolicy,
         base_environment: Mapping[str, str],
         capacity: int,
         state_dir: Path,
+        keyring: CameraKeyring,
         heartbeat_seconds: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
         spawn: Spawn = processes.spawn,
@@ -123,10 +127,12 @@ class Supervisor:
         self._runner = runner
         self._local = local
         self._policy = policy
+        self._camera_policy = camera_policy  # passed on to every runner
         self._base_environment = dict(base_environment)
         self._clock = clock
         self._spawn = spawn
         self.capacity = capacity
+        self._keyring = keyring
         self._state_dir = state_dir
         self._state_dir.mkdir(parents=True, exist_ok=True)
         self._heartbeat_seconds = heartbeat_seconds
@@ -334,6 +340,13 @@ class Supervisor:
     def _start(self, runner: LocalRunner) -> None:
         runner.start_at = None
         uuid = runner.command.scenario_uuid
+        try:
+            # In plain text only in the runner's environment (never in a file, a log or the database).
+            camera_url = self._keyring.open(runner.command.camera_url)
+        except UnreadableCredentials as error:
+            del self._runners[uuid]
+            self._fail(uuid, FailureReason.CREDENTIALS_UNREADABLE, str(error))
+            return
         exit_file = self._exit_file(uuid)
         exit_file.unlink(missing_ok=True)
         env = {
@@ -342,13 +355,14 @@ class Supervisor:
                 RunnerSpec(
                     scenario_uuid=uuid,
                     worker_id=runner.command.worker_id,
-                    camera_url=runner.command.camera_url,
+                    camera_url=camera_url,
                     detector=runner.command.detector,
                     max_workers=self._runner.max_workers,
                     grace_seconds=self._runner.stop_grace_seconds,
-                    target_fps=self._runner.target_fps,
+                    target_fps=runner.command.analysis_fps or self._runner.target_fps,
                 ),
                 kafka=self._kafka,
+                camera_policy=self._camera_policy,
                 http_port=self._port(),
                 exit_code_file=exit_file,
                 extra=self._runner.environment,
@@ -440,14 +454,7 @@ class Supervisor:
                 f"{self._policy.crash_loop_threshold} crashes within "
                 f"{self._policy.crash_loop_window_seconds:.0f}s; last: {detail}"
             )
-            event = status_event(uuid, ScenarioStatus.FAILED, reason=FailureReason.RUNNER_CRASH_LOOP, message=message)
-            record = workers.RunnerRecord(
-                status=ScenarioStatus.FAILED,
-                clear_process_pid=True,
-                last_error=f"{FailureReason.RUNNER_CRASH_LOOP.value}: {message}",
-                stopped=True,
-            )
-            self._effects.append(Effect(uuid, event=event, record=record))
+            self._fail(uuid, FailureReason.RUNNER_CRASH_LOOP, message)
             return
         runner.restarts += 1
         wait = restart_wait_seconds(runner.crash_times, now, self._policy)
@@ -461,6 +468,13 @@ class Supervisor:
             "runner crashed; restarting",
             extra={"scenario_uuid": str(uuid), "detail": detail, "restart_in_seconds": round(wait, 2)},
         )
+
+    def _fail(self, uuid: UUID, reason: FailureReason, message: str) -> None:
+        event = status_event(uuid, ScenarioStatus.FAILED, reason=reason, message=message)
+        record = workers.RunnerRecord(
+            status=ScenarioStatus.FAILED, clear_process_pid=True, last_error=f"{reason.value}: {message}", stopped=True
+        )
+        self._effects.append(Effect(uuid, event=event, record=record))
 
     def _report_inactive(self, uuid: UUID, why: str) -> None:
         record = workers.RunnerRecord(
@@ -496,6 +510,7 @@ def _command_of(row: Worker) -> DeployCommand:
         camera_url=row.camera_url,
         detector=workers.detector_of(row),
         tenant=row.tenant,
+        analysis_fps=row.analysis_fps,
     )
 
 

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.helpers import child_environment, service_settings
+from tests.helpers import CAMERA_KEYS, child_environment, service_settings
 from tests.integration.api.api_test_support import Process, bearer, issue_key
 from vap_api.inbox.consumer import Inbox
 from vap_api.main import create_app
@@ -30,7 +30,7 @@ from vap_common.topics import Topic, topic_name
 
 @pytest.fixture
 def api_settings(db_settings: DatabaseSettings) -> ApiSettings:
-    return ApiSettings(database=db_settings, environment="test", access_log=False)
+    return ApiSettings(database=db_settings, environment="test", access_log=False, camera_keys=CAMERA_KEYS)
 
 
 @pytest.fixture

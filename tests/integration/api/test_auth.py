@@ -166,16 +166,44 @@ def test_only_a_hash_of_a_key_is_stored(session_factory: sessionmaker[Session]) 
     assert key.startswith(f"vap_{stored.key_id}_") and stored.key_sha256 != key.encode()
 
 
-def _admin(db_settings: DatabaseSettings, *args: str) -> subprocess.CompletedProcess[str]:
+def _admin(
+    db_settings: DatabaseSettings, *args: str, stdin: str | None = None, **environ: str
+) -> subprocess.CompletedProcess[str]:
     environment = {"VAP_DATABASE__URL": db_settings.url, "VAP_DATABASE__SCHEMA_NAME": db_settings.schema_name or ""}
     return subprocess.run(
         [sys.executable, "-m", "vap_api.auth.admin", *args],
-        env=child_environment(environment),
+        env=child_environment({**environment, **environ}),
+        input=stdin,
         capture_output=True,
         text=True,
         check=False,
         timeout=60,
     )
+
+
+def test_a_key_made_before_is_registered_once_and_a_rerun_changes_nothing(
+    db_settings: DatabaseSettings, api_settings: ApiSettings, make_client: Callable[..., TestClient]
+) -> None:
+    """What the chart's bootstrapApiKey hook runs at each install and upgrade."""
+    generated = _admin(db_settings, "keys", "generate")
+    key = generated.stdout.strip()
+    assert generated.returncode == 0 and key.startswith("vap_")
+    uncached = api_settings.model_copy(update={"auth": AuthOptions(key_cache_seconds=0)})
+    with make_client(uncached) as client:
+        assert _call(client, "GET", "/api/v1/scenarios", key=key).status_code == 401  # generated, not stored
+        first = _admin(db_settings, "keys", "register", "--tenant", "acme", "--from-env", "KEY", KEY=key)
+        assert first.returncode == 0 and "registered" in first.stderr, first.stderr
+        assert _call(client, "GET", "/api/v1/scenarios", key=key).status_code == 200
+        assert _call(client, "POST", INIT, BODY, key=key).status_code == 201  # the default scopes: read and write
+        assert _admin(db_settings, "keys", "revoke", key.split("_")[1]).returncode == 0
+        rerun = _admin(db_settings, "keys", "register", "--tenant", "acme", stdin=key + "\n")
+        assert rerun.returncode == 0 and "registered already: unchanged" in rerun.stderr
+        assert _call(client, "GET", "/api/v1/scenarios", key=key).status_code == 401  # revoked stays revoked
+    forged = key[:-4] + ("AAAA" if not key.endswith("AAAA") else "BBBB")  # the same id, another secret
+    clash = _admin(db_settings, "keys", "register", "--tenant", "acme", stdin=forged)
+    assert clash.returncode == 2 and "another key has the id" in clash.stderr
+    malformed = _admin(db_settings, "keys", "register", "--tenant", "acme", stdin="not-a-key")
+    assert malformed.returncode == 2 and "not an API key" in malformed.stderr and "not-a-key" not in malformed.stderr
 
 
 def test_vap_admin_creates_lists_and_revokes_keys(

@@ -10,8 +10,9 @@ from collections.abc import Callable
 import httpx2
 
 from tests.conftest import free_port
-from tests.helpers import consume, wait_until
+from tests.helpers import CAMERA_KEYS, consume, wait_until
 from tests.integration.api.api_test_support import Process, bearer, encoded_frames, produce
+from vap_common.camera_secrets import CameraKeyring
 from vap_common.contracts import ScenarioCommand, StatusEvent, decode, encode
 from vap_common.lifecycle import ScenarioStatus
 from vap_common.settings import KafkaSettings
@@ -47,11 +48,9 @@ def test_scenario_round_trip_through_api_relay_and_inbox_processes(
 
     [start] = consume(kafka_settings, topic_name(Topic.INIT_SCENARIO, prefix), expected=1, timeout_seconds=30)
     command = decode(ScenarioCommand, start.value())
-    assert (command.scenario_uuid, command.command, command.camera_url) == (
-        scenario_uuid,
-        "start",
-        url,
-    )  # the runner needs the real URL
+    assert (command.scenario_uuid, command.command) == (scenario_uuid, "start")
+    # Sent sealed (vap_common.camera_secrets): only the operator's key opens the real URL, for the runner.
+    assert SECRET not in command.camera_url and CameraKeyring.parse([CAMERA_KEYS]).open(command.camera_url) == url
 
     status_topic = topic_name(Topic.SCENARIO_STATUS, prefix)
     events = [

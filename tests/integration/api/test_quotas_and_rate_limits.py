@@ -56,6 +56,28 @@ def test_a_tenant_past_its_quota_of_scenarios_gets_429_until_one_ends(
         assert client.post(INIT, json=BODY, headers=bearer(acme)).status_code == 201
 
 
+def test_a_tenant_past_its_analysis_rate_gets_429_and_each_scenario_keeps_its_own_rate(
+    api_settings: ApiSettings, make_client: Callable[..., TestClient], session_factory: sessionmaker[Session]
+) -> None:
+    quotas = QuotaOptions(default=TenantQuota(max_analysis_fps=20))
+    settings = api_settings.model_copy(update={"quotas": quotas, "max_analysis_fps": 12})
+    with make_client(settings) as client:
+        rated = client.post(INIT, json={**BODY, "analysis_fps": 5})
+        unrated = client.post(INIT, json=BODY)  # the runtime's rate: counts as the most a scenario may ask, 12
+        assert (rated.status_code, unrated.status_code) == (201, 201)
+        refused = client.post(INIT, json={**BODY, "analysis_fps": 4})
+        assert refused.status_code == 429 and refused.headers["retry-after"] == "10"
+        assert "tenant 'default' analyses 17 frames/s in scenarios that have not ended" in refused.json()["detail"]
+        assert client.post(INIT, json={**BODY, "analysis_fps": 3}).status_code == 201  # 20: exactly the quota
+        too_fast = client.post(INIT, json={**BODY, "analysis_fps": 12.5})
+        assert too_fast.status_code == 422 and too_fast.json()["detail"][0]["loc"] == ["body", "analysis_fps"]
+        assert client.get(f"/api/v1/scenario/{rated.json()['scenario_uuid']}").json()["analysis_fps"] == 5
+        assert client.get(f"/api/v1/scenario/{unrated.json()['scenario_uuid']}").json()["analysis_fps"] is None
+    with session_factory() as session:
+        rates = session.scalars(select(OutboxScenario.payload).order_by(OutboxScenario.id)).all()
+    assert [payload.get("analysis_fps") for payload in rates] == [5, None, 3]
+
+
 def test_a_replay_of_an_admitted_request_is_answered_even_with_the_quota_full(
     api_settings: ApiSettings, make_client: Callable[..., TestClient]
 ) -> None:

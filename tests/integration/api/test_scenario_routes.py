@@ -236,6 +236,7 @@ def test_get_returns_the_scenario_with_its_failure(client: TestClient, db_engine
         "status",
         "camera_url",
         "detector",
+        "analysis_fps",
         "error_reason",
         "error_message",
         "created_at",

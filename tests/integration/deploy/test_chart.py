@@ -20,6 +20,8 @@ import yaml
 
 from tests.conftest import kubectl
 from tests.unit.deploy.deploy_support import ROOT, SETTINGS_BY_COMMAND, console_scripts, load_settings, unknown_setting
+from vap_common.address_policy import AddressPolicy
+from vap_common.camera_secrets import CameraKeyring, generate_key
 from vap_common.contracts import DeployCommand
 from vap_common.runner_contract import RUNNER_HTTP_PORT
 from vap_common.settings import KafkaSettings
@@ -389,6 +391,8 @@ def test_existing_database_secret_is_used_instead_of_a_chart_secret(helm: str) -
         "--set",
         "database.existingSecretKey=dsn",
         "--set",
+        "cameraKeys.existingSecret=site-camera-keys",
+        "--set",
         "kafka.bootstrapServers=k:9092",
     )
     assert not by_kind(objects, "Secret")
@@ -402,6 +406,96 @@ def test_existing_database_secret_is_used_instead_of_a_chart_secret(helm: str) -
             if v["name"] == "VAP_DATABASE__URL"
         ]
         assert reference == {"name": "site-db", "key": "dsn"}, name
+
+
+def _camera_keys_references(objects: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
+    return {
+        name: env["valueFrom"]["secretKeyRef"]
+        for name, spec in pod_specs(objects).items()
+        for container in spec["containers"]
+        for env in container.get("env", [])
+        if env["name"] == "VAP_CAMERA_KEYS"
+    }
+
+
+def test_camera_keys_come_from_a_secret_only_the_api_and_the_operator_read(
+    helm: str, rendered: list[dict[str, Any]]
+) -> None:
+    secret = by_kind(rendered, "Secret")["vap-camera-keys"]
+    keyring = CameraKeyring.parse(secret["stringData"]["keys"].split(","))  # a key made at install, usable
+    assert keyring.sealing_key_id is not None and keyring.open(keyring.seal("rtsp://a:b@h/s")) == "rtsp://a:b@h/s"
+    assert _camera_keys_references(rendered) == {
+        "api": {"name": "vap-camera-keys", "key": "keys"},
+        "operator": {"name": "vap-camera-keys", "key": "keys"},
+    }
+    given = generate_key("site")
+    objects = render(
+        helm,
+        "--set",
+        f"cameraKeys.keys={given}",
+        "--set",
+        "database.url=postgresql://d/v",
+        "--set",
+        "kafka.bootstrapServers=k:9092",
+    )
+    assert by_kind(objects, "Secret")["vap-camera-keys"]["stringData"]["keys"] == given
+    own = render(
+        helm,
+        "--set",
+        "cameraKeys.existingSecret=mine",
+        "--set",
+        "database.url=postgresql://d/v",
+        "--set",
+        "kafka.bootstrapServers=k:9092",
+    )
+    assert "vap-camera-keys" not in by_kind(own, "Secret")
+    assert list(_camera_keys_references(own).values()) == [{"name": "mine", "key": "keys"}] * 2
+
+
+def test_a_bootstrap_api_key_is_registered_by_a_hook_after_the_migration(helm: str) -> None:
+    args = ("--set", "database.url=postgresql://d/v", "--set", "kafka.bootstrapServers=k:9092")
+    assert not [o for o in render(helm, *args) if o["metadata"]["name"] == "vap-bootstrap-key"]
+    objects = render(
+        helm, *args, "--set", "bootstrapApiKey.existingSecret=site-key", "--set", "bootstrapApiKey.tenant=acme"
+    )
+    jobs = by_kind(objects, "Job")
+    job, migrate = jobs["vap-bootstrap-key"], jobs["vap-migrate"]
+    weight = "helm.sh/hook-weight"
+    assert int(job["metadata"]["annotations"][weight]) > int(migrate["metadata"]["annotations"][weight])
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == migrate["metadata"]["annotations"]["helm.sh/hook"]
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == [
+        "vap-admin",
+        "keys",
+        "register",
+        "--from-env=VAP_BOOTSTRAP_API_KEY",
+        "--tenant=acme",
+        "--name=helm bootstrapApiKey",
+        "--scope=scenarios:read",
+        "--scope=scenarios:write",
+    ]
+    env = {item["name"]: item.get("valueFrom", {}).get("secretKeyRef") for item in container["env"]}
+    assert env["VAP_BOOTSTRAP_API_KEY"] == {"name": "site-key", "key": "key"}
+    assert env["VAP_DATABASE__URL"] == {"name": "vap-migrate-database", "key": "url"}
+    assert container["securityContext"]["runAsNonRoot"] is True
+
+
+def test_oidc_settings_come_from_a_secret_of_the_users_into_the_api_only(helm: str) -> None:
+    objects = render(
+        helm,
+        "--set",
+        "oidcSecret=site-oidc",
+        "--set",
+        "database.url=postgresql://d/v",
+        "--set",
+        "kafka.bootstrapServers=k:9092",
+    )
+    sources = {
+        name: [source for container in spec["containers"] for source in container.get("envFrom", [])]
+        for name, spec in pod_specs(objects).items()
+    }
+    assert {"secretRef": {"name": "site-oidc"}} in sources["api"]
+    assert all({"secretRef": {"name": "site-oidc"}} not in found for name, found in sources.items() if name != "api")
 
 
 def test_network_policies_admit_only_each_pods_own_ports(helm: str, rendered: list[dict[str, Any]]) -> None:
@@ -783,7 +877,7 @@ def test_helm_install_creates_the_expected_objects(
         "deployments.apps": {"vap-api", "vap-relay", "vap-inbox", "vap-operator"},
         "services": {"vap-api", "vap-relay", "vap-inbox", "vap-operator"},
         "configmaps": {"vap-common", "vap-api", "vap-relay", "vap-inbox", "vap-operator"},
-        "secrets": {"vap-database"},
+        "secrets": {"vap-database", "vap-camera-keys"},
         "serviceaccounts": {"vap-operator", "vap-runner"},
         "roles.rbac.authorization.k8s.io": {"vap-operator"},
         "rolebindings.rbac.authorization.k8s.io": {"vap-operator"},
@@ -833,6 +927,7 @@ def test_helm_upgrade_applies_new_values(
     before = json.loads(
         kubectl(kubeconfig, "-n", kube_namespace, "get", "deployment", "vap-relay", "-o", "json").stdout
     )
+    keys_before = kubectl(kubeconfig, "-n", kube_namespace, "get", "secret", "vap-camera-keys", "-o", "json").stdout
     run_helm(
         helm,
         "upgrade",
@@ -857,6 +952,9 @@ def test_helm_upgrade_applies_new_values(
         kubectl(kubeconfig, "-n", kube_namespace, "get", "configmap", "vap-relay", "-o", "json").stdout
     )
     assert relay_config["data"]["VAP_RELAY__BATCH_SIZE"] == "50"
+    # The camera key made at install is kept: what it sealed must still open.
+    keys_after = kubectl(kubeconfig, "-n", kube_namespace, "get", "secret", "vap-camera-keys", "-o", "json").stdout
+    assert json.loads(keys_after)["data"] == json.loads(keys_before)["data"]
     after = json.loads(kubectl(kubeconfig, "-n", kube_namespace, "get", "deployment", "vap-relay", "-o", "json").stdout)
     # A changed ConfigMap rolls the Pods (their environment is read once, at start).
     checksum = "checksum/config"
@@ -876,7 +974,11 @@ def test_every_pod_the_platform_makes_passes_pod_security_restricted(
     videoscenario = manifests.videoscenario(command, max_workers=1, desired=DesiredState.ACTIVE)
     videoscenario["metadata"]["uid"] = str(uuid.uuid4())
     runner = manifests.runner_pod(
-        videoscenario, kubernetes=KubernetesSettings(), runner=RunnerLaunchSettings(), kafka=KafkaSettings()
+        videoscenario,
+        kubernetes=KubernetesSettings(),
+        runner=RunnerLaunchSettings(),
+        kafka=KafkaSettings(),
+        camera_policy=AddressPolicy(),
     )
     specs = {**pod_specs(rendered), "runner": runner["spec"]}
     # Without their ServiceAccounts, which are not installed here: those are not what is judged.

@@ -7,18 +7,21 @@ by patching the Pod status subresource.
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from typing import Any
+from urllib.parse import urlsplit
 
 from kubernetes import client
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.conftest import kubectl
-from tests.helpers import wait_until
+from tests.helpers import CAMERA_KEYS, wait_until
 from tests.integration.operator.operator_test_support import StatusLog, TopicReader, produce, shutdown, start
 from tests.kube_cluster import Cluster
+from vap_common.camera_secrets import CameraKeyring, generate_key
 from vap_common.schema import Worker
 from vap_common.settings import KafkaSettings
 from vap_common.topics import Topic
@@ -56,9 +59,13 @@ def test_start_command_becomes_a_videoscenario_and_a_runner_pod_with_the_expecte
 ) -> None:
     start_operator(VAP_KUBERNETES__RUNNER_IMAGE="registry.example/vap-runner:test", VAP_RUNNER__MAX_WORKERS="2")
     cluster = Cluster(kube, kube_namespace)
-    plain, secret = uuid.uuid4(), uuid.uuid4()
-    of_acme = start(secret, "rtsp://admin:hunter2@cam.example/live").model_copy(update={"tenant": "acme"})
-    produce(kafka_settings, Topic.INIT_SCENARIO, [start(plain), of_acme])
+    plain, secret, unreadable = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    # As the API sends them: the password sealed, here with the operator's key and with one it lacks.
+    secret_url = "rtsp://admin:hunter2@cam.example/live"
+    sealed = CameraKeyring.parse([CAMERA_KEYS]).seal(secret_url)
+    of_acme = start(secret, sealed).model_copy(update={"tenant": "acme"})
+    foreign = start(unreadable, CameraKeyring.parse([generate_key("elsewhere")]).seal(secret_url))
+    produce(kafka_settings, Topic.INIT_SCENARIO, [start(plain), of_acme, foreign])
 
     pod = cluster.wait_pod(plain)
     body = cluster.wait_phase(plain, "in_startup_processing")
@@ -86,6 +93,10 @@ def test_start_command_becomes_a_videoscenario_and_a_runner_pod_with_the_expecte
     assert env["VAP_SCENARIO_UUID"] == str(plain) and env["VAP_MAX_WORKERS"] == "2"
     assert env["VAP_CAMERA_URL"] == "rtsp://cam.example/stream"
     assert env["VAP_KAFKA__TOPIC_PREFIX"] == kafka_settings.topic_prefix
+    # The runner checks the camera address again and refuses the servers the operator knows, the
+    # Kubernetes API it talks to among them.
+    api_server = urlsplit(kube.configuration.host)
+    assert f"{api_server.hostname}:{api_server.port}" in (env["VAP_CAMERA_POLICY__PLATFORM"] or "").split(",")
 
     # A URL with credentials: Secret + secretKeyRef, never in the object, its Pod or its Events.
     secret_pod = cluster.wait_pod(secret)
@@ -95,6 +106,10 @@ def test_start_command_becomes_a_videoscenario_and_a_runner_pod_with_the_expecte
     assert camera_env[0]["valueFrom"]["secretKeyRef"] == {"name": f"vs-{secret}-camera", "key": "url"}
     stored_secret = cluster.core.read_namespaced_secret(f"vs-{secret}-camera", kube_namespace)
     assert stored_secret.metadata.owner_references[0].uid == secret_vs["metadata"]["uid"]
+    # The operator opened the sealed password for the runner: only its Secret holds it in plain text.
+    assert base64.b64decode(stored_secret.data["url"]).decode() == secret_url
+    status_log.wait_for(unreadable, [("in_startup_processing", None), ("failed", "CredentialsUnreadable")])
+    assert cluster.vs(unreadable) is None and cluster.pod(unreadable) is None
     # The scenario's tenant labels its objects (from the API's command, through the orchestrator).
     for labelled in (secret_vs["metadata"], secret_pod["metadata"]):
         assert labelled["labels"][LABEL_TENANT] == "acme"

@@ -17,9 +17,10 @@ from typing import Any
 from sqlalchemy import make_url, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.helpers import consume, pids_with_env, wait_until
+from tests.helpers import CAMERA_KEYS, consume, pids_with_env, wait_until
 from tests.integration.operator.operator_test_support import STAND_IN_RUNNER, StatusLog, produce, shutdown, start
 from tests.tcp_proxy import TcpProxy
+from vap_common.camera_secrets import CameraKeyring, generate_key
 from vap_common.contracts import DeployCommand
 from vap_common.schema import Worker
 from vap_common.settings import DatabaseSettings, KafkaSettings
@@ -89,6 +90,32 @@ def test_runner_processes_start_and_stop_cleanly_and_a_stubborn_one_is_killed_af
         wait_until(lambda: not pids_with_env(f"VAP_SCENARIO_UUID={scenario}"), what="no process of the scenario left")  # noqa: B023 - called at once, in this iteration
         stored = recorded(sessions, scenario, "inactive")
         assert (stored.status, stored.process_pid) == ("inactive", None) and stored.stopped_at is not None
+
+
+def test_a_sealed_camera_password_is_opened_for_the_runner_only_and_one_no_key_opens_fails_and_a_rate_is_kept(
+    start_local_runtime: Any, kafka_settings: KafkaSettings, status_log: StatusLog, sessions: sessionmaker[Session]
+) -> None:
+    start_local_runtime(runner_command=STAND_IN)
+    url = "rtsp://admin:hunter2@cam.example/live?token=t0ken"
+    readable, unreadable = uuid.uuid4(), uuid.uuid4()
+    produce(
+        kafka_settings,
+        Topic.INIT_SCENARIO,
+        [
+            start(readable, CameraKeyring.parse([CAMERA_KEYS]).seal(url), settings={"mode": "serve"}).model_copy(
+                update={"analysis_fps": 2.0}  # its own rate, through the orchestrator's workers row to the runner
+            ),
+            start(unreadable, CameraKeyring.parse([generate_key("elsewhere")]).seal(url), settings={"mode": "serve"}),
+        ],
+    )
+    pid = wait_until(lambda: live_pid(sessions, readable), what="the runner process")
+    assert (environ(pid)["VAP_CAMERA_URL"], environ(pid)["VAP_TARGET_FPS"]) == (url, "2.0")
+    stored = row(sessions, readable)
+    assert stored is not None and "hunter2" not in stored.camera_url and "t0ken" not in stored.camera_url
+
+    status_log.wait_for(unreadable, [("in_startup_processing", None), ("failed", "CredentialsUnreadable")])
+    failed = recorded(sessions, unreadable, "failed")
+    assert "'elsewhere'" in (failed.last_error or "") and not pids_with_env(f"VAP_SCENARIO_UUID={unreadable}")
 
 
 def test_crashes_restart_with_backoff_a_crash_loop_fails_exit_3_and_exit_0_are_final(

@@ -23,10 +23,17 @@ from vap_common.topics import Topic
 
 
 class _CameraHandler(SimpleHTTPRequestHandler):
-    """``/mjpeg``: an endless MJPEG camera (the person video as JPEG parts at 10 fps, looping); any
-    other path: a file of the media folder (a video file over HTTP)."""
+    """``/mjpeg``: an endless MJPEG camera (the person video as JPEG parts at 10 fps, looping);
+    ``/redirect?<url>``: a 302 to ``url``; any other path: a file of the media folder (a video file
+    over HTTP)."""
 
     def do_GET(self) -> None:
+        if self.path.startswith("/redirect?"):
+            self.send_response(302)
+            self.send_header("Location", self.path.partition("?")[2])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if self.path != "/mjpeg":
             super().do_GET()
             return
@@ -79,6 +86,8 @@ def start_runner(kafka_settings: KafkaSettings) -> Iterator[Callable[..., Runner
             "VAP_HTTP_PORT": "0",
             "VAP_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
             "VAP_KAFKA__TOPIC_PREFIX": kafka_settings.topic_prefix,
+            # The test cameras are on this machine's loopback (the runner's Kafka there stays refused).
+            "VAP_CAMERA_POLICY__ALLOW": "127.0.0.0/8",
         }
         for name, value in settings.items():
             env[f"VAP_{name.upper()}"] = json.dumps(value) if isinstance(value, dict) else str(value)

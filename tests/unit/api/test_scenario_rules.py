@@ -11,9 +11,11 @@ from vap_api.scenarios.schemas import DetectorIn, ScenarioInit
 from vap_api.settings import ApiSettings
 from vap_common import camera
 from vap_common.address_policy import AddressPolicy
+from vap_common.camera_secrets import CameraKeyring, generate_key
 
 # Names do not resolve here (no DNS): the policy's own rules are tests/unit/common/test_address_policy.py.
 POLICY = AddressPolicy(resolver=lambda host, port: [])
+KEYRING = CameraKeyring.parse([generate_key("k1")])
 
 
 def test_a_camera_url_is_stored_as_admitted_and_a_refusal_is_a_422_on_camera_url() -> None:
@@ -21,7 +23,7 @@ def test_a_camera_url_is_stored_as_admitted_and_a_refusal_is_a_422_on_camera_url
     with its own settings and names the field."""
     settings = ApiSettings(max_camera_url_length=64)
     assert (
-        admit_camera_url("RTSP://cam.example/stream", settings=settings, camera_policy=POLICY)
+        admit_camera_url("RTSP://cam.example/stream", settings=settings, camera_policy=POLICY, keyring=KEYRING)
         == "rtsp://cam.example/stream"
     )
     for url, reason in (
@@ -29,7 +31,7 @@ def test_a_camera_url_is_stored_as_admitted_and_a_refusal_is_a_422_on_camera_url
         ("file:///videos/a.mp4", "scheme 'file' is not allowed"),
     ):
         with pytest.raises(InvalidRequest) as raised:
-            admit_camera_url(url, settings=settings, camera_policy=POLICY)
+            admit_camera_url(url, settings=settings, camera_policy=POLICY, keyring=KEYRING)
         assert (
             raised.value.location == ("body", "camera_url")
             and reason in raised.value.detail
@@ -37,10 +39,29 @@ def test_a_camera_url_is_stored_as_admitted_and_a_refusal_is_a_422_on_camera_url
         )
     assert (
         admit_camera_url(
-            "file:///videos/a.mp4", settings=settings.model_copy(update={"allow_file_urls": True}), camera_policy=POLICY
+            "file:///videos/a.mp4",
+            settings=settings.model_copy(update={"allow_file_urls": True}),
+            camera_policy=POLICY,
+            keyring=KEYRING,
         )
         == "file:///videos/a.mp4"
     )
+
+
+def test_a_camera_password_is_refused_when_no_key_would_seal_it_and_too_many_secrets_are_refused() -> None:
+    """Credentials are only stored sealed: without a camera key they are a 422, never stored in plain text."""
+    settings = ApiSettings()
+    assert admit_camera_url("rtsp://cam.example/s", settings=settings, camera_policy=POLICY, keyring=CameraKeyring({}))
+    many_secrets = "rtsp://cam.example/s?" + "&".join("token=x" for _ in range(250))
+    for url, keyring, reason in (
+        ("rtsp://admin:hunter2@cam.example/s", CameraKeyring({}), "no camera key set (VAP_CAMERA_KEYS)"),
+        ("rtsp://cam.example/s?token=hunter2", CameraKeyring({}), "stores only encrypted"),
+        (many_secrets, KEYRING, "once encrypted"),
+    ):
+        with pytest.raises(InvalidRequest) as raised:
+            admit_camera_url(url, settings=settings, camera_policy=POLICY, keyring=keyring)
+        assert raised.value.location == ("body", "camera_url") and reason in raised.value.detail
+        assert "hunter2" not in raised.value.detail
 
 
 def test_the_api_cannot_admit_longer_camera_urls_than_kubernetes_runs() -> None:
@@ -55,18 +76,21 @@ def test_detector_must_be_allowed_and_its_settings_small() -> None:
         ScenarioInit(camera_url="rtsp://c/s", detector=DetectorIn(name="motion", settings={"history_frames": 500})),
         settings=settings,
         camera_policy=POLICY,
+        keyring=KEYRING,
     )
     with pytest.raises(InvalidRequest, match="unknown detector 'onnx'; use one of: mock, motion"):
         check_init(
             ScenarioInit(camera_url="rtsp://c/s", detector=DetectorIn(name="onnx")),
             settings=settings,
             camera_policy=POLICY,
+            keyring=KEYRING,
         )
     with pytest.raises(InvalidRequest, match="the limit is 32"):
         check_init(
             ScenarioInit(camera_url="rtsp://c/s", detector=DetectorIn(settings={"padding": "x" * 32})),
             settings=settings,
             camera_policy=POLICY,
+            keyring=KEYRING,
         )
 
 
@@ -94,6 +118,7 @@ def test_bad_detector_settings_are_a_422_naming_the_setting_not_a_failed_scenari
             ScenarioInit(camera_url="rtsp://c/s", detector=DetectorIn(name=name, settings=settings)),
             settings=ApiSettings(),
             camera_policy=POLICY,
+            keyring=KEYRING,
         )
     assert raised.value.location == location and reason in raised.value.detail
     # The model file is on the runner's machine: the API takes any path, the runner checks it.
@@ -103,6 +128,7 @@ def test_bad_detector_settings_are_a_422_naming_the_setting_not_a_failed_scenari
         ),
         settings=ApiSettings(),
         camera_policy=POLICY,
+        keyring=KEYRING,
     )
 
 
@@ -136,7 +162,7 @@ def test_absent_or_ordinary_idempotency_key_is_fine() -> None:
 )
 def test_init_refuses_unstorable_input_naming_its_field(body: ScenarioInit, location: tuple[str, ...]) -> None:
     with pytest.raises(InvalidRequest) as raised:
-        check_init(body, settings=ApiSettings(), camera_policy=POLICY)
+        check_init(body, settings=ApiSettings(), camera_policy=POLICY, keyring=KEYRING)
     assert raised.value.location == location
 
 
@@ -148,4 +174,5 @@ def test_an_unknown_detector_name_that_cannot_be_shown_is_refused_for_that_first
             ),
             settings=ApiSettings(),
             camera_policy=POLICY,
+            keyring=KEYRING,
         )

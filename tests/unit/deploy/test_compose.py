@@ -50,7 +50,8 @@ def _environment(service: dict[str, Any]) -> dict[str, str]:
     environment = service.get("environment", {})
     if isinstance(environment, list):
         environment = dict(item.split("=", 1) for item in environment)
-    return {str(name): str(value) for name, value in environment.items()}
+    # A name without a value is passed through from compose's own environment: unset here.
+    return {str(name): str(value) for name, value in environment.items() if value is not None}
 
 
 def test_backing_services_are_the_official_images(services: dict[str, dict[str, Any]]) -> None:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
+from vap_common.address_policy import AddressPolicy
 from vap_common.contracts import DeployCommand, DetectorSpec
 from vap_common.lifecycle import ScenarioStatus
 from vap_common.runner_contract import RUNNER_HTTP_PORT
@@ -27,6 +28,7 @@ from vap_operator.settings import KubernetesSettings, OperatorSettings, RunnerLa
 
 SCENARIO = uuid.UUID("0b5f1c2e-7d4a-4e3b-9a8c-1f2e3d4c5b6a")
 KAFKA = KafkaSettings(bootstrap_servers="kafka:9092", topic_prefix="p.")
+CAMERA_POLICY = AddressPolicy()
 
 
 def command(camera_url: str = "rtsp://cam.example/stream") -> DeployCommand:
@@ -60,7 +62,9 @@ def test_videoscenario_carries_the_plain_url_and_the_scenario() -> None:
 def test_the_tenant_labels_the_videoscenario_its_secret_and_its_runner_pod() -> None:
     acme = command("rtsp://admin:pw@cam.example/stream").model_copy(update={"tenant": "acme"})
     body = stored(manifests.videoscenario(acme, max_workers=1, desired=DesiredState.ACTIVE))
-    pod = manifests.runner_pod(body, kubernetes=KubernetesSettings(), runner=RunnerLaunchSettings(), kafka=KAFKA)
+    pod = manifests.runner_pod(
+        body, kubernetes=KubernetesSettings(), runner=RunnerLaunchSettings(), kafka=KAFKA, camera_policy=CAMERA_POLICY
+    )
     for labelled in (body, manifests.camera_secret(acme), pod):
         assert labelled["metadata"]["labels"][manifests.LABEL_TENANT] == "acme"  # type: ignore[index]
     # A deploy command sent before tenants existed belongs to the default tenant.
@@ -82,7 +86,11 @@ def test_runner_pod_spec() -> None:
     )
     body = stored(manifests.videoscenario(command(), max_workers=2, desired=DesiredState.ACTIVE))
     pod = manifests.runner_pod(
-        body, kubernetes=kube, runner=RunnerLaunchSettings(target_fps=5, stop_grace_seconds=20), kafka=KAFKA
+        body,
+        kubernetes=kube,
+        runner=RunnerLaunchSettings(target_fps=5, stop_grace_seconds=20),
+        kafka=KAFKA,
+        camera_policy=CAMERA_POLICY,
     )
 
     assert pod["metadata"]["name"] == f"vs-{SCENARIO}-runner"
@@ -134,9 +142,9 @@ def test_runner_pod_spec() -> None:
 
 def test_by_default_a_runner_pod_has_its_own_network_the_runners_port_and_any_node() -> None:
     body = stored(manifests.videoscenario(command(), max_workers=1, desired=DesiredState.ACTIVE))
-    spec = manifests.runner_pod(body, kubernetes=KubernetesSettings(), runner=RunnerLaunchSettings(), kafka=KAFKA)[
-        "spec"
-    ]
+    spec = manifests.runner_pod(
+        body, kubernetes=KubernetesSettings(), runner=RunnerLaunchSettings(), kafka=KAFKA, camera_policy=CAMERA_POLICY
+    )["spec"]
     assert not {"hostNetwork", "dnsPolicy", "nodeSelector"} & spec.keys()
     (container,) = spec["containers"]
     assert container["ports"] == [{"name": "http", "containerPort": RUNNER_HTTP_PORT, "protocol": "TCP"}]
@@ -148,7 +156,9 @@ def test_by_default_a_runner_pod_has_its_own_network_the_runners_port_and_any_no
 def test_on_the_nodes_network_a_runner_pod_listens_on_its_own_port_and_is_probed_on_loopback() -> None:
     kube = KubernetesSettings(host_network=True, probe_host="127.0.0.1")
     body = stored(manifests.videoscenario(command(), max_workers=1, desired=DesiredState.ACTIVE))
-    pod = manifests.runner_pod(body, kubernetes=kube, runner=RunnerLaunchSettings(), kafka=KAFKA, http_port=28301)
+    pod = manifests.runner_pod(
+        body, kubernetes=kube, runner=RunnerLaunchSettings(), kafka=KAFKA, camera_policy=CAMERA_POLICY, http_port=28301
+    )
     spec = pod["spec"]
     assert (spec["hostNetwork"], spec["dnsPolicy"]) == (True, "ClusterFirstWithHostNet")
     (container,) = spec["containers"]
@@ -163,14 +173,20 @@ def test_on_the_nodes_network_a_runner_pod_listens_on_its_own_port_and_is_probed
 def test_a_node_selector_places_runner_pods_on_matching_nodes_only() -> None:
     kube = KubernetesSettings(node_selector={"vap.dev/pool": "gpu"})
     body = stored(manifests.videoscenario(command(), max_workers=1, desired=DesiredState.ACTIVE))
-    spec = manifests.runner_pod(body, kubernetes=kube, runner=RunnerLaunchSettings(), kafka=KAFKA)["spec"]
+    spec = manifests.runner_pod(
+        body, kubernetes=kube, runner=RunnerLaunchSettings(), kafka=KAFKA, camera_policy=CAMERA_POLICY
+    )["spec"]
     assert spec["nodeSelector"] == {"vap.dev/pool": "gpu"} and "hostNetwork" not in spec
 
 
 def test_a_fractional_stop_grace_is_rounded_up_never_down_to_an_immediate_kill() -> None:
     body = stored(manifests.videoscenario(command(), max_workers=1, desired=DesiredState.ACTIVE))
     pod = manifests.runner_pod(
-        body, kubernetes=KubernetesSettings(), runner=RunnerLaunchSettings(stop_grace_seconds=0.5), kafka=KAFKA
+        body,
+        kubernetes=KubernetesSettings(),
+        runner=RunnerLaunchSettings(stop_grace_seconds=0.5),
+        kafka=KAFKA,
+        camera_policy=CAMERA_POLICY,
     )
     assert pod["spec"]["terminationGracePeriodSeconds"] == 1
     assert {"name": "VAP_GRACE_PERIOD_SECONDS", "value": "0.5"} in pod["spec"]["containers"][0]["env"]
@@ -184,7 +200,9 @@ def test_runner_pod_reads_a_credentialed_url_from_the_secret() -> None:
             command("rtsp://admin:hunter2@cam.example/s"), max_workers=1, desired=DesiredState.ACTIVE
         )
     )
-    pod = manifests.runner_pod(body, kubernetes=KubernetesSettings(), runner=RunnerLaunchSettings(), kafka=KAFKA)
+    pod = manifests.runner_pod(
+        body, kubernetes=KubernetesSettings(), runner=RunnerLaunchSettings(), kafka=KAFKA, camera_policy=CAMERA_POLICY
+    )
     assert "hunter2" not in json.dumps(pod)
     camera = [item for item in pod["spec"]["containers"][0]["env"] if item["name"] == "VAP_CAMERA_URL"]
     assert camera == [
@@ -202,11 +220,37 @@ def test_runner_pod_gets_the_runner_settings_the_operator_passes_on_and_the_name
     body = stored(manifests.videoscenario(command(), max_workers=2, desired=DesiredState.ACTIVE))
     env = {
         item["name"]: item.get("value")
-        for item in manifests.runner_pod(body, kubernetes=KubernetesSettings(), runner=runner, kafka=KAFKA)["spec"][
-            "containers"
-        ][0]["env"]
+        for item in manifests.runner_pod(
+            body, kubernetes=KubernetesSettings(), runner=runner, kafka=KAFKA, camera_policy=CAMERA_POLICY
+        )["spec"]["containers"][0]["env"]
     }
     assert env["VAP_DOWNSTREAM_OUTAGE_LIMIT_SECONDS"] == "600" and env["VAP_MAX_WORKERS"] == "2"
+
+
+def test_runner_pod_gets_the_operators_camera_policy_and_every_platform_server_it_knows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The runner checks the camera address again before it connects, refusing what the operator knows
+    as the platform's: its database, Kafka, the Kubernetes API and what it is told besides."""
+    monkeypatch.setenv("VAP_CAMERA_POLICY__ALLOW", "127.0.0.0/8")
+    monkeypatch.setenv("VAP_CAMERA_POLICY__DENY", "10.9.0.0/16,.corp.example")
+    monkeypatch.setenv("VAP_CAMERA_POLICY__PLATFORM", "vault.internal:8200")
+    monkeypatch.setenv("VAP_DATABASE__URL", "postgresql+psycopg2://vap:pw@db.internal:5432/vap")
+    monkeypatch.setenv("VAP_KAFKA__BOOTSTRAP_SERVERS", "kafka-0:9092,[fd00::9]:9092")
+    # Not to be loosened through the settings the operator passes on as they are.
+    monkeypatch.setenv("VAP_RUNNER__ENVIRONMENT", '{"VAP_CAMERA_POLICY__ALLOW": "0.0.0.0/0"}')
+    settings = OperatorSettings()
+    policy = settings.camera_policy.policy(platform=[*settings.platform_servers(), ("10.96.0.1", 443)])
+    body = stored(manifests.videoscenario(command(), max_workers=1, desired=DesiredState.ACTIVE))
+    pod = manifests.runner_pod(
+        body, kubernetes=KubernetesSettings(), runner=settings.runner, kafka=KAFKA, camera_policy=policy
+    )
+    env = {item["name"]: item.get("value") for item in pod["spec"]["containers"][0]["env"]}
+    assert env["VAP_CAMERA_POLICY__ALLOW"] == "127.0.0.0/8"
+    assert env["VAP_CAMERA_POLICY__DENY"] == "10.9.0.0/16,.corp.example"
+    assert env["VAP_CAMERA_POLICY__PLATFORM"] == (
+        "kafka-0:9092,[fd00::9]:9092,db.internal:5432,10.96.0.1:443,vault.internal:8200"
+    )
 
 
 def test_the_runner_environment_setting_holds_runner_settings_only(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -351,3 +395,25 @@ def test_settings_read_the_runner_pods_network_and_placement_from_the_environmen
 def test_settings_refuse_host_ports_that_are_not_a_range_of_unprivileged_ports(first: int, last: int) -> None:
     with pytest.raises(ValidationError, match="host_port_first..host_port_last"):
         KubernetesSettings(host_port_first=first, host_port_last=last)
+
+
+def test_a_scenarios_own_analysis_rate_goes_into_its_videoscenario_and_its_runner() -> None:
+    def runner_env(videoscenario: dict[str, object]) -> dict[str, str | None]:
+        pod = manifests.runner_pod(
+            videoscenario,
+            kubernetes=KubernetesSettings(),
+            runner=RunnerLaunchSettings(target_fps=5),
+            kafka=KAFKA,
+            camera_policy=CAMERA_POLICY,
+        )
+        return {item["name"]: item.get("value") for item in pod["spec"]["containers"][0]["env"]}
+
+    rated = stored(
+        manifests.videoscenario(
+            command().model_copy(update={"analysis_fps": 2.5}), max_workers=1, desired=DesiredState.ACTIVE
+        )
+    )
+    assert rated["spec"]["analysisFPS"] == 2.5 and runner_env(rated)["VAP_TARGET_FPS"] == "2.5"  # type: ignore[index]
+    # Without a rate of its own (registered before rates existed, or not asking): the runtime's.
+    plain = stored(manifests.videoscenario(command(), max_workers=1, desired=DesiredState.ACTIVE))
+    assert "analysisFPS" not in plain["spec"] and runner_env(plain)["VAP_TARGET_FPS"] == "5.0"  # type: ignore[operator]

@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 
+from vap_common.address_policy import AddressPolicy
 from vap_common.contracts import DetectorSpec
 from vap_common.runner_contract import RunnerSpec, runner_environment
 from vap_common.settings import KafkaSettings
@@ -24,8 +25,16 @@ def test_settings_read_exactly_what_the_runtime_writes(monkeypatch: pytest.Monke
         grace_seconds=12.5,
         target_fps=2.5,
     )
+    operator_policy = AddressPolicy(
+        allow=["127.0.0.0/8"],
+        deny=["10.9.0.0/16", ".corp.example"],
+        platform=[("db.internal", 5432), ("fd00::1", 6443)],
+    )
     env = runner_environment(
-        spec, kafka=KafkaSettings(bootstrap_servers="kafka:9092", topic_prefix="p."), http_port=9200
+        spec,
+        kafka=KafkaSettings(bootstrap_servers="kafka:9092", topic_prefix="p."),
+        camera_policy=operator_policy,
+        http_port=9200,
     )
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -43,6 +52,10 @@ def test_settings_read_exactly_what_the_runtime_writes(monkeypatch: pytest.Monke
         12.5,
     )
     assert (settings.kafka.bootstrap_servers, settings.kafka.topic_prefix) == ("kafka:9092", "p.")
+    # The runner checks its operator's camera policy, and refuses its own Kafka besides the servers it is told.
+    policy = settings.address_policy()
+    assert (policy.allow, policy.deny) == (operator_policy.allow, operator_policy.deny)
+    assert policy.platform == [("kafka", 9092), ("db.internal", 5432), ("fd00::1", 6443)]
 
     # Flags override the environment; nested groups merge with it.
     args = _parser().parse_args(
