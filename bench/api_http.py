@@ -16,6 +16,9 @@ Authentication (issue 16), side by side in the same run:
   get_prediction_100_without_auth  the first GET again on a second API process whose credential check
                                    is taken out (bench/_api_without_auth.py), to compare with
                                    get_prediction_100 (every figure above sends its API key).
+Camera credentials (issue 16): post_init registers a camera URL with a password, which the API seals
+(AES-SIV) before it stores it; seal_us / open_us: sealing it and opening it again in-process (median
+of 2,000).
 Prints the figures and writes bench/results/api.json (section "http").
 Run: bench/run api_http (installs `wrk` from Debian if missing)
 """
@@ -38,10 +41,12 @@ from sqlalchemy import insert, text
 from bench._api_common import Child, Stack, api_ready, isolated_stack, record, wait_for
 from dev.platform_stack import create_api_key, free_port
 from vap_api.auth.authenticator import Authenticator
+from vap_common.camera_secrets import CameraKeyring, generate_key
 from vap_common.db import make_engine, make_session_factory
 from vap_common.schema import Scenario
 from vap_common.tenants import DEFAULT_TENANT
 
+CAMERA_KEYS = generate_key("bench")
 CONNECTIONS = 32
 THREADS = 2
 SECONDS = 10
@@ -124,7 +129,9 @@ def main() -> None:
             "VAP_QUOTAS__DEFAULT__MAX_SCENARIOS": "1000000000",
             "VAP_WRITES_PER_MINUTE_PER_KEY": "0",
         }
-        api_env = stack.env(VAP_ACCESS_LOG="false", VAP_DATABASE__POOL_SIZE="10", **unlimited)
+        api_env = stack.env(
+            VAP_ACCESS_LOG="false", VAP_DATABASE__POOL_SIZE="10", VAP_CAMERA_KEYS=CAMERA_KEYS, **unlimited
+        )
         api = Child("vap_api", {**api_env, "VAP_PORT": str(port)}, Path(logs) / "api.log")
         open_api = Child("bench._api_without_auth", {**api_env, "VAP_PORT": str(open_port)}, Path(logs) / "open.log")
         base = f"http://127.0.0.1:{port}"
@@ -167,6 +174,7 @@ def main() -> None:
                 httpx2.get(prediction_url, headers=headers, timeout=10).content
             )
             figures.update(_auth_cost(stack, key))
+            figures.update(_sealing_cost())
         finally:
             api.stop()
             open_api.stop()
@@ -191,6 +199,22 @@ def _auth_cost(stack: Stack, key: str, calls: int = 2000) -> dict[str, float]:
             figures[name] = round(statistics.median(took) * 1e6, 1)
     finally:
         engine.dispose()
+    return figures
+
+
+def _sealing_cost(calls: int = 2000) -> dict[str, float]:
+    """Microseconds to seal the POST's camera URL and to open it again (median of ``calls``)."""
+    keyring = CameraKeyring.parse([CAMERA_KEYS])
+    url = "rtsp://user:secret@cam.example:554/stream"
+    sealed = keyring.seal(url)
+    figures = {}
+    for name, step, argument in (("seal_us", keyring.seal, url), ("open_us", keyring.open, sealed)):
+        took = []
+        for _ in range(calls):
+            started = time.perf_counter()
+            step(argument)
+            took.append(time.perf_counter() - started)
+        figures[name] = round(statistics.median(took) * 1e6, 1)
     return figures
 
 
