@@ -151,6 +151,7 @@ def main() -> None:
             engine=engine,
             results_topic=topic_name(Topic.RESULTS, prefix),
             status_topic=topic_name(Topic.SCENARIO_STATUS, prefix),
+            events_topic=topic_name(Topic.EVENTS, prefix),
         )
         copy_text = "".join(_copy_lines(records))
 

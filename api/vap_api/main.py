@@ -12,6 +12,7 @@ from sqlalchemy import Engine, event
 from vap_api.auth.authenticator import Authenticator
 from vap_api.auth.oidc import OidcVerifier
 from vap_api.errors import install_error_handlers
+from vap_api.events.routes import router as events_router
 from vap_api.middleware import BodySizeLimit, RequestMetrics
 from vap_api.predictions.routes import router as predictions_router
 from vap_api.rate_limit import KeyRateLimit
@@ -58,6 +59,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.add_middleware(RequestMetrics)
     app.include_router(scenarios_router)
     app.include_router(predictions_router)
+    app.include_router(events_router)
     app.include_router(system_router)
     return app
 

@@ -164,7 +164,7 @@ class RelaySettings(DatabaseServiceSettings):
 
 
 class InboxOptions(BaseModel):
-    """How the inbox consumes `results` and `scenario_status`."""
+    """How the inbox consumes `results`, `scenario_status` and `events`."""
 
     # Prefixed with the Kafka topic prefix, so isolated tenants/tests never share a group.
     group_id: str = "vap-api-inbox"

@@ -8,11 +8,12 @@ consumers route to the topic's dead-letter queue.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, TypeVar, overload
+from enum import StrEnum
+from typing import Annotated, Any, Literal, Self, TypeVar, overload
 from uuid import UUID
 
 import msgspec
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from vap_common.lifecycle import FailureReason, ScenarioStatus
 from vap_common.storable import json_problem
@@ -174,6 +175,63 @@ class StatusEvent(Contract):
     message: Text | None = Field(default=None, max_length=2000)
     drops: ResultDrops | None = None
     occurred_at: datetime = Field(default_factory=utc_now)
+
+
+class EventType(StrEnum):
+    OBJECT_APPEARED = "object_appeared"
+    OBJECT_LOST = "object_lost"
+    OBJECT_ENTERED = "object_entered"  # a zone
+    OBJECT_LEFT = "object_left"  # a zone, after dwell_seconds in it
+    LINE_CROSSED = "line_crossed"
+
+
+# Which optional fields each event type carries (and no other type may).
+_ZONE_EVENTS = frozenset({EventType.OBJECT_ENTERED, EventType.OBJECT_LEFT})
+ShapeName = Annotated[Text, Field(min_length=1, max_length=64)]
+
+
+class ObjectEvent(Contract):
+    """`events`: something a tracked object did, as a runner run found it.
+
+    (scenario, run, sequence) names one event: a redelivery stores nothing twice, and a restarted
+    runner (a new run) never collides with the old one's events.
+    """
+
+    scenario_uuid: UUID
+    run_id: Text = Field(min_length=1, max_length=64)
+    sequence: int = Field(ge=0, le=BIGINT_MAX)  # per run, in the order found
+    type: EventType
+    track_id: int = Field(ge=0, le=BIGINT_MAX)
+    class_name: Text = Field(alias="class", min_length=1, max_length=MAX_CLASS_NAME_LENGTH)
+    frame_number: int = Field(ge=0, le=BIGINT_MAX)
+    captured_at: AwareDatetime
+    zone: ShapeName | None = None  # object_entered / object_left
+    line: ShapeName | None = None  # line_crossed
+    # line_crossed, as seen walking the line from its first point to its second.
+    direction: Literal["left_to_right", "right_to_left"] | None = None
+    dwell_seconds: FiniteFloat | None = Field(default=None, ge=0)  # object_left: time inside the zone
+
+    @model_validator(mode="after")
+    def _fields_match_type(self) -> Self:
+        expected = {
+            "zone": self.type in _ZONE_EVENTS,
+            "line": self.type is EventType.LINE_CROSSED,
+            "direction": self.type is EventType.LINE_CROSSED,
+            "dwell_seconds": self.type is EventType.OBJECT_LEFT,
+        }
+        for name, wanted in expected.items():
+            if (getattr(self, name) is not None) != wanted:
+                raise ValueError(f"{name} is {'required' if wanted else 'not allowed'} for {self.type.value}")
+        return self
+
+    @property
+    def event_id(self) -> str:
+        return event_id(self.scenario_uuid, self.run_id, self.sequence)
+
+
+def event_id(scenario_uuid: UUID, run_id: str, sequence: int) -> str:
+    """The id that names one event everywhere (the API, webhooks): receivers dedupe on it."""
+    return f"{scenario_uuid}:{run_id}:{sequence}"
 
 
 class InvalidMessage(ValueError):

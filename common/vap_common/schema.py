@@ -1,7 +1,7 @@
 """The database tables, as SQLAlchemy models. Alembic migrations in ``migrations/`` create them.
 
-`scenarios`, `outbox_scenario`, `scenario_results`, `result_drops` and `api_keys` belong to the API; `workers`
-to the orchestrator. They share one database, and their definitions live here once.
+`scenarios`, `outbox_scenario`, `scenario_results`, `result_drops`, `scenario_events` and `api_keys` belong to
+the API; `workers` to the orchestrator. They share one database, and their definitions live here once.
 """
 
 from __future__ import annotations
@@ -29,10 +29,12 @@ from sqlalchemy.dialects.postgresql.base import ischema_names
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import UserDefinedType
 
+from vap_common.contracts import EventType
 from vap_common.lifecycle import ScenarioStatus
 from vap_common.tenants import DEFAULT_TENANT, TENANT_PATTERN
 
 STATUS_VALUES = ", ".join(f"'{status.value}'" for status in ScenarioStatus)
+EVENT_TYPE_VALUES = ", ".join(f"'{event_type.value}'" for event_type in EventType)
 
 
 class Base(DeclarativeBase):
@@ -163,6 +165,39 @@ class ResultDrops(Base):
     first_frame: Mapped[int] = mapped_column(BigInteger)
     last_frame: Mapped[int] = mapped_column(BigInteger)
     reported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ScenarioEvent(Base):
+    """What a tracked object did (an ObjectEvent, migration 0008), identified by (scenario_uuid, run_id,
+    sequence): that key deduplicates redelivered events. GET /events pages by (stored_xact, id), as
+    GET /prediction does (``vap_api.predictions.service`` says why)."""
+
+    __tablename__ = "scenario_events"
+    __table_args__ = (
+        UniqueConstraint("scenario_uuid", "run_id", "sequence", name="uq_scenario_events_dedupe"),
+        CheckConstraint(f"type IN ({EVENT_TYPE_VALUES})", name="ck_scenario_events_type"),
+        # The events page, with and without a type filter, from a cursor.
+        Index("ix_scenario_events_page", "scenario_uuid", "stored_xact", "id"),
+        Index("ix_scenario_events_type_page", "scenario_uuid", "type", "stored_xact", "id"),
+        # since/until, and the counts per time bucket.
+        Index("ix_scenario_events_captured", "scenario_uuid", "captured_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    scenario_uuid: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    run_id: Mapped[str] = mapped_column(Text)
+    sequence: Mapped[int] = mapped_column(BigInteger)
+    type: Mapped[str] = mapped_column(Text)
+    track_id: Mapped[int] = mapped_column(BigInteger)
+    class_name: Mapped[str] = mapped_column("class", Text)
+    frame_number: Mapped[int] = mapped_column(BigInteger)
+    captured_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    zone: Mapped[str | None] = mapped_column(Text)
+    line: Mapped[str | None] = mapped_column(Text)
+    direction: Mapped[str | None] = mapped_column(Text)
+    dwell_seconds: Mapped[float | None] = mapped_column(Float)
+    stored_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    stored_xact: Mapped[str] = mapped_column(Xid8(), server_default=text("pg_current_xact_id()"))
 
 
 class Worker(Base):

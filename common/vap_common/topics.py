@@ -10,6 +10,7 @@ class Topic(StrEnum):
     TO_DEPLOY = "to_deploy"  # orchestrator -> runtime/operator
     RESULTS = "results"  # runner -> API inbox
     SCENARIO_STATUS = "scenario_status"  # orchestrator/runner/operator -> API inbox
+    EVENTS = "events"  # runner -> API inbox: what tracked objects did
 
 
 DLQ_SUFFIX = ".dlq"

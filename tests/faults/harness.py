@@ -384,7 +384,7 @@ def count(
 def consumer_groups(prefix: str) -> dict[str, list[Topic]]:
     """The platform's consumer groups (as tests/faults/conftest.py names them) and their topics."""
     return {
-        f"{prefix}vap-api-inbox": [Topic.RESULTS, Topic.SCENARIO_STATUS],
+        f"{prefix}vap-api-inbox": [Topic.RESULTS, Topic.SCENARIO_STATUS, Topic.EVENTS],
         f"{prefix}orchestrator": [Topic.INIT_SCENARIO],
         f"{prefix}local": [Topic.TO_DEPLOY],
     }

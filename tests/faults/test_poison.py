@@ -51,6 +51,20 @@ def result_value(
     }
 
 
+def event_value(scenario: uuid.UUID, captured_at: str, *, zone: str) -> dict[str, Any]:
+    return {
+        "scenario_uuid": str(scenario),
+        "run_id": f"{POISON_RUN_PREFIX}-event",
+        "sequence": 0,
+        "type": "object_entered",
+        "track_id": 1,
+        "class": "car",
+        "frame_number": 0,
+        "captured_at": captured_at,
+        "zone": zone,
+    }
+
+
 def big_result(scenario: uuid.UUID) -> bytes:
     """A result of BIG_RESULT_BYTES: far more detections than a frame may carry."""
     one = {"class": "person", "confidence": 0.5, "bbox": [1.5, 2.5, 3.5, 4.5]}
@@ -154,6 +168,20 @@ def poisons(*, running: uuid.UUID, ended: uuid.UUID) -> list[Poison]:
                 }
             ).encode(),
             "pattern",
+        ),
+        Poison(
+            "NUL in a zone name (events)",
+            Topic.EVENTS,
+            running,
+            json.dumps(event_value(running, now, zone="dock\x00")).encode(),
+            "pattern",
+        ),
+        Poison(
+            "an event of a scenario that does not exist (events)",
+            Topic.EVENTS,
+            nobody,
+            json.dumps(event_value(nobody, now, zone="dock")).encode(),
+            f"unknown scenario_uuid {nobody}",
         ),
     ]
 

@@ -1,1 +1,1 @@
-"""Results/status inbox: Kafka `results` and `scenario_status` into PostgreSQL, exactly once in effect."""
+"""The inbox: Kafka `results`, `scenario_status` and `events` into PostgreSQL, exactly once in effect."""

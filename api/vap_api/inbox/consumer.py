@@ -1,4 +1,4 @@
-"""The results/status inbox: stores `results` and applies `scenario_status` events, idempotently.
+"""The inbox: stores `results` and `events`, applies `scenario_status` events, idempotently.
 
 It is the handler of a :class:`vap_common.consuming.ConsumerLoop` (which owns the dead-letter topic,
 the retries and the commit-after-effect). One batch is one PostgreSQL transaction:
@@ -11,6 +11,9 @@ the retries and the commit-after-effect). One batch is one PostgreSQL transactio
   bench/api_inbox.py on 2,000-row batches: direct COPY ~100k rows/s, staging + ON CONFLICT ~65k,
   multi-row ``INSERT … VALUES … ON CONFLICT`` ~40k (the speculative insertion of ON CONFLICT is
   what costs; the result is the same either way);
+* object events (`events`) are stored with ``INSERT … ON CONFLICT DO NOTHING`` on
+  ``uq_scenario_events_dedupe`` (scenario, run, sequence): a few per second per scenario, not worth
+  the COPY path. Unlike results they are taken however long ago their scenario ended (no grace);
 * status events move ``scenarios.status`` only along the lifecycle transition table; a stale or
   repeated one is ignored, counted and logged. The drops a runner reports with one (``drops``: the
   run's totals) are kept in ``result_drops`` whatever its status, the largest totals per run winning;
@@ -40,7 +43,7 @@ from sqlalchemy import Connection, Engine, text
 
 from vap_api.settings import InboxSettings
 from vap_common.consuming import Accepted, ConsumerFailed, ConsumerLoop, Rejected
-from vap_common.contracts import FrameResultRecord, StatusEvent
+from vap_common.contracts import FrameResultRecord, ObjectEvent, StatusEvent
 from vap_common.db import is_permanent_error, make_engine
 from vap_common.kafka import make_consumer, make_producer
 from vap_common.lifecycle import FailureReason, ScenarioStatus, can_transition
@@ -48,8 +51,8 @@ from vap_common.logs import configure_logging
 from vap_common.redact import redact_text
 from vap_common.topics import Topic, topic_name
 
-# The inbox's two topics: results (checked as records, for COPY) and scenario_status.
-InboxPayload = FrameResultRecord | StatusEvent
+# The inbox's three topics: results (checked as records, for COPY), scenario_status and events.
+InboxPayload = FrameResultRecord | StatusEvent | ObjectEvent
 log = logging.getLogger(__name__)
 
 RESULTS_STORED = Counter("vap_inbox_results_stored_total", "Frame results inserted into scenario_results")
@@ -63,6 +66,8 @@ LATE_RESULTS = Counter(
     "vap_inbox_late_results_total", "Results of a scenario that ended before the grace period, refused"
 )
 DROPS_REPORTED = Counter("vap_inbox_result_drop_reports_total", "Status events reporting results a runner dropped")
+EVENTS_STORED = Counter("vap_inbox_events_stored_total", "Object events inserted into scenario_events")
+EVENTS_DUPLICATE = Counter("vap_inbox_events_duplicate_total", "Object events already stored (redelivery), skipped")
 BATCH_SECONDS = Histogram("vap_inbox_batch_seconds", "Time to store one consumed batch in PostgreSQL")
 
 _STAGING = text(
@@ -99,6 +104,16 @@ _STORE_DROPS = text(
     "last_frame = GREATEST(result_drops.last_frame, EXCLUDED.last_frame), reported_at = now()"
 )
 
+_STORE_EVENTS = text(
+    "INSERT INTO scenario_events (scenario_uuid, run_id, sequence, type, track_id, class, frame_number, "
+    "captured_at, zone, line, direction, dwell_seconds) "
+    "SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:runs AS text[]), CAST(:sequences AS bigint[]), "
+    "CAST(:types AS text[]), CAST(:tracks AS bigint[]), CAST(:classes AS text[]), CAST(:frames AS bigint[]), "
+    "CAST(:captured AS timestamptz[]), CAST(:zones AS text[]), CAST(:lines AS text[]), "
+    "CAST(:directions AS text[]), CAST(:dwells AS float8[])) "
+    "ON CONFLICT ON CONSTRAINT uq_scenario_events_dedupe DO NOTHING"
+)
+
 _STORED_KEYS = text(
     "SELECT r.scenario_uuid, r.run_id, r.frame_number FROM scenario_results AS r "
     "JOIN unnest(CAST(:ids AS uuid[]), CAST(:runs AS text[]), CAST(:frames AS bigint[])) "
@@ -120,34 +135,44 @@ class _StatusChange:
 
 
 class Inbox:
-    """Batch handler for the results and status topics of one topic prefix."""
+    """Batch handler for the results, status and events topics of one topic prefix."""
 
     def __init__(
-        self, *, engine: Engine, results_topic: str, status_topic: str, late_result_grace_seconds: float = 300.0
+        self,
+        *,
+        engine: Engine,
+        results_topic: str,
+        status_topic: str,
+        events_topic: str,
+        late_result_grace_seconds: float = 300.0,
     ) -> None:
         self._engine = engine
         self.results_topic = results_topic
         self.status_topic = status_topic
+        self.events_topic = events_topic
         self._grace_seconds = late_result_grace_seconds
 
     @property
     def contracts(self) -> dict[str, type[InboxPayload]]:
         """Broker topic name → the contract of its values, as ConsumerLoop wants it. Results are
         validated as FrameResultRecords: they go straight into COPY rows."""
-        return {self.results_topic: FrameResultRecord, self.status_topic: StatusEvent}
+        return {self.results_topic: FrameResultRecord, self.status_topic: StatusEvent, self.events_topic: ObjectEvent}
 
     def handle(self, batch: Sequence[Accepted[InboxPayload]]) -> Sequence[Rejected]:
         """Store one batch in one transaction; returns the messages about unknown scenarios and the
         results of ended ones."""
-        results: list[FrameResultRecord] = [item.value for item in batch if not isinstance(item.value, StatusEvent)]
+        results = [item.value for item in batch if isinstance(item.value, FrameResultRecord)]
         events = [item.value for item in batch if isinstance(item.value, StatusEvent)]
+        object_events = [item.value for item in batch if isinstance(item.value, ObjectEvent)]
         result_ids = {result.scenario_uuid for result in results}
+        object_ids = {event.scenario_uuid for event in object_events}
         with BATCH_SECONDS.time(), self._engine.begin() as connection:
             statuses, ended = self._lock_for_status(connection, {event.scenario_uuid for event in events})
-            existing = self._existing(connection, result_ids, set(statuses), ended)
-            unknown = (result_ids | {event.scenario_uuid for event in events}) - existing
+            existing = self._existing(connection, result_ids | object_ids, set(statuses), ended)
+            unknown = (result_ids | object_ids | {event.scenario_uuid for event in events}) - existing
             if unknown:  # rare: filter row by row only then
                 events = [event for event in events if event.scenario_uuid not in unknown]
+                object_events = [event for event in object_events if event.scenario_uuid not in unknown]
             late = ended & result_ids
             if unknown or late:
                 results = [
@@ -162,7 +187,7 @@ class Inbox:
                     [
                         item.value
                         for item in batch
-                        if not isinstance(item.value, StatusEvent) and item.value.scenario_uuid in late
+                        if isinstance(item.value, FrameResultRecord) and item.value.scenario_uuid in late
                     ],
                 )
                 if late
@@ -171,6 +196,7 @@ class Inbox:
             self._store_results(connection, results)
             self._apply_statuses(connection, events, statuses)
             self._store_drops(connection, events)
+            self._store_events(connection, object_events)
         RESULTS_DUPLICATE.inc(len(redelivered))
         return self._reject(batch, unknown, late, redelivered) if unknown or late else []
 
@@ -186,7 +212,7 @@ class Inbox:
             value = item.value
             scenario_uuid = value.scenario_uuid
             if scenario_uuid in unknown:
-                UNKNOWN_SCENARIO.labels("status" if isinstance(value, StatusEvent) else "result").inc()
+                UNKNOWN_SCENARIO.labels(_KINDS[type(value)]).inc()
                 error = f"unknown scenario_uuid {scenario_uuid}: no such scenario"
             elif isinstance(value, FrameResultRecord) and scenario_uuid in ended and _key(value) not in redelivered:
                 LATE_RESULTS.inc()
@@ -307,6 +333,33 @@ class Inbox:
         for row in rows:
             log.warning("a runner reported dropped results", extra={**row, "scenario_uuid": str(row["scenario_uuid"])})
 
+    def _store_events(self, connection: Connection, events: list[ObjectEvent]) -> None:
+        if not events:
+            return
+        inserted = connection.execute(
+            _STORE_EVENTS,
+            {
+                "ids": [str(event.scenario_uuid) for event in events],
+                "runs": [event.run_id for event in events],
+                "sequences": [event.sequence for event in events],
+                "types": [event.type.value for event in events],
+                "tracks": [event.track_id for event in events],
+                "classes": [event.class_name for event in events],
+                "frames": [event.frame_number for event in events],
+                "captured": [event.captured_at for event in events],
+                "zones": [event.zone for event in events],
+                "lines": [event.line for event in events],
+                "directions": [event.direction for event in events],
+                "dwells": [event.dwell_seconds for event in events],
+            },
+        ).rowcount
+        EVENTS_STORED.inc(inserted)
+        EVENTS_DUPLICATE.inc(len(events) - inserted)
+
+
+# The label of UNKNOWN_SCENARIO per message kind.
+_KINDS: dict[type[InboxPayload], str] = {FrameResultRecord: "result", StatusEvent: "status", ObjectEvent: "event"}
+
 
 def _key(result: FrameResultRecord) -> tuple[UUID, str, int]:
     return result.scenario_uuid, result.run_id, result.frame_number
@@ -358,6 +411,7 @@ def main() -> None:
         engine=engine,
         results_topic=topic_name(Topic.RESULTS, prefix),
         status_topic=topic_name(Topic.SCENARIO_STATUS, prefix),
+        events_topic=topic_name(Topic.EVENTS, prefix),
         late_result_grace_seconds=settings.inbox.late_result_grace_seconds,
     )
     producer = make_producer(settings.kafka)

@@ -1,6 +1,7 @@
-"""The prediction cursor: an opaque token for a position in a scenario's stored results.
+"""The prediction cursor: an opaque token for a position in a scenario's stored results (and events,
+``vap_api.events.service``, which page the same way).
 
-A position is (stored_xact, id) of the last result served: the transaction that stored it and its
+A position is (stored_xact, id) of the last row served: the transaction that stored it and its
 row id (see ``vap_api.predictions.service`` for why both). The token is that pair, base64url-encoded;
 clients must treat it as opaque.
 """

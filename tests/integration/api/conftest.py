@@ -93,6 +93,7 @@ def inbox(db_engine: Engine, kafka_settings: KafkaSettings) -> Inbox:
         engine=db_engine,
         results_topic=topic_name(Topic.RESULTS, prefix),
         status_topic=topic_name(Topic.SCENARIO_STATUS, prefix),
+        events_topic=topic_name(Topic.EVENTS, prefix),
     )
 
 

@@ -32,6 +32,8 @@ ENDPOINTS = [
     ("GET", f"/api/v1/scenario/{SOME_UUID}", None, Scope.SCENARIOS_READ),
     ("GET", "/api/v1/scenarios", None, Scope.SCENARIOS_READ),
     ("GET", f"/api/v1/prediction/{SOME_UUID}", None, Scope.SCENARIOS_READ),
+    ("GET", f"/api/v1/scenario/{SOME_UUID}/events", None, Scope.SCENARIOS_READ),
+    ("GET", f"/api/v1/scenario/{SOME_UUID}/event-counts", None, Scope.SCENARIOS_READ),
     ("POST", f"/api/v1/scenario/{SOME_UUID}/shutdown", None, Scope.SCENARIOS_WRITE),
 ]
 
@@ -93,6 +95,8 @@ def test_a_tenant_sees_and_acts_only_on_its_own_scenarios(
     for method, path in (
         ("GET", f"/api/v1/scenario/{scenario}"),
         ("GET", f"/api/v1/prediction/{scenario}"),
+        ("GET", f"/api/v1/scenario/{scenario}/events"),
+        ("GET", f"/api/v1/scenario/{scenario}/event-counts"),
         ("POST", f"/api/v1/scenario/{scenario}/shutdown"),
     ):
         refused = anonymous(method, path, None, bearer(globex))

@@ -238,7 +238,11 @@ def test_results_of_a_scenario_that_ended_before_the_grace_period_are_refused(
             {"u": ended_long_ago},
         )
     inbox = Inbox(
-        engine=db_engine, results_topic=results_topic, status_topic=status_topic, late_result_grace_seconds=600
+        engine=db_engine,
+        results_topic=results_topic,
+        status_topic=status_topic,
+        events_topic=topic_name(Topic.EVENTS, kafka_settings.topic_prefix),
+        late_result_grace_seconds=600,
     )
     loop = ConsumerLoop(
         new_consumer=partial(make_consumer, kafka_settings, group_id=f"inbox-{uuid.uuid4().hex[:8]}"),

@@ -3,16 +3,20 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import msgspec
 import pytest
 
 from vap_common.contracts import (
+    MAX_CLASS_NAME_LENGTH,
     Detection,
     DetectionRecord,
+    EventType,
     FrameResult,
     FrameResultRecord,
     InvalidMessage,
+    ObjectEvent,
     ScenarioCommand,
     StatusEvent,
     decode,
@@ -146,3 +150,85 @@ def test_frame_result_record_has_the_model_fields() -> None:
     assert set(DetectionRecord.__struct_encode_fields__) == {
         field.alias or name for name, field in Detection.model_fields.items()
     }
+
+
+# --- ObjectEvent ----------------------------------------------------------------------------------------
+
+_EVENT_BASE = {
+    "scenario_uuid": str(uuid.UUID(int=7)),
+    "run_id": "run-a",
+    "sequence": 4,
+    "track_id": 12,
+    "class": "person",
+    "frame_number": 90,
+    "captured_at": "2026-12-03T10:00:00Z",
+}
+_ZONE = {"zone": "dock"}
+_LINE = {"line": "gate", "direction": "left_to_right"}
+_DWELL = {"dwell_seconds": 2.5}
+
+
+@pytest.mark.parametrize(
+    ("event_type", "extra"),
+    [
+        (EventType.OBJECT_APPEARED, {}),
+        (EventType.OBJECT_LOST, {}),
+        (EventType.OBJECT_ENTERED, _ZONE),
+        (EventType.OBJECT_LEFT, {**_ZONE, **_DWELL}),
+        (EventType.LINE_CROSSED, _LINE),
+    ],
+)
+def test_object_event_of_each_type_round_trips(event_type: EventType, extra: dict[str, Any]) -> None:
+    raw = json.dumps({**_EVENT_BASE, "type": event_type.value, **extra}).encode()
+    event = decode(ObjectEvent, raw)
+    assert event.type is event_type and decode(ObjectEvent, encode(event)) == event
+    assert json.loads(encode(event))["class"] == "person"
+    assert event.event_id == f"{uuid.UUID(int=7)}:run-a:4"
+
+
+@pytest.mark.parametrize(
+    ("event_type", "extra", "complaint"),
+    [
+        (EventType.OBJECT_ENTERED, {}, "zone is required"),
+        (EventType.OBJECT_LEFT, _ZONE, "dwell_seconds is required"),
+        (EventType.OBJECT_ENTERED, {**_ZONE, **_DWELL}, "dwell_seconds is not allowed"),
+        (EventType.OBJECT_APPEARED, _ZONE, "zone is not allowed"),
+        (EventType.LINE_CROSSED, {"line": "gate"}, "direction is required"),
+        (EventType.LINE_CROSSED, {"direction": "left_to_right"}, "line is required"),
+        (EventType.OBJECT_LOST, _LINE, "line is not allowed"),
+        (EventType.OBJECT_LEFT, {**_ZONE, **_DWELL, **_LINE}, "line is not allowed"),
+    ],
+)
+def test_object_event_fields_must_match_its_type(event_type: EventType, extra: dict[str, Any], complaint: str) -> None:
+    raw = json.dumps({**_EVENT_BASE, "type": event_type.value, **extra}).encode()
+    with pytest.raises(InvalidMessage, match=complaint):
+        decode(ObjectEvent, raw)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"sequence": -1},
+        {"track_id": -1},
+        {"run_id": ""},
+        {"run_id": "r" * 65},
+        {"class": "x" * (MAX_CLASS_NAME_LENGTH + 1)},
+        {"class": "ca\u0000r"},
+        {"captured_at": "2026-12-03T10:00:00"},  # naive: no time zone
+        {"type": "object_teleported"},
+        {"zone": "", "type": "object_entered"},
+        {"zone": "z" * 65, "type": "object_entered"},
+        {"type": "object_left", "zone": "dock", "dwell_seconds": -1.0},
+        {"type": "line_crossed", "line": "gate", "direction": "north"},
+    ],
+)
+def test_object_event_rejects_values_out_of_bounds(change: dict[str, Any]) -> None:
+    raw = json.dumps({**_EVENT_BASE, "type": "object_appeared", **change}).encode()
+    with pytest.raises(InvalidMessage):
+        decode(ObjectEvent, raw)
+
+
+def test_object_event_rejects_a_non_finite_dwell() -> None:
+    raw = json.dumps({**_EVENT_BASE, "type": "object_left", "zone": "dock", "dwell_seconds": float("nan")}).encode()
+    with pytest.raises(InvalidMessage):
+        decode(ObjectEvent, raw)

@@ -14,9 +14,11 @@ def test_topic_names_with_prefix_and_dlq() -> None:
             "to_deploy",
             "results",
             "scenario_status",
+            "events",
             "init_scenario.dlq",
             "to_deploy.dlq",
             "results.dlq",
             "scenario_status.dlq",
+            "events.dlq",
         ]
     )
