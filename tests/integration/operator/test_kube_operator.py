@@ -446,10 +446,16 @@ def test_on_the_nodes_network_each_runner_pod_gets_its_own_port_and_a_freed_port
     waiting = wait_until(the_waiting_one, what="two Pods and one scenario waiting for a host port")
     ports = {s: host_port_of(cluster.pod(s)) for s in scenarios if s != waiting}
     assert sorted(ports.values()) == [28300, 28301]
-    body = cluster.vs(waiting)
-    assert body is not None and body["status"]["phase"] == "in_startup_processing"
-    ready = next(c for c in body["status"]["conditions"] if c["type"] == "Ready")
-    assert (ready["reason"], ready["message"]) == ("WaitingForCapacity", no_port)
+    # The workers row says so a moment before the VideoScenario's status does (two writes): wait for both.
+    cluster.wait_phase(waiting, "in_startup_processing")
+
+    def waiting_condition() -> dict[str, Any] | None:
+        status = (cluster.vs(waiting) or {}).get("status", {})
+        ready = [c for c in status.get("conditions", []) if c["type"] == "Ready"]
+        return ready[0] if ready and ready[0].get("reason") == "WaitingForCapacity" else None
+
+    ready = wait_until(waiting_condition, what="the waiting VideoScenario's Ready condition: WaitingForCapacity")
+    assert ready["message"] == no_port
 
     # One scenario is shut down: once its Pod is gone, the waiting one gets the port it had.
     stopped = next(iter(ports))
