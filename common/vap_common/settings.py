@@ -39,11 +39,13 @@ class KafkaSettings(BaseModel):
     instance_id: str | None = Field(default=None, min_length=1, max_length=200)
 
 
+def comma_separated(text: str) -> list[str]:
+    """The items of ``a, b`` (an environment variable: supervisord cannot pass JSON's double quotes)."""
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
 def _comma_separated(value: object) -> object:
-    """A list given as ``a,b`` (an environment variable: supervisord cannot pass JSON's double quotes)."""
-    if isinstance(value, str):
-        return [item.strip() for item in value.split(",") if item.strip()]
-    return value
+    return comma_separated(value) if isinstance(value, str) else value
 
 
 CommaSeparated = Annotated[list[str], NoDecode, BeforeValidator(_comma_separated)]
@@ -113,8 +115,7 @@ class CommonSettings(BaseSettings):
     camera_keys: SecretStr = SecretStr("")
 
     def camera_keyring(self) -> CameraKeyring:
-        entries = self.camera_keys.get_secret_value().split(",")
-        return CameraKeyring.parse(entry for entry in entries if entry.strip())
+        return CameraKeyring.parse(comma_separated(self.camera_keys.get_secret_value()))
 
     @model_validator(mode="after")
     def _camera_keys_parse(self) -> CommonSettings:

@@ -62,7 +62,7 @@ class RunnerLaunchSettings(BaseModel):
 
     # Inference processes per runner (VAP_MAX_WORKERS). The contracts carry no per-scenario value yet.
     max_workers: int = Field(default=1, ge=1, le=64)
-    # Frames per second the runner analyses (None: the runner's own default).
+    # Frames per second a runner analyses when its scenario asks no rate of its own (None: the runner's default).
     target_fps: float | None = Field(default=None, gt=0)
     # Seconds between SIGTERM and SIGKILL (Kubernetes: the Pod's terminationGracePeriodSeconds, rounded
     # up). The runner gets the same value (VAP_GRACE_PERIOD_SECONDS) and finishes its frames in flight and
@@ -71,6 +71,10 @@ class RunnerLaunchSettings(BaseModel):
     # Any other runner setting, passed as it is to every runner (VAP_* names of vap_runner.settings,
     # e.g. VAP_RUNNER__ENVIRONMENT='{"VAP_DOWNSTREAM_OUTAGE_LIMIT_SECONDS": "600"}'); the fields above win.
     environment: dict[str, str] = Field(default_factory=dict)
+
+    def target_fps_for(self, analysis_fps: float | None) -> float | None:
+        """The rate a scenario's runner analyses at: the scenario's own (``analysis_fps``), else the runtime's."""
+        return analysis_fps if analysis_fps is not None else self.target_fps
 
     @field_validator("environment")
     @classmethod

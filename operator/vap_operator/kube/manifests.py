@@ -123,7 +123,7 @@ def runner_pod(
         detector=DetectorSpec.model_validate(spec.get("detector") or {}),
         max_workers=int(spec.get("maxWorkers", runner.max_workers)),
         grace_seconds=runner.stop_grace_seconds,
-        target_fps=spec.get("analysisFPS", runner.target_fps),  # the scenario's own rate, else the runtime's
+        target_fps=runner.target_fps_for(spec.get("analysisFPS")),
     )
     environment = runner_environment(
         runner_spec, kafka=kafka, camera_policy=camera_policy, http_port=http_port, extra=runner.environment

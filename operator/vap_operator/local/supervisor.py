@@ -359,7 +359,7 @@ class Supervisor:
                     detector=runner.command.detector,
                     max_workers=self._runner.max_workers,
                     grace_seconds=self._runner.stop_grace_seconds,
-                    target_fps=runner.command.analysis_fps or self._runner.target_fps,
+                    target_fps=self._runner.target_fps_for(runner.command.analysis_fps),
                 ),
                 kafka=self._kafka,
                 camera_policy=self._camera_policy,
